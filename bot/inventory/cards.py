@@ -1,0 +1,23 @@
+"""Read-only product snapshots shared by the in-memory indexes (search, substitutes).
+
+The indexes live outside any database session, so they hold plain frozen values
+rather than ORM rows that could expire or lazy-load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ProductCard:
+    product_id: int
+    sku: str
+    name: str
+    category: str
+    brand: str | None = None
+    price: Decimal = Decimal("0")
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    safety_stock: int = 0

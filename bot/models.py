@@ -1,0 +1,510 @@
+"""The schema. Money is integer cents; every timestamp is timezone-aware UTC.
+
+The same models run on SQLite and PostgreSQL: no dialect-only types, and constraints (unique keys,
+checks) carry the rules that must hold under concurrency instead of application code.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and hands them back aware, SQLite included.
+
+    SQLite keeps no zone, so a naive value read back is UTC by construction; a naive value
+    written is a programming error and is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+def cents_to_decimal(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(Decimal("0.01"))
+
+
+# --- catalog and stock -------------------------------------------------------------------------
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(512))
+    category: Mapped[str] = mapped_column(String(128), index=True)
+    brand: Mapped[str | None] = mapped_column(String(128))
+    price_cents: Mapped[int] = mapped_column(BigInteger)
+    attributes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    reorder_point: Mapped[int] = mapped_column(default=0)
+    safety_stock: Mapped[int] = mapped_column(default=0)
+    lead_time_days: Mapped[int] = mapped_column(default=7)
+    supplier: Mapped[str | None] = mapped_column(String(256))
+    # Totals over all warehouses, kept by the inventory service in the same statement chain as
+    # the per-warehouse rows: one row to lock makes threshold crossings exact under races.
+    on_hand_total: Mapped[int] = mapped_column(default=0)
+    reserved_total: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (CheckConstraint("price_cents >= 0", name="price_not_negative"),)
+
+    @property
+    def price(self) -> Decimal:
+        return cents_to_decimal(self.price_cents)
+
+    @property
+    def available(self) -> int:
+        return self.on_hand_total - self.reserved_total
+
+
+class Warehouse(Base):
+    __tablename__ = "warehouses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class StockLevel(Base):
+    __tablename__ = "stock_levels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    on_hand: Mapped[int] = mapped_column(default=0)
+    reserved: Mapped[int] = mapped_column(default=0)
+    incoming: Mapped[int] = mapped_column(default=0)
+    incoming_eta: Mapped[datetime | None] = mapped_column(default=None)
+
+    warehouse: Mapped[Warehouse] = relationship(lazy="joined")
+
+    __table_args__ = (
+        UniqueConstraint("product_id", "warehouse_id"),
+        CheckConstraint("on_hand >= 0", name="on_hand_not_negative"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("incoming >= 0", name="incoming_not_negative"),
+    )
+
+
+class StockMovement(Base):
+    """The ledger: every change of on-hand stock, with who, why and the source event id."""
+
+    __tablename__ = "stock_movements"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    delta: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_stock_movements_product_time", "product_id", "created_at"),)
+
+
+class StockEventKind(enum.StrEnum):
+    """What the rest of the bot reacts to; written in the transaction that caused it."""
+
+    LOW_STOCK = "low_stock"  # available fell to or below the reorder point
+    OUT_OF_STOCK = "out_of_stock"  # available fell to zero or below
+    BACK_IN_STOCK = "back_in_stock"  # available rose above zero
+    RECOVERED = "recovered"  # available rose above the reorder point
+    ORDER_SHORT = "order_short"  # an open order line arrived for a product that is out
+
+
+class StockEvent(Base):
+    __tablename__ = "stock_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    available_before: Mapped[int]
+    available_after: Mapped[int]
+    reorder_point: Mapped[int]
+    order_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("order_lines.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_stock_events_pending", "processed_at", "id"),)
+
+
+# --- people ------------------------------------------------------------------------------------
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(256))
+    tier: Mapped[str] = mapped_column(String(16), default="regular")
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164
+    email: Mapped[str | None] = mapped_column(String(256))
+    locale: Mapped[str | None] = mapped_column(String(8))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    opted_out: Mapped[bool] = mapped_column(default=False)
+    unreachable: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (CheckConstraint("tier IN ('regular', 'vip')", name="tier_known"),)
+
+    @property
+    def is_vip(self) -> bool:
+        return self.tier == "vip"
+
+
+class InviteToken(Base):
+    __tablename__ = "invite_tokens"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    PURCHASER = "purchaser"
+    SALES = "sales"
+
+
+class StaffMember(Base):
+    __tablename__ = "staff"
+
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[int | None] = mapped_column(BigInteger)
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'purchaser', 'sales')", name="role_known"),
+    )
+
+
+class TelegramUser(Base):
+    """Anyone who has written to the bot: their chat and chosen language."""
+
+    __tablename__ = "telegram_users"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    first_name: Mapped[str] = mapped_column(String(256), default="")
+    locale: Mapped[str | None] = mapped_column(String(8))
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- orders ------------------------------------------------------------------------------------
+
+
+class OrderStatus(enum.StrEnum):
+    OPEN = "open"
+    BACKORDERED = "backordered"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATUSES = (OrderStatus.OPEN.value, OrderStatus.BACKORDERED.value)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    qty: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+    __table_args__ = (
+        UniqueConstraint("order_id", "product_id"),
+        Index("ix_order_lines_product_status", "product_id", "status"),
+        CheckConstraint("qty > 0", name="qty_positive"),
+    )
+
+
+# --- purchasing --------------------------------------------------------------------------------
+
+
+class PromptStatus(enum.StrEnum):
+    OPEN = "open"
+    SNOOZED = "snoozed"
+    ORDERED = "ordered"
+    DISMISSED = "dismissed"
+    RESOLVED = "resolved"  # stock came back above the reorder point
+
+
+ACTIVE_PROMPT_STATUSES = (PromptStatus.OPEN.value, PromptStatus.SNOOZED.value)
+
+
+class ReorderPrompt(Base):
+    __tablename__ = "reorder_prompts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    cause_event_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PromptStatus.OPEN.value)
+    suggested_qty: Mapped[int] = mapped_column(default=0)
+    snoozed_until: Mapped[datetime | None] = mapped_column(default=None)
+    wake_count: Mapped[int] = mapped_column(default=0)
+    ordered_qty: Mapped[int | None] = mapped_column(default=None)
+    ordered_eta: Mapped[datetime | None] = mapped_column(default=None)
+    acted_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    product: Mapped[Product] = relationship(lazy="joined")
+
+    __table_args__ = (Index("ix_reorder_prompts_product_status", "product_id", "status"),)
+
+
+# --- delivery ----------------------------------------------------------------------------------
+
+
+class NotificationState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    DROPPED = "dropped"  # the recipient opted out or blocked the bot before it went out
+
+
+class Notification(Base):
+    """The outbox: one row per message the bot sends on its own."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # "At most once per cause per chat" is this unique key, not a check in code.
+    dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    reply_markup: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(default=100)  # lower goes first: VIPs before regulars
+    to_customer: Mapped[bool] = mapped_column(default=False)  # quiet hours and caps apply
+    state: Mapped[str] = mapped_column(String(16), default=NotificationState.PENDING.value)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        Index("ix_notifications_due", "state", "not_before", "priority", "id"),
+        Index("ix_notifications_chat", "chat_id", "id"),
+        Index("ix_notifications_customer", "customer_id", "created_at"),
+    )
+
+
+# --- recovery ----------------------------------------------------------------------------------
+
+
+class OfferStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    SUBSTITUTE_TAKEN = "substitute_taken"
+    WAITED = "waited"
+    CANCELLED = "cancelled"
+
+
+class StockoutOffer(Base):
+    __tablename__ = "stockout_offers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    order_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("order_lines.id", ondelete="SET NULL")
+    )
+    cause_event_id: Mapped[int] = mapped_column(BigInteger)
+    substitute_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(24), default=OfferStatus.QUEUED.value)
+    chosen_product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"))
+    revenue_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    notification_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    pressed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        UniqueConstraint("cause_event_id", "customer_id"),
+        Index("ix_stockout_offers_created", "created_at"),
+    )
+
+
+class Coupon(Base):
+    __tablename__ = "coupons"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    cause_event_id: Mapped[int] = mapped_column(BigInteger)
+    percent: Mapped[int]
+    expires_at: Mapped[datetime]
+    redeemed_at: Mapped[datetime | None] = mapped_column(default=None)
+    redeemed_order_external_id: Mapped[str | None] = mapped_column(String(128))
+    redeemed_value_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("customer_id", "cause_event_id"),)
+
+
+class WaitStatus(enum.StrEnum):
+    WAITING = "waiting"
+    NOTIFIED = "notified"
+    LEFT = "left"
+    EXPIRED = "expired"
+
+
+class WaitlistEntry(Base):
+    __tablename__ = "waitlist"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=WaitStatus.WAITING.value)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    notified_at: Mapped[datetime | None] = mapped_column(default=None)
+    restock_id: Mapped[int | None] = mapped_column(ForeignKey("restocks.id", ondelete="SET NULL"))
+
+    __table_args__ = (
+        UniqueConstraint("product_id", "customer_id"),
+        Index("ix_waitlist_product_status", "product_id", "status", "joined_at"),
+    )
+
+
+class Restock(Base):
+    """One return of a product to stock, released to its waitlist in waves."""
+
+    __tablename__ = "restocks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    cause_event_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    waves_sent: Mapped[int] = mapped_column(default=0)
+    notified: Mapped[int] = mapped_column(default=0)
+    next_wave_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reservation(Base):
+    """Stock that Stockbot holds for a customer (a substitute taken, a VIP restock hold)."""
+
+    __tablename__ = "reservations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    qty: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(32))
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("stockout_offers.id"))
+    expires_at: Mapped[datetime]
+    released_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_reservations_open", "released_at", "expires_at"),
+        CheckConstraint("qty > 0", name="qty_positive"),
+    )
+
+
+class DailyMessageCount(Base):
+    """Proactive messages per customer per shop day: the frequency cap's counter."""
+
+    __tablename__ = "daily_message_counts"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO date in the shop's zone
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class JobRun(Base):
+    """Marks that a keyed once-only job (a day's digest) has run, so two processes run it once."""
+
+    __tablename__ = "job_runs"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,173 @@
+"""Settings from the environment or `.env`, validated once at start-up.
+
+Every setting of the contract lives here; `.env.example` lists them all and a test keeps the two
+in step. A bad value surfaces as `SettingsError`, which the CLI turns into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Locale = Literal["en", "zh"]
+LOCALES: tuple[Locale, ...] = ("en", "zh")
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class SettingsError(Exception):
+    """One setting is wrong or missing; `str()` names it in one line."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"setting {name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+def _parse_clock(text: str) -> time:
+    match = _CLOCK.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a HH:MM time")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True,
+        frozen=True,
+    )
+
+    BOT_TOKEN: SecretStr | None = None
+    TELEGRAM_API_URL: str = "https://api.telegram.org"
+    DATABASE_URL: str = "sqlite+aiosqlite:///stockbot.db"
+    ADMIN_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = Field(8080, ge=0, le=65535)
+    WEBHOOK_SECRET: SecretStr | None = None
+    TIMEZONE: str = "UTC"
+    QUIET_HOURS: str = "22:00-08:00"
+    DEFAULT_LOCALE: Locale = "en"
+    SEND_RATE: float = Field(25, gt=0, le=10_000)
+
+    # Beyond the contract: tuning knobs with sensible defaults.
+    PHONE_REGION: str = ""  # region for numbers written without a country code, e.g. CN or US
+    WEBHOOK_URL: str = ""  # public base URL Telegram posts updates to, for `run --webhook`
+    WEBHOOK_PATH: str = "/telegram/webhook"
+    TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls
+    DIGEST_TIME: str = "09:00"
+    COUPON_VIP_PERCENT: int = Field(15, ge=0, le=100)
+    COUPON_VIP_DAYS: int = Field(14, ge=1)
+    COUPON_ORDER_PERCENT: int = Field(10, ge=0, le=100)
+    COUPON_ORDER_DAYS: int = Field(7, ge=1)
+    COUPON_WAITLIST_PERCENT: int = Field(0, ge=0, le=100)
+    COUPON_WAITLIST_DAYS: int = Field(7, ge=1)
+    SUBSTITUTE_PRICE_BELOW: Decimal = Field(Decimal("0.30"), ge=0, le=1)
+    SUBSTITUTE_PRICE_ABOVE: Decimal = Field(Decimal("0.20"), ge=0)
+    HOLD_HOURS: int = Field(24, ge=1)
+    VIP_RESTOCK_HOLD_HOURS: int = Field(0, ge=0)
+    LARGE_ORDER_QTY: int = Field(10, ge=1)
+    WAVE_FACTOR: Decimal = Field(Decimal("2"), gt=0)
+    WAVE_INTERVAL_MINUTES: int = Field(30, ge=1)
+    WAITLIST_DAYS: int = Field(90, ge=1)
+    DAILY_MESSAGE_CAP: int = Field(3, ge=1)
+    ATTRIBUTION_DAYS: int = Field(10, ge=1)
+    DEMAND_DAYS: int = Field(28, ge=1)
+
+    @field_validator("ADMIN_IDS", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            for part in parts:
+                if not part.lstrip("-").isdigit():
+                    raise ValueError(f"{part!r} is not a Telegram user id")
+            return frozenset(int(part) for part in parts)
+        return value
+
+    @field_validator("TIMEZONE")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("QUIET_HOURS")
+    @classmethod
+    def _quiet_range(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            start, sep, end = value.partition("-")
+            if not sep:
+                raise ValueError(f"{value!r} is not HH:MM-HH:MM (or empty to turn it off)")
+            _parse_clock(start), _parse_clock(end)
+        return value
+
+    @field_validator("DIGEST_TIME")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        _parse_clock(value)
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("TELEGRAM_API_URL", "WEBHOOK_URL")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("BOT_TOKEN")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"\d+:[\w-]+", value.get_secret_value()):
+            raise ValueError("is not a bot token of the form 123456:ABC...")  # never echo it
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.TIMEZONE)
+
+    @property
+    def quiet_hours(self) -> tuple[time, time] | None:
+        if not self.QUIET_HOURS:
+            return None
+        start, _, end = self.QUIET_HOURS.partition("-")
+        return _parse_clock(start), _parse_clock(end)
+
+    @property
+    def digest_time(self) -> time:
+        return _parse_clock(self.DIGEST_TIME)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+    def require_token(self) -> str:
+        if self.BOT_TOKEN is None:
+            raise SettingsError("BOT_TOKEN", "is required by `stockbot run`")
+        return self.BOT_TOKEN.get_secret_value()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, `.env` and explicit overrides (tests, demo)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        message = error["msg"].removeprefix("Value error, ")
+        raise SettingsError(name, message) from None

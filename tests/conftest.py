@@ -1,0 +1,76 @@
+"""Shared fixtures. DATABASE_URL decides the backend: unset or SQLite gives each test a fresh
+migrated SQLite file; a postgresql+asyncpg:// URL runs the same tests on that server, with the
+tables emptied between tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.db import Database, create_database
+from bot.migrate import upgrade
+from bot.models import Base
+from bot.settings import Settings, load_settings
+
+POSTGRES_URL = os.environ.get("DATABASE_URL", "")
+ON_POSTGRES = POSTGRES_URL.startswith("postgresql")
+
+
+async def _fresh_schema(url: str) -> None:
+    db = create_database(url)
+    try:
+        if db.engine.dialect.name == "postgresql":
+            async with db.engine.begin() as connection:
+                await connection.execute(text("DROP SCHEMA public CASCADE"))
+                await connection.execute(text("CREATE SCHEMA public"))
+        await upgrade(db)
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """Migrate once per run; each test then starts from a copy (SQLite) or empty tables."""
+    if ON_POSTGRES:
+        asyncio.run(_fresh_schema(POSTGRES_URL))
+        return None
+    template = tmp_path_factory.mktemp("template") / "stockbot.db"
+    asyncio.run(_fresh_schema(f"sqlite+aiosqlite:///{template}"))
+    return template
+
+
+@pytest.fixture
+def database_url(migrated_template: Path | None, tmp_path: Path) -> str:
+    if migrated_template is None:
+        return POSTGRES_URL
+    target = tmp_path / "stockbot.db"
+    shutil.copyfile(migrated_template, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = create_database(database_url)
+    if database.engine.dialect.name == "postgresql":
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return load_settings(
+        _env_file=None,
+        DATABASE_URL=database_url,
+        BOT_TOKEN="123456:SANDBOX-TOKEN",
+        ADMIN_IDS="1",
+        QUIET_HOURS="",
+    )
