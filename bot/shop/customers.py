@@ -1,0 +1,114 @@
+"""Customer records and how a Telegram chat is linked to one."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.models import Customer, InviteToken, utcnow
+from bot.shop.orders import UpsertCount
+
+TOKEN_BYTES = 16  # 128 bits: a deep link cannot be guessed
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerInput:
+    external_id: str
+    name: str
+    tier: str
+    phone: str | None = None  # already E.164
+    email: str | None = None
+    locale: str | None = None
+
+
+async def upsert_customers(session: AsyncSession, customers: Sequence[CustomerInput]) -> UpsertCount:
+    count = UpsertCount()
+    existing = {
+        customer.external_id: customer
+        for customer in await session.scalars(
+            select(Customer).where(Customer.external_id.in_([c.external_id for c in customers]))
+        )
+    }
+    for given in customers:
+        customer = existing.get(given.external_id)
+        if customer is None:
+            customer = Customer(external_id=given.external_id)
+            session.add(customer)
+            existing[given.external_id] = customer
+            count.created += 1
+        else:
+            count.updated += 1
+        customer.name, customer.tier = given.name, given.tier
+        customer.phone, customer.email = given.phone, given.email
+        if given.locale:
+            customer.locale = given.locale
+    await session.flush()
+    return count
+
+
+async def issue_invites(
+    session: AsyncSession, external_id: str | None = None
+) -> list[tuple[str, str]]:
+    """A fresh one-time token for each customer not yet linked (or the one asked for)."""
+    query = select(Customer).where(Customer.telegram_user_id.is_(None)).order_by(Customer.external_id)
+    if external_id is not None:
+        query = query.where(Customer.external_id == external_id)
+    issued = []
+    for customer in await session.scalars(query):
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        session.add(InviteToken(token=token, customer_id=customer.id))
+        issued.append((customer.external_id, token))
+    return issued
+
+
+class LinkRefused(Exception):
+    """Why a chat could not be linked, as a message key for the user's language."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def link_by_token(session: AsyncSession, token: str, user_id: int, chat_id: int) -> Customer:
+    invite = await session.get(InviteToken, token[:64], with_for_update=True)
+    if invite is None or invite.used_at is not None:
+        raise LinkRefused("invite_invalid")
+    customer = await session.get(Customer, invite.customer_id)
+    assert customer is not None
+    if customer.telegram_user_id not in (None, user_id):
+        raise LinkRefused("invite_invalid")
+    invite.used_at = utcnow()
+    await _link(session, customer, user_id, chat_id)
+    return customer
+
+
+async def link_by_phone(session: AsyncSession, phone_e164: str, user_id: int, chat_id: int) -> Customer:
+    matches = list(await session.scalars(select(Customer).where(Customer.phone == phone_e164).limit(2)))
+    if len(matches) != 1:
+        raise LinkRefused("phone_unknown" if not matches else "phone_ambiguous")
+    customer = matches[0]
+    if customer.telegram_user_id not in (None, user_id):
+        raise LinkRefused("phone_taken")
+    await _link(session, customer, user_id, chat_id)
+    return customer
+
+
+async def _link(session: AsyncSession, customer: Customer, user_id: int, chat_id: int) -> None:
+    # One Telegram account speaks for one customer record: unlink any earlier record first.
+    await session.execute(
+        update(Customer)
+        .where(Customer.telegram_user_id == user_id, Customer.id != customer.id)
+        .values(telegram_user_id=None, chat_id=None)
+    )
+    await session.flush()
+    customer.telegram_user_id, customer.chat_id = user_id, chat_id
+    customer.opted_out = customer.unreachable = False
+    await session.flush()
+
+
+async def customer_for_user(session: AsyncSession, user_id: int) -> Customer | None:
+    return await session.scalar(select(Customer).where(Customer.telegram_user_id == user_id))
