@@ -74,3 +74,11 @@ def settings(database_url: str) -> Settings:
         ADMIN_IDS="1",
         QUIET_HOURS="",
     )
+
+
+@pytest.fixture
+async def bot_harness(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+    from tests.harness import running_bot
+
+    async with running_bot(settings, db) as harness:
+        yield harness

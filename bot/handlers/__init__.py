@@ -1,0 +1,20 @@
+"""aiogram routers, one module per role; `build_routers` gives fresh ones in the order they
+must be tried (role routers first, the refusals last)."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+
+def build_routers() -> list[Router]:
+    from bot.handlers import admin, common, customer, fallback, offers, purchaser, sales
+
+    return [
+        common.create_router(),
+        admin.create_router(),
+        purchaser.create_router(),
+        sales.create_router(),
+        customer.create_router(),
+        offers.create_router(),
+        fallback.create_router(),
+    ]

@@ -354,3 +354,34 @@ async def demand(session: AsyncSession, product_id: int, since: datetime) -> int
         )
     )
     return int(total or 0)
+
+
+async def settle_incoming(session: AsyncSession, product_id: int, warehouse_id: int, received: int) -> None:
+    """Goods arrived: what was on its way shrinks by what came (never below zero)."""
+    from sqlalchemy import case
+
+    remaining = case((StockLevel.incoming > received, StockLevel.incoming - received), else_=0)
+    await session.execute(
+        update(StockLevel)
+        .where(StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id)
+        .values(
+            incoming=remaining,
+            incoming_eta=case((StockLevel.incoming > received, StockLevel.incoming_eta), else_=None),
+        )
+    )
+
+
+async def default_warehouse(session: AsyncSession, product_id: int) -> str | None:
+    """The warehouse meant when none is named: the product's only one, or the shop's only one."""
+    codes = list(
+        await session.scalars(
+            select(Warehouse.code).join(StockLevel, StockLevel.warehouse_id == Warehouse.id)
+            .where(StockLevel.product_id == product_id)
+        )
+    )
+    if len(codes) == 1:
+        return codes[0]
+    if not codes:
+        every = list(await session.scalars(select(Warehouse.code).limit(2)))
+        return every[0] if len(every) == 1 else ("MAIN" if not every else None)
+    return None

@@ -1,0 +1,178 @@
+"""Composition root: builds the bot, dispatcher, sender, scheduler and HTTP API from settings.
+
+Nothing is built at import time; tests and the demo call these factories with their own
+settings and database, exactly as `stockbot run` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiohttp import web
+
+from bot.db import Database, create_database
+from bot.delivery.sender import Sender
+from bot.delivery.telegram import TelegramTransport
+from bot.events import Reaction, process_events
+from bot.handlers.middlewares import Throttle
+from bot.models import StockEventKind
+from bot.services import Services, build_services
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_bot(settings: Settings, *, session: AiohttpSession | None = None) -> Bot:
+    session = session or AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
+    return Bot(
+        settings.require_token(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -> Dispatcher:
+    from bot.handlers import build_routers
+    from bot.handlers.middlewares import UnitOfWork
+
+    dispatcher = Dispatcher(storage=MemoryStorage(), services=services)
+    throttle = throttle or Throttle()
+    unit_of_work = UnitOfWork(services)
+    for observer in (dispatcher.message, dispatcher.callback_query, dispatcher.inline_query,
+                     dispatcher.edited_message):
+        observer.outer_middleware(throttle)
+        observer.outer_middleware(unit_of_work)
+    dispatcher.include_routers(*build_routers())
+    return dispatcher
+
+
+def reactions() -> Mapping[StockEventKind, Sequence[Reaction]]:
+    """What happens on each stock event: purchasing and recovery each add theirs."""
+    from bot.inventory import reorder
+    from bot.recovery.reactions import RECOVERY_REACTIONS
+
+    table: dict[StockEventKind, list[Reaction]] = {kind: [] for kind in StockEventKind}
+    table[StockEventKind.LOW_STOCK].append(reorder.on_low_stock)
+    table[StockEventKind.RECOVERED].append(
+        lambda session, services, event: reorder.on_recovered(session, event.product_id)
+    )
+    for kind, handlers in RECOVERY_REACTIONS.items():
+        table[kind].extend(handlers)
+    return table
+
+
+@dataclass(slots=True)
+class Runtime:
+    """A running bot's parts, so tests and the demo can drive them step by step."""
+
+    services: Services
+    bot: Bot
+    dispatcher: Dispatcher
+    sender: Sender
+    reactions: Mapping[StockEventKind, Sequence[Reaction]] = field(default_factory=dict)
+
+    async def process_events(self) -> int:
+        total = 0
+        while handled := await process_events(self.services, self.reactions):
+            total += handled
+        return total
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Handle every pending event and deliver everything due now."""
+        await self.process_events()
+        await self.sender.drain(timeout)
+
+
+def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = None) -> Runtime:
+    sender = Sender(
+        services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate
+    )
+    services.wake_sender = sender.wake
+    return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, reactions())
+
+
+async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
+    from bot.jobs import create_scheduler
+    from bot.migrate import upgrade
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db = create_database(settings)
+    await upgrade(db)
+    services = build_services(settings, db)
+    await services.catalog.refresh(db)
+    bot = create_bot(settings)
+    runtime = create_runtime(services, bot)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    me = await bot.get_me()
+    log.info("running as @%s", me.username)
+    from bot.handlers.commands import publish_default_commands
+
+    await publish_default_commands(bot, services)
+    scheduler = create_scheduler(runtime)
+    scheduler.start()
+    sender_task = asyncio.create_task(runtime.sender.run(stop), name="sender")
+    app = web.Application()
+    _add_api(app, settings, db)
+    if webhook:
+        await _add_webhook(app, runtime, settings)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.API_HOST, settings.API_PORT)
+    await site.start()
+    log.info("HTTP API on http://%s:%s", settings.API_HOST, settings.API_PORT)
+    polling = None
+    if not webhook:
+        await bot.delete_webhook(drop_pending_updates=False)
+        polling = asyncio.create_task(
+            runtime.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
+        )
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        if polling is not None:
+            with suppress(RuntimeError):
+                await runtime.dispatcher.stop_polling()
+            await polling
+        scheduler.shutdown(wait=False)
+        await sender_task
+        await runner.cleanup()
+        await bot.session.close()
+        await db.dispose()
+    return 0
+
+
+def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
+    from bot.api.app import add_api_routes
+
+    add_api_routes(app, settings, db)
+
+
+async def _add_webhook(app: web.Application, runtime: Runtime, settings: Settings) -> None:
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+
+    if not settings.WEBHOOK_URL:
+        from bot.settings import SettingsError
+
+        raise SettingsError("WEBHOOK_URL", "is required by `stockbot run --webhook`")
+    secret = settings.TELEGRAM_SECRET_TOKEN.get_secret_value() if settings.TELEGRAM_SECRET_TOKEN else None
+    SimpleRequestHandler(runtime.dispatcher, runtime.bot, secret_token=secret).register(
+        app, path=settings.WEBHOOK_PATH
+    )
+    await runtime.bot.set_webhook(
+        settings.WEBHOOK_URL + settings.WEBHOOK_PATH, secret_token=secret, drop_pending_updates=False
+    )

@@ -1,0 +1,237 @@
+"""The outbox: every message the bot sends on its own is a row, written in the transaction that
+decided to send it. The dedup key makes "at most once per cause per chat" a unique constraint.
+
+Claiming is where the rules that hold at send time are applied: opted-out and unreachable
+customers get nothing, quiet hours and the daily cap postpone customer messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db import dialect_insert
+from bot.delivery.quiet import local_day, next_local_midnight, quiet_until
+from bot.models import Customer, DailyMessageCount, Notification, NotificationState, utcnow
+
+VIP_PRIORITY = 10
+STAFF_PRIORITY = 50
+REGULAR_PRIORITY = 100
+LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    dedup_key: str
+    chat_id: int
+    kind: str
+    text: str
+    reply_markup: dict[str, Any] | None = None
+    customer_id: int | None = None
+    priority: int = REGULAR_PRIORITY
+    to_customer: bool = False
+    not_before: datetime | None = None
+
+
+async def enqueue(session: AsyncSession, message: Outgoing) -> int | None:
+    """Queue a message; None when this cause was already queued for this chat."""
+    row = await session.execute(
+        dialect_insert(session, Notification.__table__)
+        .values(
+            dedup_key=message.dedup_key[:255],
+            chat_id=message.chat_id,
+            customer_id=message.customer_id,
+            kind=message.kind,
+            text=message.text,
+            reply_markup=message.reply_markup,
+            priority=message.priority,
+            to_customer=message.to_customer,
+            state=NotificationState.PENDING.value,
+            not_before=message.not_before or utcnow(),
+            attempts=0,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(Notification.id)
+    )
+    return row.scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """Send-time rules for customer messages."""
+
+    quiet: tuple[time, time] | None
+    zone: tzinfo
+    daily_cap: int | None = None
+
+
+async def claim_due(
+    session: AsyncSession, *, limit: int, gate: Gate, now: datetime | None = None,
+    lease: timedelta = LEASE, exclude_chats: Callable[[int], bool] | None = None,
+) -> list[Notification]:
+    """Take up to `limit` due rows for sending (pending, or sending with an expired lease).
+
+    `FOR UPDATE SKIP LOCKED` lets several processes claim from one queue on PostgreSQL without
+    waiting on or double-taking each other's rows; SQLite's write lock serialises claims anyway.
+    """
+    now = now or utcnow()
+    due = or_(
+        (Notification.state == NotificationState.PENDING.value) & (Notification.not_before <= now),
+        (Notification.state == NotificationState.SENDING.value) & (Notification.lease_until < now),
+    )
+    rows = list(
+        await session.scalars(
+            select(Notification)
+            .where(due)
+            .order_by(Notification.priority, Notification.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    customers = await _customers(session, {row.customer_id for row in rows if row.customer_id})
+    claimed = []
+    for row in rows:
+        customer = customers.get(row.customer_id) if row.customer_id else None
+        verdict = await _gate(session, row, customer, gate, now)
+        if verdict is None:
+            row.state, row.lease_until = NotificationState.SENDING.value, now + lease
+            row.attempts += 1
+            claimed.append(row)
+        elif verdict is _DROP:
+            row.state, row.lease_until = NotificationState.DROPPED.value, None
+            row.last_error = "recipient opted out" if customer and customer.opted_out else "recipient unreachable"
+        else:
+            row.state, row.not_before, row.lease_until = NotificationState.PENDING.value, verdict, None
+    await session.flush()
+    return claimed
+
+
+_DROP = object()
+
+
+async def _gate(
+    session: AsyncSession, row: Notification, customer: Customer | None, gate: Gate, now: datetime
+) -> datetime | object | None:
+    """None to send now, _DROP to never send, or the time to try again."""
+    if customer is not None and (customer.opted_out or customer.unreachable):
+        return _DROP
+    if not row.to_customer:
+        return None
+    zone = _customer_zone(customer, gate.zone)
+    later = quiet_until(now, gate.quiet, zone)
+    if later is not None:
+        return later
+    if gate.daily_cap and customer is not None and row.state == NotificationState.PENDING.value:
+        if not await take_daily_slot(session, customer.id, local_day(now, zone), gate.daily_cap):
+            return next_local_midnight(now, zone) + _quiet_end_offset(gate.quiet)
+    return None
+
+
+def _quiet_end_offset(quiet: tuple[time, time] | None) -> timedelta:
+    # Deferred to the next day: go out when that day's quiet period ends, not at midnight.
+    if quiet is None or quiet[0] == quiet[1] or quiet[0] < quiet[1]:
+        return timedelta(0)
+    return timedelta(hours=quiet[1].hour, minutes=quiet[1].minute)
+
+
+def _customer_zone(customer: Customer | None, default: tzinfo) -> tzinfo:
+    if customer is not None and customer.timezone:
+        from zoneinfo import ZoneInfo
+
+        try:
+            return ZoneInfo(customer.timezone)
+        except (KeyError, ValueError):
+            return default
+    return default
+
+
+async def take_daily_slot(session: AsyncSession, customer_id: int, day: str, cap: int) -> bool:
+    """Count one proactive message against the customer's cap for `day`; False when full."""
+    await session.execute(
+        dialect_insert(session, DailyMessageCount.__table__)
+        .values(customer_id=customer_id, day=day, count=0)
+        .on_conflict_do_nothing(index_elements=["customer_id", "day"])
+    )
+    taken = await session.execute(
+        update(DailyMessageCount)
+        .where(
+            DailyMessageCount.customer_id == customer_id,
+            DailyMessageCount.day == day,
+            DailyMessageCount.count < cap,
+        )
+        .values(count=DailyMessageCount.count + 1)
+        .returning(DailyMessageCount.count)
+    )
+    return taken.first() is not None
+
+
+async def _customers(session: AsyncSession, ids: set[int]) -> dict[int, Customer]:
+    if not ids:
+        return {}
+    return {c.id: c for c in await session.scalars(select(Customer).where(Customer.id.in_(ids)))}
+
+
+async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, int]]) -> None:
+    """Record delivered rows as (notification id, Telegram message id), in one round trip."""
+    if sent:
+        now = utcnow()
+        await session.execute(
+            update(Notification),
+            [
+                {"id": nid, "state": NotificationState.SENT.value, "telegram_message_id": mid,
+                 "sent_at": now, "lease_until": None, "last_error": None}
+                for nid, mid in sent
+            ],
+        )
+
+
+async def mark_retry(session: AsyncSession, notification_id: int, error: str, at: datetime) -> None:
+    await session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id)
+        .values(state=NotificationState.PENDING.value, not_before=at, lease_until=None, last_error=error[:2000])
+    )
+
+
+async def release(
+    session: AsyncSession, notification_ids: Sequence[int], *, not_before: datetime | None = None
+) -> None:
+    """Hand claimed rows back unsent (shutdown; behind a retried message, until `not_before`)."""
+    if notification_ids:
+        values: dict[str, Any] = {"state": NotificationState.PENDING.value, "lease_until": None}
+        if not_before is not None:
+            values["not_before"] = not_before
+        await session.execute(
+            update(Notification)
+            .where(Notification.id.in_(notification_ids), Notification.state == NotificationState.SENDING.value)
+            .values(**values)
+        )
+
+
+async def mark_failed(session: AsyncSession, notification_id: int, error: str) -> None:
+    await session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id)
+        .values(state=NotificationState.FAILED.value, lease_until=None, last_error=error[:2000])
+    )
+
+
+async def mark_unreachable(session: AsyncSession, chat_id: int, error: str) -> int:
+    """The chat blocked the bot or is gone: flag its customer and drop everything queued for it."""
+    await session.execute(update(Customer).where(Customer.chat_id == chat_id).values(unreachable=True))
+    dropped = await session.execute(
+        update(Notification)
+        .where(
+            Notification.chat_id == chat_id,
+            Notification.state.in_([NotificationState.PENDING.value, NotificationState.SENDING.value]),
+        )
+        .values(state=NotificationState.DROPPED.value, lease_until=None, last_error=error[:2000])
+        .returning(Notification.id)
+    )
+    return len(dropped.all())

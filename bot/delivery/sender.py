@@ -1,0 +1,298 @@
+"""The delivery worker: takes due outbox rows and sends them within Telegram's limits.
+
+- One global limiter spaces sends at SEND_RATE over all chats (strict spacing, no bursts, so
+  every sliding second holds at most SEND_RATE messages).
+- Each chat gets at most one message a second, and its messages go out in queue order: a chat
+  has at most one send in flight.
+- A 429 pauses all new sends until its `retry_after` has passed, then that message goes first.
+- Blocked or vanished chats are flagged unreachable and their queue dropped; server and network
+  errors are retried with exponential backoff and jitter, then kept as failed.
+- Delivered rows are acknowledged in batches. A crash between a send and its acknowledgement
+  repeats at most the messages that were in flight, once their lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aiolimiter import AsyncLimiter
+
+from bot.db import Database
+from bot.delivery import outbox
+from bot.delivery.outbox import Gate
+from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
+from bot.models import Notification, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SenderStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    paused_seconds: float = 0.0
+
+
+@dataclass(order=True, slots=True)
+class _Ready:
+    at: float
+    priority: int
+    seq: int
+    chat_id: int = field(compare=False)
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        *,
+        rate: float,
+        gate: Gate,
+        per_chat_interval: float = 1.0,
+        concurrency: int = 64,
+        max_attempts: int = 6,
+        backoff_base: float = 2.0,
+        backoff_cap: float = 600.0,
+        poll_interval: float = 0.5,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.gate = gate
+        self.rate = rate
+        self.per_chat_interval = per_chat_interval
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.stats = SenderStats()
+        # Capacity one: no burst after an idle spell, so no window ever holds more than `rate`.
+        self._limiter = AsyncLimiter(1, 1 / rate)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._claim_size = max(20, min(1000, int(rate * 4)))
+        self._queues: dict[int, deque[Notification]] = {}
+        self._ready: list[_Ready] = []
+        self._busy: set[int] = set()
+        self._held: set[int] = set()  # ids in memory, so an expired lease is not claimed twice
+        self._last_sent: dict[int, float] = {}
+        self._acks: list[tuple[int, int]] = []
+        self._paused_until = 0.0
+        self._seq = itertools.count()
+        self._changed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_claims = 0
+
+    # --- public ---------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something was queued: look at the outbox now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        feeder = asyncio.create_task(self._feed(stop), name="outbox-feeder")
+        acker = asyncio.create_task(self._acknowledge(stop), name="outbox-acks")
+        try:
+            await self._dispatch(stop)
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await acker
+            await self._flush_acks()
+            await self._release_backlog()
+
+    async def drain(self, timeout: float = 30.0) -> SenderStats:
+        """Send everything due now, then return (tests, the demo, one-shot CLI use)."""
+        stop = asyncio.Event()
+        runner = asyncio.create_task(self.run(stop))
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+                if self._idle_claims >= 2 and not self._held and not self._busy:
+                    break
+            else:
+                raise TimeoutError(f"outbox not drained in {timeout} s: {len(self._held)} in memory")
+        finally:
+            stop.set()
+            self._changed.set()
+            await runner
+        return self.stats
+
+    # --- feeding from the outbox -----------------------------------------------------------------
+
+    async def _feed(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            claimed = 0
+            if len(self._held) < self._claim_size:
+                try:
+                    claimed = await self._claim()
+                except Exception:  # keep delivering what is held; the next poll tries again
+                    log.exception("claiming from the outbox failed")
+            self._idle_claims = 0 if claimed else self._idle_claims + 1
+            if claimed and len(self._held) < self._claim_size:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def _claim(self) -> int:
+        async with self.db.transaction() as session:
+            rows = await outbox.claim_due(
+                session, limit=self._claim_size, gate=self.gate, now=self.clock()
+            )
+        fresh = [row for row in rows if row.id not in self._held]
+        for row in fresh:
+            self._held.add(row.id)
+            queue = self._queues.setdefault(row.chat_id, deque())
+            queue.append(row)
+            if len(queue) == 1 and row.chat_id not in self._busy:
+                self._schedule(row.chat_id)
+        if fresh:
+            self._changed.set()
+        return len(fresh)
+
+    def _schedule(self, chat_id: int, at: float | None = None) -> None:
+        earliest = self._last_sent.get(chat_id, -1e9) + self.per_chat_interval
+        head = self._queues[chat_id][0]
+        when = max(earliest, at or 0.0, self._paused_until)
+        heapq.heappush(self._ready, _Ready(when, head.priority, next(self._seq), chat_id))
+
+    # --- dispatching -----------------------------------------------------------------------------
+
+    async def _dispatch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if not self._ready:
+                self._changed.clear()
+                await self._wait_changed(stop, None)
+                continue
+            now = time.monotonic()
+            top = self._ready[0]
+            start = max(top.at, self._paused_until)
+            if start > now:
+                self._changed.clear()
+                await self._wait_changed(stop, start - now)
+                continue
+            heapq.heappop(self._ready)
+            await self._slots.acquire()
+            await self._limiter.acquire()
+            if self._paused_until > time.monotonic():  # a 429 arrived while we waited
+                self._slots.release()
+                heapq.heappush(self._ready, top)
+                continue
+            self._busy.add(top.chat_id)
+            message = self._queues[top.chat_id].popleft()
+            self._last_sent[top.chat_id] = time.monotonic()
+            task = asyncio.create_task(self._send(message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _wait_changed(self, stop: asyncio.Event, timeout: float | None) -> None:
+        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _send(self, message: Notification) -> None:
+        chat_id = message.chat_id
+        requeue_at: float | None = None
+        try:
+            message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
+        except RetryAfter as exc:
+            self._paused_until = max(self._paused_until, time.monotonic() + exc.seconds)
+            self.stats.paused_seconds += exc.seconds
+            log.warning("flood control from Telegram: all sending paused for %s s", exc.seconds)
+            self._queues[chat_id].appendleft(message)  # it goes first when the pause ends
+            requeue_at = self._paused_until
+        except Unreachable as exc:
+            await self._unreachable(chat_id, str(exc))
+        except (Temporary, Permanent, SendError) as exc:
+            await self._failed(message, exc)
+        except Exception as exc:  # a bug must not kill the worker nor lose the row
+            log.exception("unexpected error sending notification %s", message.id)
+            await self._failed(message, Temporary(repr(exc)))
+        else:
+            self._acks.append((message.id, message_id))
+            self._held.discard(message.id)
+            self.stats.sent += 1
+        finally:
+            self._busy.discard(chat_id)
+            queue = self._queues.get(chat_id)
+            if queue:
+                self._schedule(chat_id, requeue_at)
+            elif queue is not None:
+                del self._queues[chat_id]
+            self._slots.release()
+            self._changed.set()
+
+    async def _unreachable(self, chat_id: int, error: str) -> None:
+        dropped = self._queues.pop(chat_id, deque())
+        self._held.difference_update(row.id for row in dropped)
+        self.stats.unreachable += 1
+        log.info("chat %s is unreachable (%s); its queue is dropped", chat_id, error)
+        async with self.db.transaction() as session:
+            await outbox.mark_unreachable(session, chat_id, error)
+
+    async def _failed(self, message: Notification, error: SendError) -> None:
+        self._held.discard(message.id)
+        async with self.db.transaction() as session:
+            if isinstance(error, Permanent) or message.attempts >= self.max_attempts:
+                self.stats.failed += 1
+                log.warning("notification %s failed for good: %s", message.id, error)
+                await outbox.mark_failed(session, message.id, str(error))
+                return
+            self.stats.retried += 1
+            delay = min(self.backoff_cap, self.backoff_base ** message.attempts)
+            delay *= random.uniform(0.5, 1.5)  # jitter: a crowd of failures does not return at once
+            retry_at = self.clock() + timedelta(seconds=delay)
+            await outbox.mark_retry(session, message.id, str(error), retry_at)
+            # Later messages of this chat wait with it, so none overtakes the one being retried.
+            later = self._queues.pop(message.chat_id, deque())
+            await outbox.release(session, [row.id for row in later], not_before=retry_at)
+        self._held.difference_update(row.id for row in later)
+
+    # --- acknowledging -----------------------------------------------------------------------------
+
+    async def _acknowledge(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        if not self._acks:
+            return
+        batch, self._acks = self._acks, []
+        try:
+            async with self.db.transaction() as session:
+                await outbox.mark_sent(session, batch)
+        except Exception:
+            log.exception("recording %d sent notifications failed; will retry", len(batch))
+            self._acks[:0] = batch
+
+    async def _release_backlog(self) -> None:
+        backlog = [row.id for queue in self._queues.values() for row in queue]
+        self._queues.clear()
+        self._ready.clear()
+        self._held.clear()
+        if backlog:
+            async with self.db.transaction() as session:
+                await outbox.release(session, backlog)

@@ -1,0 +1,112 @@
+"""Message texts: Jinja2 templates in `messages/<locale>/`, HTML parse mode, autoescaped.
+
+A message is `messages/<locale>/<name>.html`; short strings (buttons, one-line replies) are keys
+of the `messages/<locale>/*.toml` files (one per part of the bot), rendered with the same engine. Every locale has every name
+and key (a test checks), so no user ever meets a missing text.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime, tzinfo
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
+
+MESSAGES_DIR = Path(__file__).resolve().parents[2] / "messages"
+TELEGRAM_TEXT_LIMIT = 4096
+
+
+def money(value: Decimal | int | None) -> str:
+    if value is None:
+        return ""
+    amount = value if isinstance(value, Decimal) else Decimal(value) / 100
+    return f"{amount.quantize(Decimal('0.01')):,}"
+
+
+def signed_money(value: Decimal) -> str:
+    return ("+" if value > 0 else "−" if value < 0 else "±") + money(abs(value))
+
+
+class Templates:
+    def __init__(self, root: Path = MESSAGES_DIR, *, zone: tzinfo | str = "UTC") -> None:
+        self.root = root
+        self.zone = ZoneInfo(zone) if isinstance(zone, str) else zone
+        self.locales = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+        self.env = Environment(
+            loader=FileSystemLoader(root),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            undefined=StrictUndefined,  # a missing variable is a bug, not an empty string
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.env.filters.update(money=money, signed_money=signed_money, when=self._when, day=self._day)
+        self._labels = {locale: self._load_labels(locale) for locale in self.locales}
+
+    def _load_labels(self, locale: str) -> dict[str, Template]:
+        labels: dict[str, Template] = {}
+        for path in sorted((self.root / locale).glob("*.toml")):
+            with path.open("rb") as handle:
+                for key, value in tomllib.load(handle).items():
+                    if key in labels:
+                        raise ValueError(f"label {key!r} is defined twice in {locale}/ ({path.name})")
+                    labels[key] = self.env.from_string(value)
+        return labels
+
+    def _when(self, value: datetime | None) -> str:
+        return value.astimezone(self.zone).strftime("%Y-%m-%d %H:%M") if value else ""
+
+    def _day(self, value: datetime | None) -> str:
+        return value.astimezone(self.zone).strftime("%Y-%m-%d") if value else ""
+
+    def locale(self, wanted: str | None, fallback: str = "en") -> str:
+        return wanted if wanted in self.locales else fallback
+
+    def render(self, locale: str, name: str, **context: Any) -> str:
+        text = self.env.get_template(f"{self.locale(locale)}/{name}.html").render(
+            locale=locale, label=lambda key, **kw: self.label(locale, key, **kw), **context
+        )
+        return fit(text.strip(), more=self.label(locale, "more_lines"))
+
+    def label(self, locale: str, key: str, **context: Any) -> str:
+        return self._labels[self.locale(locale)][key].render(**context)
+
+    def names(self, locale: str) -> set[str]:
+        return {p.stem for p in (self.root / locale).glob("*.html")}
+
+    def label_keys(self, locale: str) -> set[str]:
+        return set(self._labels[locale])
+
+
+def fit(text: str, *, limit: int = TELEGRAM_TEXT_LIMIT, more: str = "…") -> str:
+    """Trim a long message at a line boundary so its markup stays balanced.
+
+    Templates never open a tag on one line and close it on another, so whole lines are safe to
+    drop; a single overlong line is cut and its tags dropped rather than sent broken.
+    """
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    used = len(more) + 1
+    for line in text.split("\n"):
+        if used + len(line) + 1 > limit:
+            break
+        kept.append(line)
+        used += len(line) + 1
+    if not kept:
+        import html
+        import re
+
+        plain = html.unescape(re.sub(r"<[^>]+>", "", text))
+        return html.escape(plain[: limit - len(more) - 10]) + more
+    return "\n".join(kept + [more])
+
+
+@lru_cache(maxsize=4)
+def default_templates(zone: str = "UTC") -> Templates:
+    return Templates(zone=zone)

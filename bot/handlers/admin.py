@@ -1,0 +1,114 @@
+"""Admins: /grant, /revoke, /stats, and CSV import by sending the file with a caption."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.handlers.commands import publish_commands_for
+from bot.handlers.filters import HasRole
+from bot.handlers.middlewares import Texts
+from bot.inventory.importer import KINDS, import_csv
+from bot.models import Role, utcnow
+from bot.recovery import funnel
+from bot.services import Services
+from bot.shop import staff
+from bot.shop.staff import Actor
+
+MAX_CSV_BYTES = 20 * 1024 * 1024  # what the Bot API lets a bot download
+ERRORS_SHOWN = 30
+
+
+def create_router() -> Router:
+    router = Router(name="admin")
+    router.message.filter(HasRole(Role.ADMIN))
+    router.message.register(grant, Command("grant"))
+    router.message.register(revoke, Command("revoke"))
+    router.message.register(stats, Command("stats"))
+    router.message.register(import_document, F.document)
+    return router
+
+
+def _user_id(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < int(text) < 2**53 else None
+
+
+async def grant(message: Message, command: CommandObject, session: AsyncSession, actor: Actor, texts: Texts,
+                services: Services, bot: Bot) -> None:
+    parts = (command.args or "").split()
+    roles = {role.value: role for role in Role}
+    if len(parts) != 2 or _user_id(parts[0]) is None or parts[1].lower() not in roles:
+        await message.answer(texts("usage_grant"))
+        return
+    user_id, role = int(parts[0]), roles[parts[1].lower()]
+    await staff.grant(session, user_id, role, actor.user_id)
+    await message.answer(texts("granted", user_id=user_id, role=texts(f"role_{role.value}")))
+    await publish_commands_for(bot, services, user_id, role.value)
+
+
+async def revoke(message: Message, command: CommandObject, session: AsyncSession, texts: Texts,
+                 services: Services, bot: Bot) -> None:
+    user_id = _user_id((command.args or "").strip())
+    if user_id is None:
+        await message.answer(texts("usage_revoke"))
+        return
+    if user_id in services.settings.ADMIN_IDS:
+        await message.answer(texts("revoke_config_admin", user_id=user_id))
+        return
+    if not await staff.revoke(session, user_id):
+        await message.answer(texts("revoke_none", user_id=user_id))
+        return
+    await message.answer(texts("revoked", user_id=user_id))
+    await publish_commands_for(bot, services, user_id, "stranger")
+
+
+async def stats(message: Message, command: CommandObject, session: AsyncSession, texts: Texts,
+                services: Services) -> None:
+    args = (command.args or "").strip()
+    if args and not args.isdigit():
+        text = await funnel.customer_log_text(session, services, texts.locale, args[:128])
+        await message.answer(text or texts("unknown_customer", external_id=args[:128]))
+        return
+    days = int(args) if args else 7
+    if not 1 <= days <= 366:
+        await message.answer(texts("usage_stats"))
+        return
+    until = utcnow()
+    report = await funnel.build_report(session, since=until - timedelta(days=days), until=until,
+                                       attribution_days=services.settings.ATTRIBUTION_DAYS)
+    await message.answer(texts.render("stats", r=report, days=days))
+
+
+async def import_document(message: Message, session: AsyncSession, texts: Texts, services: Services,
+                          bot: Bot) -> None:
+    kind = (message.caption or "").strip().lower()
+    document = message.document
+    assert document is not None
+    if kind not in KINDS:
+        await message.answer(texts("usage_import"))
+        return
+    if (document.file_size or 0) > MAX_CSV_BYTES:
+        await message.answer(texts("import_too_big"))
+        return
+    buffer = io.BytesIO()
+    await bot.download(document, destination=buffer)
+    # The import is its own unit of work; end this update's transaction first so the two
+    # never wait on each other for SQLite's write lock.
+    await session.commit()
+    label = document.file_name or f"{kind}.csv"
+    report = await import_csv(services.db, kind, buffer.getvalue(), label=label, actor="tg:import",
+                              phone_region=services.settings.PHONE_REGION)
+    if not report.ok:
+        lines = report.error_lines()
+        await message.answer(texts.render("import_failed", lines=lines[:ERRORS_SHOWN],
+                                          hidden=max(0, len(lines) - ERRORS_SHOWN), label=label))
+        return
+    if kind == "catalog":
+        await services.catalog.refresh(services.db)
+    await message.answer(texts("import_done", label=label, rows=report.rows, created=report.created,
+                               updated=report.updated))

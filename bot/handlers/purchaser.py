@@ -1,0 +1,251 @@
+"""Purchasers (and admins): reorder prompt buttons, /lowstock, /receive, /count."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.handlers import keyboards
+from bot.handlers.callbacks import OrderEta, OrderQty, PromptAction
+from bot.handlers.filters import HasRole
+from bot.handlers.middlewares import Texts
+from bot.inventory import reorder
+from bot.inventory.stock import (
+    StockChange,
+    StockError,
+    apply_change,
+    default_warehouse,
+    settle_incoming,
+    warehouse_ids,
+)
+from bot.models import Product, ReorderPrompt, Role
+from bot.services import Services
+from bot.shop.staff import Actor
+
+MAX_QTY = 1_000_000
+
+
+class Ordering(StatesGroup):
+    quantity = State()
+    eta = State()
+
+
+def create_router() -> Router:
+    router = Router(name="purchaser")
+    router.message.filter(HasRole(Role.PURCHASER))
+    router.callback_query.filter(HasRole(Role.PURCHASER))
+    router.message.register(lowstock, Command("lowstock"))
+    router.message.register(receive, Command("receive"))
+    router.message.register(count, Command("count"))
+    router.callback_query.register(prompt_pressed, PromptAction.filter())
+    router.callback_query.register(quantity_picked, OrderQty.filter(), StateFilter(Ordering.quantity))
+    router.message.register(quantity_typed, StateFilter(Ordering.quantity), F.text, ~F.text.startswith("/"))
+    router.callback_query.register(eta_picked, OrderEta.filter(), StateFilter(Ordering.eta))
+    router.message.register(eta_typed, StateFilter(Ordering.eta), F.text, ~F.text.startswith("/"))
+    router.callback_query.register(stale_order_button, OrderQty.filter())
+    router.callback_query.register(stale_order_button, OrderEta.filter())
+    return router
+
+
+async def lowstock(message: Message, session: AsyncSession, texts: Texts) -> None:
+    prompts = await reorder.live_prompts(session)
+    await message.answer(texts.render("lowstock", prompts=prompts))
+
+
+# --- /receive and /count -----------------------------------------------------------------------
+
+
+def _parse_stock_args(args: str | None, *, allow_zero: bool) -> tuple[str, int, str | None] | None:
+    parts = (args or "").split()
+    if len(parts) not in (2, 3) or not parts[1].lstrip("+").isdigit():
+        return None
+    qty = int(parts[1])
+    if qty > MAX_QTY or (qty == 0 and not allow_zero):
+        return None
+    return parts[0][:64], qty, (parts[2][:64] if len(parts) == 3 else None)
+
+
+async def _change_stock(
+    message: Message, session: AsyncSession, actor: Actor, texts: Texts, services: Services,
+    args: str | None, *, counting: bool,
+) -> None:
+    usage = "usage_count" if counting else "usage_receive"
+    parsed = _parse_stock_args(args, allow_zero=counting)
+    if parsed is None:
+        await message.answer(texts(usage))
+        return
+    sku, qty, warehouse = parsed
+    product = await session.scalar(select(Product).where(Product.sku == sku))
+    if product is None:
+        await message.answer(texts("unknown_sku", sku=sku))
+        return
+    warehouse = warehouse or await default_warehouse(session, product.id)
+    if warehouse is None:
+        await message.answer(texts("name_warehouse", sku=sku))
+        return
+    try:
+        # A typo must not create a warehouse: chat changes only use known ones (imports create).
+        known = await warehouse_ids(session, [warehouse], create=warehouse == "MAIN")
+        change = StockChange(
+            sku, warehouse, reason="count" if counting else "receipt", actor=f"tg:{actor.user_id}",
+            **({"on_hand": qty} if counting else {"delta": qty}),
+        )
+        result = await apply_change(session, change, create_warehouses=False)
+        if not counting:
+            await settle_incoming(session, product.id, known[warehouse], qty)
+    except StockError as error:
+        await message.answer(texts("stock_refused", reason=str(error)))
+        return
+    key = "counted" if counting else "received"
+    await message.answer(texts(key, sku=sku, warehouse=warehouse, qty=qty, delta=result.delta,
+                               on_hand=result.on_hand, available=result.available_after))
+
+
+async def receive(message: Message, command: CommandObject, session: AsyncSession, actor: Actor,
+                  texts: Texts, services: Services) -> None:
+    await _change_stock(message, session, actor, texts, services, command.args, counting=False)
+
+
+async def count(message: Message, command: CommandObject, session: AsyncSession, actor: Actor,
+                texts: Texts, services: Services) -> None:
+    await _change_stock(message, session, actor, texts, services, command.args, counting=True)
+
+
+# --- prompt buttons ----------------------------------------------------------------------------
+
+
+async def _close_prompt_message(query: CallbackQuery, texts: Texts, key: str, **context: object) -> None:
+    if isinstance(query.message, Message) and query.message.html_text:
+        note = texts(key, **context)
+        await query.message.edit_text(f"{query.message.html_text}\n\n{note}", reply_markup=None)
+
+
+async def prompt_pressed(
+    query: CallbackQuery, callback_data: PromptAction, session: AsyncSession, actor: Actor,
+    texts: Texts, services: Services, state: FSMContext,
+) -> None:
+    prompt = await session.get(ReorderPrompt, callback_data.prompt_id)
+    if prompt is None or prompt.status not in reorder.ACTIVE_PROMPT_STATUSES:
+        await query.answer(texts("prompt_gone"), show_alert=True)
+        return
+    action = callback_data.action
+    if action == "snooze":
+        await reorder.snooze(session, prompt.id, actor.user_id)
+        await query.answer(texts("prompt_snoozed"))
+        await _close_prompt_message(query, texts, "prompt_snoozed")
+    elif action == "dismiss":
+        await reorder.dismiss(session, prompt.id, actor.user_id)
+        await query.answer(texts("prompt_dismissed"))
+        await _close_prompt_message(query, texts, "prompt_dismissed")
+    elif action == "ordered":
+        product = await session.get(Product, prompt.product_id)
+        assert product is not None
+        suggestion = await reorder.suggest(session, product, services)
+        await state.set_state(Ordering.quantity)
+        message_id = query.message.message_id if query.message else None
+        await state.update_data(prompt_id=prompt.id, prompt_message_id=message_id,
+                                lead_time_days=product.lead_time_days)
+        await query.answer()
+        await query.bot.send_message(
+            actor.chat_id, texts("ask_quantity", sku=product.sku, suggested=suggestion.qty),
+            reply_markup=keyboards.order_quantities(prompt.id, max(suggestion.qty, 1)),
+        )
+    else:
+        await query.answer(texts("button_refused"), show_alert=True)
+
+
+async def _ask_eta(target: Message, state: FSMContext, texts: Texts, qty: int) -> None:
+    data = await state.update_data(qty=qty)
+    await state.set_state(Ordering.eta)
+    await target.answer(
+        texts("ask_eta", qty=qty),
+        reply_markup=keyboards.order_etas(texts, data["prompt_id"], data.get("lead_time_days", 7)),
+    )
+
+
+async def quantity_picked(query: CallbackQuery, callback_data: OrderQty, state: FSMContext, texts: Texts) -> None:
+    data = await state.get_data()
+    if data.get("prompt_id") != callback_data.prompt_id or not 0 < callback_data.qty <= MAX_QTY:
+        await query.answer(texts("button_refused"), show_alert=True)
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
+        await _ask_eta(query.message, state, texts, callback_data.qty)
+
+
+async def quantity_typed(message: Message, state: FSMContext, texts: Texts) -> None:
+    text = (message.text or "").strip()
+    if not text.isdigit() or not 0 < int(text) <= MAX_QTY:
+        await message.answer(texts("bad_quantity"))
+        return
+    await _ask_eta(message, state, texts, int(text))
+
+
+def _eta_from_days(days: int) -> datetime:
+    return datetime.combine((datetime.now(UTC) + timedelta(days=days)).date(), time(12), tzinfo=UTC)
+
+
+def _parse_eta(text: str) -> datetime | None:
+    text = text.strip()
+    if text.isdigit() and 0 < int(text) <= 365:
+        return _eta_from_days(int(text))
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        return None
+    today = datetime.now(UTC).date()
+    if not today <= day <= today + timedelta(days=366):
+        return None
+    return datetime.combine(day, time(12), tzinfo=UTC)
+
+
+async def _finish_order(
+    target: Message, state: FSMContext, session: AsyncSession, actor: Actor, texts: Texts, eta: datetime
+) -> None:
+    data = await state.get_data()
+    await state.clear()
+    try:
+        prompt = await reorder.mark_ordered(session, data["prompt_id"], data["qty"], eta, actor.user_id)
+    except reorder.PromptGone:
+        await target.answer(texts("prompt_gone"))
+        return
+    product = await session.get(Product, prompt.product_id)
+    assert product is not None
+    note = texts("prompt_ordered", qty=prompt.ordered_qty, eta=eta.date().isoformat())
+    await target.answer(texts("order_recorded", sku=product.sku, qty=prompt.ordered_qty, eta=eta.date().isoformat()))
+    if data.get("prompt_message_id") and target.bot:
+        # The prompt itself loses its buttons, so nobody orders the same thing twice.
+        await target.bot.edit_message_reply_markup(chat_id=actor.chat_id, message_id=data["prompt_message_id"], reply_markup=None)
+        await target.bot.send_message(actor.chat_id, note, reply_to_message_id=data["prompt_message_id"])
+
+
+async def eta_picked(query: CallbackQuery, callback_data: OrderEta, state: FSMContext, session: AsyncSession,
+                     actor: Actor, texts: Texts) -> None:
+    data = await state.get_data()
+    if data.get("prompt_id") != callback_data.prompt_id or not 0 < callback_data.days <= 365:
+        await query.answer(texts("button_refused"), show_alert=True)
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
+        await _finish_order(query.message, state, session, actor, texts, _eta_from_days(callback_data.days))
+
+
+async def eta_typed(message: Message, state: FSMContext, session: AsyncSession, actor: Actor, texts: Texts) -> None:
+    eta = _parse_eta(message.text or "")
+    if eta is None:
+        await message.answer(texts("bad_eta"))
+        return
+    await _finish_order(message, state, session, actor, texts, eta)
+
+
+async def stale_order_button(query: CallbackQuery, texts: Texts) -> None:
+    await query.answer(texts("prompt_gone"), show_alert=True)
