@@ -44,6 +44,7 @@ def create_bot(settings: Settings, *, session: AiohttpSession | None = None) -> 
 
 def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -> Dispatcher:
     from bot.handlers import build_routers
+    from bot.handlers.errors import on_error
     from bot.handlers.middlewares import UnitOfWork
 
     dispatcher = Dispatcher(storage=MemoryStorage(), services=services)
@@ -54,6 +55,7 @@ def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -
         observer.outer_middleware(throttle)
         observer.outer_middleware(unit_of_work)
     dispatcher.include_routers(*build_routers())
+    dispatcher.errors.register(on_error)
     return dispatcher
 
 

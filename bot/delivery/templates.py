@@ -69,7 +69,7 @@ class Templates:
 
     def render(self, locale: str, name: str, **context: Any) -> str:
         text = self.env.get_template(f"{self.locale(locale)}/{name}.html").render(
-            locale=locale, label=lambda key, **kw: self.label(locale, key, **kw), **context
+            locale=locale, t=lambda key, **kw: self.label(locale, key, **kw), **context
         )
         return fit(text.strip(), more=self.label(locale, "more_lines"))
 

@@ -35,7 +35,7 @@ def create_router() -> Router:
 
 
 def _user_id(text: str) -> int | None:
-    return int(text) if text.isdigit() and 0 < int(text) < 2**53 else None
+    return int(text) if text.isdigit() and len(text) <= 16 and 0 < int(text) < 2**53 else None
 
 
 async def grant(message: Message, command: CommandObject, session: AsyncSession, actor: Actor, texts: Texts,
@@ -74,7 +74,7 @@ async def stats(message: Message, command: CommandObject, session: AsyncSession,
         text = await funnel.customer_log_text(session, services, texts.locale, args[:128])
         await message.answer(text or texts("unknown_customer", external_id=args[:128]))
         return
-    days = int(args) if args else 7
+    days = int(args) if args and len(args) <= 3 else 7 if not args else 0
     if not 1 <= days <= 366:
         await message.answer(texts("usage_stats"))
         return

@@ -64,7 +64,7 @@ async def lowstock(message: Message, session: AsyncSession, texts: Texts) -> Non
 
 def _parse_stock_args(args: str | None, *, allow_zero: bool) -> tuple[str, int, str | None] | None:
     parts = (args or "").split()
-    if len(parts) not in (2, 3) or not parts[1].lstrip("+").isdigit():
+    if len(parts) not in (2, 3) or not parts[1].lstrip("+").isdigit() or len(parts[1]) > 9:
         return None
     qty = int(parts[1])
     if qty > MAX_QTY or (qty == 0 and not allow_zero):
@@ -183,7 +183,7 @@ async def quantity_picked(query: CallbackQuery, callback_data: OrderQty, state: 
 
 async def quantity_typed(message: Message, state: FSMContext, texts: Texts) -> None:
     text = (message.text or "").strip()
-    if not text.isdigit() or not 0 < int(text) <= MAX_QTY:
+    if not text.isdigit() or len(text) > 9 or not 0 < int(text) <= MAX_QTY:
         await message.answer(texts("bad_quantity"))
         return
     await _ask_eta(message, state, texts, int(text))
@@ -195,7 +195,7 @@ def _eta_from_days(days: int) -> datetime:
 
 def _parse_eta(text: str) -> datetime | None:
     text = text.strip()
-    if text.isdigit() and 0 < int(text) <= 365:
+    if text.isdigit() and len(text) <= 3 and 0 < int(text) <= 365:
         return _eta_from_days(int(text))
     try:
         day = datetime.strptime(text, "%Y-%m-%d").date()

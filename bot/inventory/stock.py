@@ -13,11 +13,14 @@ order so two batches can never wait on each other in a cycle.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
@@ -29,6 +32,7 @@ from bot.models import (
     StockLevel,
     StockMovement,
     Warehouse,
+    utcnow,
 )
 
 MAX_REASON = 32
@@ -118,34 +122,39 @@ async def apply_changes(
     warehouses = await warehouse_ids(
         session, {change.warehouse for change in changes}, create=create_warehouses
     )
+    for change in changes:
+        if change.sku not in products:
+            raise UnknownProduct(change.sku)
+    # The statements of a batch run back to back in one greenlet: per-statement async
+    # round trips were most of the cost of an event.
+    return await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, products, warehouses))
+
+
+def _apply_all(
+    connection: Connection, changes: Sequence[StockChange], products: dict[str, int], warehouses: dict[str, int]
+) -> list[Applied]:
     results: list[Applied | None] = [None] * len(changes)
     # Stable sort: per product, changes keep their given order; across products, a fixed lock order.
-    order = sorted(range(len(changes)), key=lambda i: products.get(changes[i].sku, 0))
-    for index in order:
+    for index in sorted(range(len(changes)), key=lambda i: products[changes[i].sku]):
         change = changes[index]
-        product_id = products.get(change.sku)
-        if product_id is None:
-            raise UnknownProduct(change.sku)
-        results[index] = await _apply_one(session, change, product_id, warehouses[change.warehouse])
+        results[index] = _apply_one(connection, change, products[change.sku], warehouses[change.warehouse])
     return [result for result in results if result is not None]
 
 
-async def _apply_one(
-    session: AsyncSession, change: StockChange, product_id: int, warehouse_id: int
-) -> Applied:
+def _apply_one(connection: Connection, change: StockChange, product_id: int, warehouse_id: int) -> Applied:
     if change.on_hand is not None:
-        await _lock_product(session, product_id)
-        current = await _level_on_hand(session, product_id, warehouse_id, lock=True)
+        connection.execute(_LOCK_PRODUCT, {"p_id": product_id})
+        current = _level_on_hand(connection, product_id, warehouse_id, lock=True)
         delta = change.on_hand - current
     else:
         delta = change.delta or 0
-    if not await _record_movement(session, change, product_id, warehouse_id, delta):
+    if not _record_movement(connection, change, product_id, warehouse_id, delta):
         return Applied(change=change, duplicate=True, product_id=product_id)
     if delta == 0:
-        available = await _available(session, product_id)
-        on_hand = await _level_on_hand(session, product_id, warehouse_id, lock=False)
+        available = connection.execute(_AVAILABLE, {"p_id": product_id}).scalar_one()
+        on_hand = _level_on_hand(connection, product_id, warehouse_id, lock=False)
         return Applied(change, False, product_id, 0, on_hand, available, available)
-    shift = await shift_stock(session, product_id, warehouse_id, on_hand_delta=delta, label=change)
+    shift = _shift(connection, product_id, warehouse_id, delta, 0, label=change)
     return Applied(
         change, False, product_id, delta, shift.on_hand, shift.before, shift.after, shift.events
     )
@@ -174,84 +183,107 @@ async def shift_stock(
     Also used directly for reservations (`reserved_delta`), which change availability without
     a ledger row: nothing physically moved.
     """
-    totals = (
-        await session.execute(
-            update(Product)
-            .where(Product.id == product_id)
-            .values(
-                on_hand_total=Product.on_hand_total + on_hand_delta,
-                reserved_total=Product.reserved_total + reserved_delta,
-            )
-            .returning(Product.on_hand_total, Product.reserved_total, Product.reorder_point)
-        )
-    ).one()
+    return await session.run_sync(
+        lambda sync: _shift(sync.connection(), product_id, warehouse_id, on_hand_delta, reserved_delta, label)
+    )
+
+
+_products, _levels, _movements, _events = (
+    Product.__table__, StockLevel.__table__, StockMovement.__table__, StockEvent.__table__,
+)
+# Built once: the same statement objects hit SQLAlchemy's compiled cache on every call.
+_MOVE_TOTALS = (
+    update(_products)
+    .where(_products.c.id == bindparam("p_id"))
+    .values(
+        on_hand_total=_products.c.on_hand_total + bindparam("d_on_hand"),
+        reserved_total=_products.c.reserved_total + bindparam("d_reserved"),
+    )
+    .returning(_products.c.on_hand_total, _products.c.reserved_total, _products.c.reorder_point)
+)
+_MOVE_LEVEL = (
+    update(_levels)
+    .where(
+        _levels.c.product_id == bindparam("p_id"),
+        _levels.c.warehouse_id == bindparam("w_id"),
+        _levels.c.on_hand + bindparam("d_on_hand") >= 0,
+        _levels.c.reserved + bindparam("d_reserved") >= 0,
+    )
+    .values(
+        on_hand=_levels.c.on_hand + bindparam("d_on_hand"),
+        reserved=_levels.c.reserved + bindparam("d_reserved"),
+    )
+    .returning(_levels.c.on_hand, _levels.c.reserved)
+)
+_LEVEL_ON_HAND = select(_levels.c.on_hand).where(
+    _levels.c.product_id == bindparam("p_id"), _levels.c.warehouse_id == bindparam("w_id")
+)
+_LEVEL_ON_HAND_LOCKED = _LEVEL_ON_HAND.with_for_update()
+_LOCK_PRODUCT = select(_products.c.id).where(_products.c.id == bindparam("p_id")).with_for_update()
+_AVAILABLE = select(_products.c.on_hand_total - _products.c.reserved_total).where(
+    _products.c.id == bindparam("p_id")
+)
+
+
+@functools.cache
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """`INSERT ... ON CONFLICT DO NOTHING RETURNING id` for ledger rows and levels, per dialect."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    movement = insert(_movements).on_conflict_do_nothing(index_elements=["event_id"]).returning(_movements.c.id)
+    level = (
+        insert(_levels)
+        .values(product_id=bindparam("p_id"), warehouse_id=bindparam("w_id"), on_hand=0, reserved=0, incoming=0)
+        .on_conflict_do_nothing(index_elements=["product_id", "warehouse_id"])
+        .returning(_levels.c.id)
+    )
+    return movement, level
+
+
+def _shift(
+    connection: Connection,
+    product_id: int,
+    warehouse_id: int,
+    on_hand_delta: int,
+    reserved_delta: int,
+    label: StockChange | None = None,
+) -> Shift:
+    params = {"p_id": product_id, "w_id": warehouse_id, "d_on_hand": on_hand_delta, "d_reserved": reserved_delta}
+    totals = connection.execute(_MOVE_TOTALS, params).one()
     after = totals.on_hand_total - totals.reserved_total
     before = after - (on_hand_delta - reserved_delta)
-    level = await _move_level(session, product_id, warehouse_id, on_hand_delta, reserved_delta)
+    level = connection.execute(_MOVE_LEVEL, params).one_or_none()
+    if level is None and _ensure_level(connection, product_id, warehouse_id):
+        level = connection.execute(_MOVE_LEVEL, params).one_or_none()
     if level is None:
         sku = label.sku if label else str(product_id)
         warehouse = label.warehouse if label else str(warehouse_id)
-        on_hand = await _level_on_hand(session, product_id, warehouse_id, lock=False)
+        on_hand = _level_on_hand(connection, product_id, warehouse_id, lock=False)
         raise NotEnoughStock(sku, warehouse, on_hand, on_hand_delta or -reserved_delta)
     events = tuple(crossings(before, after, totals.reorder_point))
     if events:
-        await session.execute(
-            dialect_insert(session, StockEvent.__table__),
+        connection.execute(
+            _events.insert(),
             [
-                {
-                    "product_id": product_id,
-                    "kind": kind.value,
-                    "available_before": before,
-                    "available_after": after,
-                    "reorder_point": totals.reorder_point,
-                }
+                {"product_id": product_id, "kind": kind.value, "available_before": before,
+                 "available_after": after, "reorder_point": totals.reorder_point, "attempts": 0,
+                 "created_at": utcnow()}
                 for kind in events
             ],
         )
     return Shift(level.on_hand, level.reserved, before, after, events)
 
 
-async def _move_level(
-    session: AsyncSession, product_id: int, warehouse_id: int, on_hand_delta: int, reserved_delta: int
-):  # type: ignore[no-untyped-def]
-    """Move the level; None when it would go below zero. Creates a missing level at zero."""
-    for _ in range(2):
-        row = (
-            await session.execute(
-                update(StockLevel)
-                .where(
-                    StockLevel.product_id == product_id,
-                    StockLevel.warehouse_id == warehouse_id,
-                    StockLevel.on_hand + on_hand_delta >= 0,
-                    StockLevel.reserved + reserved_delta >= 0,
-                )
-                .values(
-                    on_hand=StockLevel.on_hand + on_hand_delta,
-                    reserved=StockLevel.reserved + reserved_delta,
-                )
-                .returning(StockLevel.on_hand, StockLevel.reserved)
-            )
-        ).one_or_none()
-        if row is not None:
-            return row
-        if not await _ensure_level(session, product_id, warehouse_id):
-            return None
-    return None
-
-
-async def _ensure_level(session: AsyncSession, product_id: int, warehouse_id: int) -> bool:
+def _ensure_level(connection: Connection, product_id: int, warehouse_id: int) -> bool:
     """Insert a zero level if none exists; True if it was missing (so the update may retry)."""
-    inserted = await session.execute(
-        dialect_insert(session, StockLevel.__table__)
-        .values(product_id=product_id, warehouse_id=warehouse_id, on_hand=0, reserved=0, incoming=0)
-        .on_conflict_do_nothing(index_elements=["product_id", "warehouse_id"])
-        .returning(StockLevel.id)
-    )
-    return inserted.first() is not None
+    _, insert_level = _upserts(connection.dialect.name)
+    return connection.execute(insert_level, {"p_id": product_id, "w_id": warehouse_id}).first() is not None
 
 
-async def _record_movement(
-    session: AsyncSession, change: StockChange, product_id: int, warehouse_id: int, delta: int
+def _record_movement(
+    connection: Connection, change: StockChange, product_id: int, warehouse_id: int, delta: int
 ) -> bool:
     """Write the ledger row; False when its event id was seen before (a harmless retry)."""
     values = {
@@ -261,39 +293,19 @@ async def _record_movement(
         "reason": change.effective_reason,
         "actor": change.actor[:MAX_ACTOR],
         "event_id": change.event_id,
+        "created_at": utcnow(),
     }
-    statement = dialect_insert(session, StockMovement.__table__).values(**values)
     if change.event_id is None:
-        await session.execute(statement)
+        connection.execute(_movements.insert(), values)
         return True
-    inserted = await session.execute(
-        statement.on_conflict_do_nothing(index_elements=["event_id"]).returning(StockMovement.id)
-    )
-    return inserted.first() is not None
+    insert_movement, _ = _upserts(connection.dialect.name)
+    return connection.execute(insert_movement, values).first() is not None
 
 
-async def _lock_product(session: AsyncSession, product_id: int) -> None:
-    await session.execute(select(Product.id).where(Product.id == product_id).with_for_update())
-
-
-async def _level_on_hand(
-    session: AsyncSession, product_id: int, warehouse_id: int, *, lock: bool
-) -> int:
-    query = select(StockLevel.on_hand).where(
-        StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id
-    )
-    if lock:
-        query = query.with_for_update()
-    return (await session.execute(query)).scalar_one_or_none() or 0
-
-
-async def _available(session: AsyncSession, product_id: int) -> int:
-    row = (
-        await session.execute(
-            select(Product.on_hand_total - Product.reserved_total).where(Product.id == product_id)
-        )
-    ).scalar_one()
-    return int(row)
+def _level_on_hand(connection: Connection, product_id: int, warehouse_id: int, *, lock: bool) -> int:
+    statement = _LEVEL_ON_HAND_LOCKED if lock else _LEVEL_ON_HAND
+    found = connection.execute(statement, {"p_id": product_id, "w_id": warehouse_id})
+    return found.scalar_one_or_none() or 0
 
 
 async def _product_ids(session: AsyncSession, skus: Iterable[str]) -> dict[str, int]:
@@ -335,7 +347,7 @@ async def set_incoming(
     session: AsyncSession, product_id: int, warehouse_id: int, qty: int, eta: datetime | None
 ) -> None:
     """Record stock on its way (a purchaser's order); it does not change what is available."""
-    await _ensure_level(session, product_id, warehouse_id)
+    await session.run_sync(lambda sync: _ensure_level(sync.connection(), product_id, warehouse_id))
     await session.execute(
         update(StockLevel)
         .where(StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id)

@@ -1,0 +1,125 @@
+"""Every message exists in every locale, renders with sample data, and stays valid HTML."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+import pytest
+from jinja2 import meta
+
+from bot.delivery.markup import pack
+from bot.delivery.templates import TELEGRAM_TEXT_LIMIT, Templates, fit
+from bot.handlers.callbacks import OfferAction, PromptAction
+from bot.inventory.catalog import LevelView, StockView
+from bot.inventory.reorder import Suggestion
+
+TEMPLATES = Templates()
+NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+PRODUCT = SimpleNamespace(
+    id=1, sku="LIP-1", name="Velvet <b>&Co</b> 唇釉", price=Decimal("12.50"), price_cents=1250,
+    reorder_point=5, supplier="Rosa & Sons", lead_time_days=7, on_hand_total=3, reserved_total=1, category="lips",
+)
+OTHER = SimpleNamespace(**{**PRODUCT.__dict__, "id": 2, "sku": "LIP-2", "name": "Matte Rose"})
+PROMPT = SimpleNamespace(product=PRODUCT, status="ordered", suggested_qty=12, ordered_qty=20, ordered_eta=NOW,
+                         snoozed_until=None)
+SUGGESTION = Suggestion(qty=12, available=2, incoming=4, safety_stock=3, sold=28, window_days=28, lead_time_days=7,
+                        lead_demand=7, waiting=8, vip_waiting=2, floor_applied=False)
+CUSTOMER = SimpleNamespace(name="Ann <script>", external_id="C-1", opted_out=False, unreachable=True, chat_id=5)
+NOTIFICATION = SimpleNamespace(created_at=NOW, kind="stockout_offer", state="failed", sent_at=None, not_before=NOW,
+                               last_error="Bad Request: <oops>")
+ENTRY = SimpleNamespace(joined_at=NOW, expires_at=NOW)
+VIEW = StockView(PRODUCT, (LevelView("SH", 3, 1, 4, NOW),), ((OTHER, 9, Decimal("1.50")),))
+
+# Sample data for each template; a template without a sample fails the test below, so a new
+# message cannot be added without being rendered here in every locale.
+SAMPLES: dict[str, dict] = {
+    "help": {"commands": ("start", "help", "stock"), "kind": "sales"},
+    "reorder_prompt": {"product": PRODUCT, "s": SUGGESTION, "prompt": PROMPT},
+    "purchaser_digest": {"prompts": [PROMPT], "day": "2026-11-25"},
+    "lowstock": {"prompts": [PROMPT]},
+    "stock_hits": {"views": [VIEW], "query": "<lip>"},
+    "waitlist": {"entries": [(ENTRY, PRODUCT)]},
+    "import_failed": {"lines": ["c.csv:3: price <x> is negative"], "hidden": 2, "label": "c.csv"},
+    "delivery_log": {"customer": CUSTOMER, "rows": [NOTIFICATION]},
+    "stats": {"r": SimpleNamespace(offers={"sent": 3}, delivery={"sent": 5}), "days": 7},
+}
+
+
+class _Balance(HTMLParser):
+    allowed = {"b", "i", "u", "s", "code", "pre", "a", "tg-spoiler", "blockquote"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        assert tag in self.allowed, f"<{tag}> is not Telegram HTML"
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack.pop() == tag, f"unbalanced </{tag}>"
+
+
+def assert_telegram_html(text: str) -> None:
+    parser = _Balance()
+    parser.feed(text)
+    parser.close()
+    assert not parser.stack, f"unclosed {parser.stack}"
+    assert len(text) <= TELEGRAM_TEXT_LIMIT
+
+
+def test_every_locale_has_the_same_templates_and_labels() -> None:
+    assert TEMPLATES.locales == ("en", "zh")
+    assert TEMPLATES.names("en") == TEMPLATES.names("zh")
+    assert TEMPLATES.label_keys("en") == TEMPLATES.label_keys("zh")
+
+
+@pytest.mark.parametrize("key", sorted(TEMPLATES.label_keys("en")))
+def test_a_label_uses_the_same_placeholders_in_every_locale(key: str) -> None:
+    def placeholders(locale: str) -> set[str]:
+        source = TEMPLATES._labels[locale][key]  # compiled; re-parse its source for variables
+        return meta.find_undeclared_variables(TEMPLATES.env.parse(_source(locale, key)))
+
+    assert placeholders("en") == placeholders("zh"), key
+
+
+def _source(locale: str, key: str) -> str:
+    import tomllib
+
+    for path in (TEMPLATES.root / locale).glob("*.toml"):
+        data = tomllib.loads(path.read_text("utf-8"))
+        if key in data:
+            return data[key]
+    raise KeyError(key)
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+@pytest.mark.parametrize("name", sorted(TEMPLATES.names("en") | TEMPLATES.names("zh")))
+def test_every_template_renders_as_valid_telegram_html(locale: str, name: str) -> None:
+    assert name in SAMPLES, f"add sample data for the new template {name!r} to SAMPLES"
+    text = TEMPLATES.render(locale, name, **SAMPLES[name])
+    assert text.strip()
+    assert_telegram_html(text)
+
+
+def test_user_text_is_escaped_not_interpreted() -> None:
+    text = TEMPLATES.render("en", "stock_hits", **SAMPLES["stock_hits"])
+    assert "Velvet &lt;b&gt;&amp;Co&lt;/b&gt; 唇釉" in text and "<b>&Co</b>" not in text
+
+
+def test_a_long_message_is_trimmed_at_a_line_boundary_with_markup_intact() -> None:
+    views = [VIEW] * 400
+    text = TEMPLATES.render("en", "stock_hits", views=views, query="x")
+    assert len(text) <= TELEGRAM_TEXT_LIMIT and text.endswith("…")
+    assert_telegram_html(text)
+    one_line = "<b>" + "x" * 5000 + "</b>"
+    trimmed = fit(one_line)
+    assert len(trimmed) <= TELEGRAM_TEXT_LIMIT
+    assert_telegram_html(trimmed)
+
+
+def test_service_built_callback_data_is_what_the_handlers_parse() -> None:
+    assert pack("rp", "ordered", 12) == PromptAction(action="ordered", prompt_id=12).pack()
+    assert pack("of", "take", 7, 42) == OfferAction(action="take", offer_id=7, product_id=42).pack()
+    assert OfferAction.unpack(pack("of", "wait", 7, 0)) == OfferAction(action="wait", offer_id=7, product_id=0)
