@@ -1,0 +1,127 @@
+"""`stockbot run` as an operator runs it: a real process against the sandbox, stopped by signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import BotApiSandbox
+from bot.settings import Settings
+from tests.conftest import ON_POSTGRES
+
+ADMIN = 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[BotApiSandbox]:
+    with BotApiSandbox() as running:  # its own thread: the bot is another process
+        yield running
+
+
+def _env(tmp_path: Path, sandbox: BotApiSandbox, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    env.update(
+        BOT_TOKEN=sandbox.token, TELEGRAM_API_URL=sandbox.base_url, DATABASE_URL=database_url,
+        ADMIN_IDS=str(ADMIN), API_PORT=str(_free_port()), QUIET_HOURS="", WEBHOOK_SECRET="s3cret",
+        **extra,
+    )
+    return env
+
+
+def _wait(predicate, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_run_answers_acts_on_cli_changes_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, sandbox: BotApiSandbox, database_url: str
+) -> None:
+    env = _env(tmp_path, sandbox, database_url)
+    (tmp_path / "catalog.csv").write_text("sku,name,category,price,reorder_point\nLIP-1,Velvet Red,lips,10,3\n")
+    (tmp_path / "stock.csv").write_text("sku,warehouse,on_hand\nLIP-1,SH,10\n")
+    assert _cli(env, tmp_path, "import", "catalog", "catalog.csv").returncode == 0
+    assert _cli(env, tmp_path, "import", "stock", "stock.csv").returncode == 0
+    bot = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(sandbox.is_polling, what="the bot to poll")
+        sandbox.send_text(ADMIN, "/help")
+        _wait(lambda: sandbox.messages(ADMIN), what="an answer to /help")
+        assert "/grant" in sandbox.messages(ADMIN)[0].plain_text
+        # Another process empties the product while the bot runs: the bot notices and prompts.
+        (tmp_path / "stock.csv").write_text("sku,warehouse,on_hand\nLIP-1,SH,0\n")
+        assert _cli(env, tmp_path, "import", "stock", "stock.csv").returncode == 0
+        prompt = _wait(lambda: [m for m in sandbox.messages(ADMIN) if "LIP-1" in m.plain_text],
+                       what="the reorder prompt")
+        assert "Available: 0" in prompt[0].plain_text
+        bot.send_signal(signal.SIGTERM)
+        output, _ = bot.communicate(timeout=30)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    assert bot.returncode == 0, output
+    assert "Traceback" not in output and sandbox.token.split(":")[1] not in output
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="one SQLite file is enough to show the webhook wiring")
+def test_webhook_mode_takes_updates_on_the_api_port_and_checks_the_secret(
+    tmp_path: Path, sandbox: BotApiSandbox, database_url: str
+) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    env = _env(tmp_path, sandbox, database_url, WEBHOOK_URL="https://shop.example", TELEGRAM_SECRET_TOKEN="tg-secret")
+    bot = subprocess.Popen([sys.executable, "-m", "bot", "run", "--webhook"], env=env, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{env['API_PORT']}/telegram/webhook"
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "/help",
+              "chat": {"id": ADMIN, "type": "private"}, "from": {"id": ADMIN, "is_bot": False, "first_name": "A"},
+              "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+
+    def post(secret: str) -> int:
+        request = urllib.request.Request(url, data=json.dumps(update).encode(), method="POST", headers={
+            "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 0
+
+    try:
+        _wait(lambda: sandbox.webhook_url, what="setWebhook")
+        assert sandbox.webhook_url == "https://shop.example/telegram/webhook"
+        assert _wait(lambda: post("wrong") or None, what="the webhook route") == 401
+        assert post("tg-secret") == 200
+        _wait(lambda: sandbox.messages(ADMIN), what="an answer to the webhook update")
+        bot.send_signal(signal.SIGINT)
+        output, _ = bot.communicate(timeout=30)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    assert bot.returncode == 0, output
