@@ -1,0 +1,99 @@
+"""Scheduled jobs do their work once, however often or concurrently they run."""
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from bot.inventory.stock import StockChange, apply_change
+from bot.jobs import create_scheduler, purchaser_digest, sweep_expired_leases, wake_snoozed_prompts
+from bot.models import Notification, ReorderPrompt, StockEvent, utcnow
+from tests.factories import add_product
+from tests.harness import Harness
+
+ADMIN = 1
+
+
+async def _low(h: Harness, sku: str) -> None:
+    async with h.db.transaction() as session:
+        await add_product(session, sku, reorder_point=5, stock={"SH": 9})
+    async with h.db.transaction() as session:
+        await apply_change(session, StockChange(sku, "SH", delta=-6))
+
+
+async def _notifications(h: Harness, kind: str) -> int:
+    async with h.db.read_session() as session:
+        return await session.scalar(select(func.count()).select_from(Notification).where(Notification.kind == kind))
+
+
+async def test_events_handled_by_two_consumers_at_once_prompt_once(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _low(h, "A")
+    await asyncio.gather(h.runtime.process_events(), h.runtime.process_events())
+    assert await _notifications(h, "reorder_prompt") == 1
+    async with h.db.read_session() as session:
+        pending = await session.scalar(select(func.count()).select_from(StockEvent).where(StockEvent.processed_at.is_(None)))
+    assert pending == 0
+
+
+async def test_a_failing_reaction_is_retried_then_parked_without_blocking_others(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _low(h, "A")
+    from bot.events import MAX_ATTEMPTS, process_events
+    from bot.models import StockEventKind
+
+    async def broken(session, services, event):  # type: ignore[no-untyped-def]
+        raise RuntimeError("supplier system down")
+
+    for _ in range(MAX_ATTEMPTS):
+        await process_events(h.services, {StockEventKind.LOW_STOCK: [broken]})
+    async with h.db.read_session() as session:
+        event = await session.scalar(select(StockEvent).where(StockEvent.kind == "low_stock"))
+    assert event.processed_at is not None and event.attempts == MAX_ATTEMPTS
+    assert "supplier system down" in event.last_error
+
+
+async def test_the_daily_digest_goes_out_once_per_day(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _low(h, "A")
+    await h.settle()
+    assert await purchaser_digest(h.services) == 1
+    assert await purchaser_digest(h.services) == 0
+    await h.settle()
+    digest = h.last(ADMIN)
+    assert "Open reorder prompts" in digest.plain_text and "A" in digest.plain_text
+
+
+async def test_a_snoozed_prompt_wakes_once(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _low(h, "A")
+    await h.settle()
+    await h.press(ADMIN, h.last(ADMIN), "Snooze")
+    assert await wake_snoozed_prompts(h.services) == 0  # not yet due
+    async with h.db.transaction() as session:
+        await session.execute(update(ReorderPrompt).values(snoozed_until=utcnow() - timedelta(minutes=1)))
+    assert await wake_snoozed_prompts(h.services) == 1
+    assert await wake_snoozed_prompts(h.services) == 0
+    await h.settle()
+    assert h.last(ADMIN).buttons() and "Reorder" in h.last(ADMIN).plain_text
+    assert await _notifications(h, "reorder_prompt") == 2
+
+
+async def test_expired_leases_are_swept_back_to_pending(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _low(h, "A")
+    await h.runtime.process_events()
+    async with h.db.transaction() as session:
+        await session.execute(update(Notification).values(state="sending", lease_until=utcnow() - timedelta(seconds=1)))
+    assert await sweep_expired_leases(h.services) == 1
+    assert await sweep_expired_leases(h.services) == 0
+    await h.settle()
+    assert "Reorder" in h.last(ADMIN).plain_text
+
+
+def test_the_scheduler_has_every_job(bot_harness: Harness) -> None:
+    scheduler = create_scheduler(bot_harness.runtime)
+    ids = {job.id for job in scheduler.get_jobs()}
+    assert {"stock-events", "sweep-leases", "wake-snoozed", "refresh-catalog", "purchaser-digest"} <= ids
+    digest = scheduler.get_job("purchaser-digest")
+    assert str(digest.trigger).startswith("cron[") and "hour='9'" in str(digest.trigger)
