@@ -45,9 +45,11 @@ def create_bot(settings: Settings, *, session: AiohttpSession | None = None) -> 
 def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -> Dispatcher:
     from bot.handlers import build_routers
     from bot.handlers.errors import on_error
+    from bot.handlers.fsm_storage import DatabaseStorage
     from bot.handlers.middlewares import UnitOfWork
 
-    dispatcher = Dispatcher(storage=MemoryStorage(), services=services)
+    storage = MemoryStorage() if services.db.is_sqlite else DatabaseStorage(services.db)
+    dispatcher = Dispatcher(storage=storage, services=services)
     throttle = throttle or Throttle()
     unit_of_work = UnitOfWork(services)
     for observer in (dispatcher.message, dispatcher.callback_query, dispatcher.inline_query,

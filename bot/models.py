@@ -402,11 +402,41 @@ class StockoutOffer(Base):
     notification_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     pressed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # False when the customer could not be messaged (no Telegram chat, opted out, blocked):
+    # the offer is still recorded so the funnel counts everyone the stockout affected.
+    contactable: Mapped[bool] = mapped_column(default=True)
+    # Attribution: an order for the product or a substitute within the window after the offer.
+    bought_at: Mapped[datetime | None] = mapped_column(default=None)
+    bought_order_external_id: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         UniqueConstraint("cause_event_id", "customer_id"),
         Index("ix_stockout_offers_created", "created_at"),
+        Index("ix_stockout_offers_customer", "customer_id", "product_id"),
     )
+
+
+class StockoutPlan(Base):
+    """The planning of one stockout's offers, done in batches (VIPs first) until finished.
+
+    The first batch is written in the stock event's transaction; a large audience is finished by
+    a job in further short transactions, so the first VIP offers go out without waiting for all.
+    """
+
+    __tablename__ = "stockout_plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    cause_event_id: Mapped[int] = mapped_column(BigInteger)  # the stockout (episode) offers dedup on
+    event_id: Mapped[int] = mapped_column(BigInteger, unique=True)  # the stock event that started it
+    order_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("order_lines.id", ondelete="SET NULL")
+    )  # an order_short plan reaches that line's customer only
+    planned: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_stockout_plans_open", "finished_at"),)
 
 
 class Coupon(Base):
@@ -423,6 +453,7 @@ class Coupon(Base):
     redeemed_order_external_id: Mapped[str | None] = mapped_column(String(128))
     redeemed_value_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expired_at: Mapped[datetime | None] = mapped_column(default=None)  # marked by the expiry job
 
     __table_args__ = (UniqueConstraint("customer_id", "cause_event_id"),)
 
@@ -466,6 +497,8 @@ class Restock(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    __table_args__ = (Index("ix_restocks_due", "finished_at", "next_wave_at"),)
+
 
 class Reservation(Base):
     """Stock that Stockbot holds for a customer (a substitute taken, a VIP restock hold)."""
@@ -499,6 +532,17 @@ class DailyMessageCount(Base):
     )
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO date in the shop's zone
     count: Mapped[int] = mapped_column(default=0)
+
+
+class ConversationState(Base):
+    """aiogram FSM state per chat and user, shared by every bot process (PostgreSQL)."""
+
+    __tablename__ = "conversation_states"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class JobRun(Base):
