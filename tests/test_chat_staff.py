@@ -132,3 +132,36 @@ async def test_snooze_and_dismiss_and_a_second_press_is_refused(bot_harness: Har
     assert "already handled" in h.alerts(PURCHASER)[-1]
     lowstock = await h.reply(PURCHASER, "/lowstock")
     assert "snoozed" in lowstock and " B " not in lowstock
+
+
+async def test_admin_imports_a_csv_sent_as_a_document(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _staff(h)
+    bad = "sku,name,category,price\nLIP-1,Velvet Red,lips,12.00\nLIP-2,,lips,-1\n".encode()
+    await h.act(h.sandbox.send_document(ADMIN, "catalog.csv", bad, caption="catalog"))
+    failed = h.last(ADMIN).plain_text
+    assert "not imported" in failed and "catalog.csv:3: name is required" in failed
+    async with h.db.read_session() as session:
+        assert await session.scalar(select(Product.id)) is None
+    good = "\ufeffsku,name,category,price\nLIP-1,Velvet Red,lips,12.00\nGLO-1,唇釉 豆沙色,gloss,9.90\n".encode()
+    await h.act(h.sandbox.send_document(ADMIN, "catalog.csv", good, caption="catalog"))
+    assert "2 created" in h.last(ADMIN).plain_text
+    assert "GLO-1" in await h.reply(REP, "/stock doushase")  # the search index is fresh at once
+    await h.act(h.sandbox.send_document(ADMIN, "notes.csv", good, caption="holiday photos"))
+    assert "caption catalog, stock, customers or orders" in h.last(ADMIN).plain_text
+    await h.act(h.sandbox.send_document(PURCHASER, "catalog.csv", good, caption="catalog"))
+    assert "only read text" in h.last(PURCHASER).plain_text  # not an admin: no import
+
+
+async def test_inline_mode_gives_staff_the_same_hits_and_strangers_nothing(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _staff(h)
+    async with h.db.transaction() as session:
+        await add_product(session, "LIP-1", name="Velvet Lipstick Red", stock={"SH": 4})
+    await h.services.catalog.refresh(h.db)
+    await h.act(h.sandbox.inline_query(REP, "velvet lipstik"))
+    await h.act(h.sandbox.inline_query(STRANGER, "velvet lipstik"))
+    answers = {answer.user_id: answer for answer in h.sandbox.inline_answers()}
+    [result] = answers[REP].results
+    assert "LIP-1" in result["title"] and "SH: <b>4</b> available" in result["input_message_content"]["message_text"]
+    assert answers[STRANGER].results == []
