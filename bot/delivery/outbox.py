@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -127,17 +127,18 @@ async def _gate(
     later = quiet_until(now, gate.quiet, zone)
     if later is not None:
         return later
-    if gate.daily_cap and customer is not None and row.state == NotificationState.PENDING.value:
+    # Only a first claim spends a slot: a row handed back (restart, retry) already has one.
+    if gate.daily_cap and customer is not None and row.attempts == 0:
         if not await take_daily_slot(session, customer.id, local_day(now, zone), gate.daily_cap):
-            return next_local_midnight(now, zone) + _quiet_end_offset(gate.quiet)
+            return next_morning(now, zone, gate.quiet)
     return None
 
 
-def _quiet_end_offset(quiet: tuple[time, time] | None) -> timedelta:
-    # Deferred to the next day: go out when that day's quiet period ends, not at midnight.
-    if quiet is None or quiet[0] == quiet[1] or quiet[0] < quiet[1]:
-        return timedelta(0)
-    return timedelta(hours=quiet[1].hour, minutes=quiet[1].minute)
+def next_morning(now: datetime, zone: tzinfo, quiet: tuple[time, time] | None) -> datetime:
+    """Tomorrow, local time, when its quiet period (if one wraps midnight) has ended."""
+    tomorrow = next_local_midnight(now, zone).astimezone(zone).date()
+    wakes = quiet[1] if quiet and quiet[0] > quiet[1] else time(0)
+    return datetime.combine(tomorrow, wakes, tzinfo=zone).astimezone(UTC)
 
 
 def _customer_zone(customer: Customer | None, default: tzinfo) -> tzinfo:

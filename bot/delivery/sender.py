@@ -33,6 +33,7 @@ from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, 
 from bot.models import Notification, utcnow
 
 log = logging.getLogger(__name__)
+SPACING_SLACK = 0.001  # seconds
 
 
 @dataclass(slots=True)
@@ -46,6 +47,7 @@ class SenderStats:
 
 @dataclass(order=True, slots=True)
 class _Ready:
+    rank: int  # 0 for a message refused by a 429: it goes first when the pause ends
     at: float
     priority: int
     seq: int
@@ -79,8 +81,10 @@ class Sender:
         self.poll_interval = poll_interval
         self.clock = clock
         self.stats = SenderStats()
-        # Capacity one: no burst after an idle spell, so no window ever holds more than `rate`.
-        self._limiter = AsyncLimiter(1, 1 / rate)
+        # Capacity one: no burst after an idle spell. Telegram counts arrivals, not our send
+        # starts, so a millisecond of slack keeps uneven network delays from putting one
+        # message too many into a second.
+        self._limiter = AsyncLimiter(1, 1 / rate + SPACING_SLACK)
         self._slots = asyncio.Semaphore(concurrency)
         self._claim_size = max(20, min(1000, int(rate * 4)))
         self._queues: dict[int, deque[Notification]] = {}
@@ -169,11 +173,11 @@ class Sender:
             self._changed.set()
         return len(fresh)
 
-    def _schedule(self, chat_id: int, at: float | None = None) -> None:
+    def _schedule(self, chat_id: int, at: float | None = None, *, first: bool = False) -> None:
         earliest = self._last_sent.get(chat_id, -1e9) + self.per_chat_interval
         head = self._queues[chat_id][0]
         when = max(earliest, at or 0.0, self._paused_until)
-        heapq.heappush(self._ready, _Ready(when, head.priority, next(self._seq), chat_id))
+        heapq.heappush(self._ready, _Ready(0 if first else 1, when, head.priority, next(self._seq), chat_id))
 
     # --- dispatching -----------------------------------------------------------------------------
 
@@ -224,6 +228,7 @@ class Sender:
             self._queues[chat_id].appendleft(message)  # it goes first when the pause ends
             requeue_at = self._paused_until
         except Unreachable as exc:
+            self._held.discard(message.id)
             await self._unreachable(chat_id, str(exc))
         except (Temporary, Permanent, SendError) as exc:
             await self._failed(message, exc)
@@ -238,7 +243,7 @@ class Sender:
             self._busy.discard(chat_id)
             queue = self._queues.get(chat_id)
             if queue:
-                self._schedule(chat_id, requeue_at)
+                self._schedule(chat_id, requeue_at, first=requeue_at is not None)
             elif queue is not None:
                 del self._queues[chat_id]
             self._slots.release()
@@ -251,6 +256,9 @@ class Sender:
         log.info("chat %s is unreachable (%s); its queue is dropped", chat_id, error)
         async with self.db.transaction() as session:
             await outbox.mark_unreachable(session, chat_id, error)
+        # A claim may have queued more for this chat while the rows were being dropped.
+        late = self._queues.pop(chat_id, deque())
+        self._held.difference_update(row.id for row in late)
 
     async def _failed(self, message: Notification, error: SendError) -> None:
         self._held.discard(message.id)
