@@ -133,7 +133,8 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
     _add_api(app, settings, db)
     if webhook:
         await _add_webhook(app, runtime, settings)
-    runner = web.AppRunner(app, handle_signals=False)
+    # No access log: raw paths carry coupon codes; the API logs each request by route pattern.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.API_HOST, settings.API_PORT)
     await site.start()

@@ -127,7 +127,7 @@ class StockLevel(Base):
     incoming: Mapped[int] = mapped_column(default=0)
     incoming_eta: Mapped[datetime | None] = mapped_column(default=None)
 
-    warehouse: Mapped[Warehouse] = relationship(lazy="joined")
+    warehouse: Mapped[Warehouse] = relationship(lazy="selectin")
 
     __table_args__ = (
         UniqueConstraint("product_id", "warehouse_id"),
@@ -326,7 +326,8 @@ class ReorderPrompt(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    product: Mapped[Product] = relationship(lazy="joined")
+    # selectin, not joined: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
+    product: Mapped[Product] = relationship(lazy="selectin")
 
     __table_args__ = (Index("ix_reorder_prompts_product_status", "product_id", "status"),)
 

@@ -13,6 +13,8 @@ from bot.delivery.templates import TELEGRAM_TEXT_LIMIT, Templates, fit
 from bot.handlers.callbacks import OfferAction, PromptAction
 from bot.inventory.catalog import LevelView, StockView
 from bot.inventory.reorder import Suggestion
+from bot.recovery.funnel import FunnelReport
+from bot.recovery.offers import SubView
 
 TEMPLATES = Templates()
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
@@ -30,6 +32,16 @@ NOTIFICATION = SimpleNamespace(created_at=NOW, kind="stockout_offer", state="fai
                                last_error="Bad Request: <oops>")
 ENTRY = SimpleNamespace(joined_at=NOW, expires_at=NOW)
 VIEW = StockView(PRODUCT, (LevelView("SH", 3, 1, 4, NOW),), ((OTHER, 9, Decimal("1.50")),))
+SUBS = [SubView(2, "LIP-2", "Matte <Rose>", Decimal("13.00"), Decimal("0.50")),
+        SubView(3, "LIP-3", "Satin Nude", Decimal("11.00"), Decimal("-1.50"))]
+COUPON = SimpleNamespace(code="K7QX-93TM-HW4R", percent=15, expires_at=NOW)
+REPORT = FunnelReport(
+    NOW, NOW, {"substitute_taken": 1, "waited": 1, "queued": 2}, {"sent": 5, "failed": 1, "pending": 2},
+    affected=5, contacted=4, not_contactable=1, reached=3, pressed=2, substitute_taken=1, waited=1, bought=1,
+    coupons_issued=3, coupons_redeemed=1, revenue_substitutes_cents=2300, revenue_redemptions_cents=900,
+    restock_notified=4, outcomes=[("stats_reached", 3, 4), ("stats_pressed", 2, 3), ("stats_taken", 1, 3),
+                                  ("stats_waited", 1, 3), ("stats_cancelled", 0, 3), ("stats_bought", 1, 4)],
+)
 
 # Sample data for each template; a template without a sample fails the test below, so a new
 # message cannot be added without being rendered here in every locale.
@@ -42,7 +54,14 @@ SAMPLES: dict[str, dict] = {
     "waitlist": {"entries": [(ENTRY, PRODUCT)]},
     "import_failed": {"lines": ["c.csv:3: price <x> is negative"], "hidden": 2, "label": "c.csv"},
     "delivery_log": {"customer": CUSTOMER, "rows": [NOTIFICATION]},
-    "stats": {"r": SimpleNamespace(offers={"sent": 3}, delivery={"sent": 5}), "days": 7},
+    "stats": {"r": REPORT, "days": 7},
+    "stockout_offer": {"product": PRODUCT, "customer_name": "Ann <script>", "qty": 2, "has_line": True,
+                       "subs": SUBS, "eta": NOW, "coupon": COUPON, "done": None},
+    "restock_notice": {"product": PRODUCT, "customer_name": "Ann <script>", "few": True, "hold_until": NOW},
+    "waitlist_expired": {"product": PRODUCT, "customer_name": "Ann <script>", "days": 90},
+    "sales_digest": {"day": "2026-11-25", "large": 10,
+                     "taken": [{"customer": CUSTOMER, "product": PRODUCT, "substitute": OTHER, "qty": 12}],
+                     "cancelled": [{"customer": CUSTOMER, "product": PRODUCT, "qty": 1}]},
 }
 
 

@@ -37,6 +37,7 @@ COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # required, opt
 }
 LIMITS = {"sku": 64, "name": 512, "category": 128, "brand": 128, "supplier": 256, "warehouse": 64,
           "external_id": 128, "customer_external_id": 128, "email": 256}
+CUSTOMER_NAME_LIMIT = 256
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -123,7 +124,7 @@ def _read_rows(data: bytes, kind: str, report: ImportReport) -> list[_Row]:
 # --- field parsers (raise RowError with the reason) ---------------------------------------------
 
 
-def _text(values: dict[str, str], name: str, *, required: bool = True) -> str | None:
+def _text(values: dict[str, str], name: str, *, required: bool = True, limit: int | None = None) -> str | None:
     value = values.get(name, "")
     if not value:
         if required:
@@ -131,8 +132,9 @@ def _text(values: dict[str, str], name: str, *, required: bool = True) -> str | 
         return None
     if any(ord(ch) < 32 for ch in value):
         raise RowError(f"{name} contains control characters")
-    if len(value) > LIMITS.get(name, 1024):
-        raise RowError(f"{name} is longer than {LIMITS.get(name, 1024)} characters")
+    limit = limit or LIMITS.get(name, 1024)
+    if len(value) > limit:
+        raise RowError(f"{name} is longer than {limit} characters")
     return value
 
 
@@ -309,7 +311,7 @@ def _customer_parser(region: str) -> Callable[[dict[str, str], int], CustomerInp
             raise RowError(f"email {email!r} is not an address")
         record = CustomerInput(
             external_id=external_id,
-            name=_text(values, "name"),
+            name=_text(values, "name", limit=CUSTOMER_NAME_LIMIT),
             tier=_choice(values, "tier", ("regular", "vip")),
             phone=phone,
             email=email,

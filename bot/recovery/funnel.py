@@ -1,14 +1,48 @@
-"""The recovery funnel for /stats, and a customer's delivery log ("I never got it")."""
+"""The recovery funnel for /stats, and a customer's delivery log ("I never got it").
+
+The funnel is a cohort: the offers created in the period, and what became of each of them (up to
+now). Every outcome is recorded on the offer or its coupon when it happens:
+
+- contacted: an offer message was queued (customers who cannot be messaged are counted apart);
+- reached: that message was delivered (`Notification.state == sent`);
+- pressed, substitute taken, waited, cancelled: the customer's answer (`pressed_at`, `status`);
+- coupon redeemed: `Coupon.redeemed_at` (set by the redemption API);
+- bought: an order by the customer, for the product or one of the offered substitutes, created (or
+  fulfilled) within ATTRIBUTION_DAYS after the offer; recorded in `bought_at` by `attribute`,
+  which the report and a job both run.
+
+Revenue kept is money that would otherwise have walked out with the stockout:
+- a substitute taken: the line's quantity x the substitute's price (stored on the offer when taken);
+- a coupon redeemed: what the customer paid on the redeemed order, i.e. the order's lines at
+  current prices minus the coupon's discount (`redeemed_value_cents`); when the order is not known
+  to Stockbot, one unit of the product minus the discount. The discount itself is a cost, not
+  revenue, so it is never added.
+Other purchases in the window are counted as "bought" but not added: a customer with an open
+order would often have bought anyway, and counting it would flatter the bot.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.models import Customer, Notification, StockoutOffer
+from bot.models import (
+    Coupon,
+    Customer,
+    Notification,
+    NotificationState,
+    OfferStatus,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Product,
+    Restock,
+    StockoutOffer,
+    utcnow,
+)
 from bot.services import Services
 
 
@@ -16,16 +50,87 @@ from bot.services import Services
 class FunnelReport:
     since: datetime
     until: datetime
-    offers: dict[str, int]
-    delivery: dict[str, int]
+    offers: dict[str, int]  # offers by status
+    delivery: dict[str, int]  # every outbox row of the period by state (failed ones included)
+    affected: int = 0
+    contacted: int = 0
+    not_contactable: int = 0
+    reached: int = 0
+    pressed: int = 0
+    substitute_taken: int = 0
+    waited: int = 0
+    cancelled: int = 0
+    bought: int = 0
+    coupons_issued: int = 0
+    coupons_redeemed: int = 0
+    revenue_substitutes_cents: int = 0
+    revenue_redemptions_cents: int = 0
+    restock_notified: int = 0
+    outcomes: list[tuple[str, int, int]] = field(default_factory=list)  # (label key, count, base)
+
+    @property
+    def revenue_kept_cents(self) -> int:
+        return self.revenue_substitutes_cents + self.revenue_redemptions_cents
+
+    @staticmethod
+    def rate(count: int, base: int) -> str:
+        return f"{round(100 * count / base)}%" if base else "—"
+
+
+async def attribute(session: AsyncSession, *, since: datetime, until: datetime, attribution_days: int) -> int:
+    """Record `bought_at` on offers of the period whose customer then bought the product or a
+    substitute within the window; returns how many were newly attributed."""
+    window = timedelta(days=attribution_days)
+    offers = list(
+        await session.scalars(
+            select(StockoutOffer).where(
+                StockoutOffer.created_at >= since, StockoutOffer.created_at < until,
+                StockoutOffer.bought_at.is_(None),
+            )
+        )
+    )
+    if not offers:
+        return 0
+    customers = {offer.customer_id for offer in offers}
+    earliest = min(offer.created_at for offer in offers)
+    purchases: dict[int, list[tuple[datetime, int, str]]] = {}
+    for start in range(0, len(customers), 500):
+        chunk = list(customers)[start : start + 500]
+        rows = await session.execute(
+            select(Order.customer_id, Order.external_id, Order.created_at, Order.updated_at, OrderLine.product_id,
+                   OrderLine.status)
+            .join(OrderLine, OrderLine.order_id == Order.id)
+            .where(Order.customer_id.in_(chunk), OrderLine.status != OrderStatus.CANCELLED.value,
+                   (Order.created_at >= earliest) | (Order.updated_at >= earliest))
+        )
+        for customer_id, external_id, created, updated, product_id, status in rows:
+            purchases.setdefault(customer_id, []).append((created, product_id, external_id))
+            if status == OrderStatus.FULFILLED.value and updated > created:
+                purchases[customer_id].append((updated, product_id, external_id))
+    found = 0
+    for offer in offers:
+        wanted = {offer.product_id, *(offer.substitute_ids or [])}
+        if offer.chosen_product_id:
+            wanted.add(offer.chosen_product_id)
+        hits = [
+            (at, external_id)
+            for at, product_id, external_id in purchases.get(offer.customer_id, ())
+            if product_id in wanted and offer.created_at <= at <= offer.created_at + window
+        ]
+        if hits:
+            at, external_id = min(hits)
+            offer.bought_at, offer.bought_order_external_id = at, external_id
+            found += 1
+    await session.flush()
+    return found
 
 
 async def build_report(session: AsyncSession, *, since: datetime, until: datetime, attribution_days: int) -> FunnelReport:
+    await attribute(session, since=since, until=until, attribution_days=attribution_days)
+    in_period = (StockoutOffer.created_at >= since, StockoutOffer.created_at < until)
     offers = dict(
         (await session.execute(
-            select(StockoutOffer.status, func.count())
-            .where(StockoutOffer.created_at >= since, StockoutOffer.created_at < until)
-            .group_by(StockoutOffer.status)
+            select(StockoutOffer.status, func.count()).where(*in_period).group_by(StockoutOffer.status)
         )).all()
     )
     delivery = dict(
@@ -35,7 +140,78 @@ async def build_report(session: AsyncSession, *, since: datetime, until: datetim
             .group_by(Notification.state)
         )).all()
     )
-    return FunnelReport(since, until, offers, delivery)
+    row = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count().filter(StockoutOffer.contactable.is_(True)),
+                func.count(Notification.id).filter(Notification.state == NotificationState.SENT.value),
+                func.count(StockoutOffer.pressed_at),
+                func.count(StockoutOffer.bought_at),
+                func.count(StockoutOffer.coupon_id),
+                func.coalesce(
+                    func.sum(StockoutOffer.revenue_cents).filter(
+                        StockoutOffer.status == OfferStatus.SUBSTITUTE_TAKEN.value), 0),
+            )
+            .select_from(StockoutOffer)
+            .outerjoin(Notification, Notification.id == StockoutOffer.notification_id)
+            .where(*in_period)
+        )
+    ).one()
+    affected, contacted, reached, pressed, bought, coupons_issued, revenue_substitutes = (int(v or 0) for v in row)
+    redeemed = (
+        await session.execute(
+            select(Coupon.id, Coupon.redeemed_value_cents, Coupon.redeemed_order_external_id, Product.price_cents)
+            .join(StockoutOffer, StockoutOffer.coupon_id == Coupon.id)
+            .join(Product, Product.id == Coupon.product_id)
+            .where(*in_period, Coupon.redeemed_at.is_not(None))
+        )
+    ).all()
+    revenue_redemptions = await _redemption_revenue(session, redeemed)
+    restock_notified = int(
+        await session.scalar(
+            select(func.coalesce(func.sum(Restock.notified), 0)).where(
+                Restock.created_at >= since, Restock.created_at < until
+            )
+        ) or 0
+    )
+    taken = offers.get(OfferStatus.SUBSTITUTE_TAKEN.value, 0)
+    waited = offers.get(OfferStatus.WAITED.value, 0)
+    cancelled = offers.get(OfferStatus.CANCELLED.value, 0)
+    outcomes = [
+        ("stats_reached", reached, contacted),
+        ("stats_pressed", pressed, reached),
+        ("stats_taken", taken, reached),
+        ("stats_waited", waited, reached),
+        ("stats_cancelled", cancelled, reached),
+        ("stats_bought", bought, contacted),
+    ]
+    return FunnelReport(
+        since, until, offers, delivery, affected=affected, contacted=contacted,
+        not_contactable=affected - contacted, reached=reached, pressed=pressed, substitute_taken=taken,
+        waited=waited, cancelled=cancelled, bought=bought, coupons_issued=coupons_issued,
+        coupons_redeemed=len(redeemed), revenue_substitutes_cents=revenue_substitutes,
+        revenue_redemptions_cents=revenue_redemptions, restock_notified=restock_notified, outcomes=outcomes,
+    )
+
+
+async def _redemption_revenue(session: AsyncSession, redeemed: list) -> int:  # type: ignore[type-arg]
+    orders = {external_id for _id, _value, external_id, _price in redeemed if external_id}
+    order_value: dict[str, int] = {}
+    if orders:
+        rows = await session.execute(
+            select(Order.external_id, func.sum(OrderLine.qty * Product.price_cents))
+            .join(OrderLine, OrderLine.order_id == Order.id)
+            .join(Product, Product.id == OrderLine.product_id)
+            .where(Order.external_id.in_(orders), OrderLine.status != OrderStatus.CANCELLED.value)
+            .group_by(Order.external_id)
+        )
+        order_value = {external_id: int(value or 0) for external_id, value in rows}
+    total = 0
+    for _id, discount, external_id, price in redeemed:
+        paid = order_value.get(external_id, price) if external_id else price
+        total += max(paid - (discount or 0), 0)
+    return total
 
 
 async def customer_log_text(session: AsyncSession, services: Services, locale: str, external_id: str) -> str | None:
@@ -49,3 +225,11 @@ async def customer_log_text(session: AsyncSession, services: Services, locale: s
         )
     )
     return services.templates.render(locale, "delivery_log", customer=customer, rows=rows)
+
+
+async def attribute_recent(services: Services, *, attribution_days: int | None = None) -> int:
+    """The job: attribute purchases to the offers of the last attribution window."""
+    days = attribution_days or services.settings.ATTRIBUTION_DAYS
+    now = utcnow()
+    async with services.db.transaction() as session:
+        return await attribute(session, since=now - timedelta(days=days + 1), until=now, attribution_days=days)

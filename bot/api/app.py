@@ -1,0 +1,474 @@
+"""The integration HTTP API: stock events, orders and customers from a shop's systems, and coupon
+redemption from its checkout.
+
+Every route but health is signed (`bot/api/signing.py`). A batch is checked whole (shapes first,
+then references and stock levels against the database) inside one write transaction, and is
+written only when nothing is wrong: any problem answers 422 listing every problem, and the
+transaction rolls back. Retrying a request is safe: stock events are idempotent by `event_id`,
+orders and customers are upserts by `external_id`, and a coupon is redeemed once.
+
+`create_api_app()` builds a stand-alone app; `add_api_routes()` adds the routes and the JSON error
+and request-log middlewares to an app the caller owns (the Telegram webhook shares it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.api.schemas import (
+    CustomerIn,
+    CustomersBody,
+    OrderIn,
+    OrdersBody,
+    RedeemBody,
+    StockEventIn,
+    StockEventsBody,
+    item_error,
+    validation_errors,
+)
+from bot.api.signing import HEADER, verify
+from bot.db import Database
+from bot.inventory.stock import StockChange, StockError, apply_changes
+from bot.models import Customer, Product, StockLevel, StockMovement, Warehouse
+from bot.recovery.redemption import RedeemStatus, redeem_coupon
+from bot.settings import Settings
+from bot.shop.customers import CustomerInput, upsert_customers
+from bot.shop.orders import LineInput, OrderInput, UnknownReference, upsert_orders
+
+log = logging.getLogger("bot.api")
+
+PREFIX = "/api/v1"
+MAX_BODY = 1024 * 1024  # 1 MiB
+ACTOR = "api"
+_CHUNK = 500  # keys per IN (...) lookup
+
+_MIDDLEWARES_KEY = web.AppKey("stockbot_api_middlewares", bool)
+Item = TypeVar("Item", bound=BaseModel)
+ErrorList = list[dict[str, Any]]
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class BatchRejected(Exception):
+    """Raised inside the write transaction so it rolls back; answered as 422."""
+
+    def __init__(self, errors: ErrorList) -> None:
+        super().__init__(f"{len(errors)} problem(s)")
+        self.errors = errors
+
+
+class _Answer(Exception):
+    """An early answer (400, 413, ...) from deep inside a handler."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def _unprocessable(errors: ErrorList) -> web.Response:
+    ordered = sorted(errors, key=lambda e: -1 if e["index"] is None else e["index"])
+    return web.json_response({"errors": ordered}, status=422)
+
+
+_REASONS = {
+    404: "not found",
+    405: "method not allowed",
+    413: f"request body larger than {MAX_BODY} bytes",
+}
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        return _error(exc.status, _REASONS.get(exc.status, exc.reason.lower()), **headers)
+    except _Answer as answer:
+        return _error(answer.status, answer.message)
+
+
+@web.middleware
+async def _log_requests(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """One line per request: method, route pattern (not the path: it may hold a coupon code),
+    status and time. Never bodies, headers or secrets."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, _route_of(request))
+        status = 500
+        return _error(500, "internal error")
+    finally:
+        log.info(
+            "%s %s %d %.1fms %s", request.method, _route_of(request), status,
+            (time.perf_counter() - started) * 1000, request.remote or "-",
+        )
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource if request.match_info.route else None
+    if resource is not None:
+        return resource.canonical
+    return request.path[:200]
+
+
+# --- request body --------------------------------------------------------------------------------
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed MAX_BODY."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _Answer(413, _REASONS[413])
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise _Answer(413, _REASONS[413])
+    return bytes(body)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json(body: bytes, *, empty: Any = None) -> Any:
+    if not body.strip() and empty is not None:
+        return empty
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        raise _Answer(400, f"malformed JSON: {exc}"[:300]) from None
+
+
+def _parse_batch(
+    envelope: type[BaseModel], item: type[Item], key: str, data: Any, context: dict[str, Any] | None = None
+) -> tuple[list[tuple[int, Item]], ErrorList]:
+    """Validate the whole body; return the valid items with their indexes, and every error.
+
+    Items that are well-formed still go through the reference checks when others are not, so one
+    422 lists every problem of the batch.
+    """
+    try:
+        body = envelope.model_validate(data, context=context)
+        return list(enumerate(getattr(body, key))), []
+    except ValidationError as exc:
+        errors = validation_errors(exc, key)
+    if any(error["index"] is None for error in errors):
+        return [], errors  # the envelope itself is wrong: nothing to check item by item
+    bad = {error["index"] for error in errors}
+    good = [
+        (index, item.model_validate(raw, context=context))
+        for index, raw in enumerate(data[key])
+        if index not in bad
+    ]
+    return good, errors
+
+
+def _duplicates(items: Sequence[tuple[int, Any]], key: Callable[[Any], Any], field: str, what: str) -> ErrorList:
+    first: dict[Any, int] = {}
+    errors = []
+    for index, item in items:
+        value = key(item)
+        if value is None:
+            continue
+        if value in first:
+            errors.append(item_error(index, field, f"duplicate {what} {value!r} (first at index {first[value]})"))
+        else:
+            first[value] = index
+    return errors
+
+
+async def _ids(
+    session: AsyncSession, column: Any, id_column: Any, keys: set[str], *, lock: bool = False
+) -> dict[str, int]:
+    """Map keys to row ids; with `lock`, the rows are locked (FOR UPDATE) in id order."""
+    found: dict[str, int] = {}
+    ordered = sorted(keys)
+    if lock:  # one statement, so the whole batch's rows are locked in one id order
+        query = select(column, id_column).where(column.in_(ordered)).order_by(id_column).with_for_update()
+        return {key: row_id for key, row_id in await session.execute(query)}
+    for start in range(0, len(ordered), _CHUNK):
+        rows = await session.execute(select(column, id_column).where(column.in_(ordered[start : start + _CHUNK])))
+        found.update({key: row_id for key, row_id in rows})
+    return found
+
+
+# --- the routes ----------------------------------------------------------------------------------
+
+Handler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
+
+
+class IntegrationApi:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._secret = settings.WEBHOOK_SECRET.get_secret_value() if settings.WEBHOOK_SECRET else None
+
+    def signed(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def check(request: web.Request) -> web.StreamResponse:
+            if not self._secret:
+                return _error(503, "the integration API is off: WEBHOOK_SECRET is not set")
+            try:
+                body = await _read_body(request)
+                if not verify(self._secret, body, request.headers.get(HEADER)):
+                    return _error(401, f"bad or missing {HEADER} signature")
+                return await handler(request, body)
+            except _Answer as answer:
+                return _error(answer.status, answer.message)
+
+        check.__name__ = handler.__name__
+        check.__doc__ = handler.__doc__
+        return check
+
+    async def _write_batch(
+        self, items: list[tuple[int, Any]], errors: ErrorList, check: Callable[..., Awaitable[ErrorList]],
+        write: Callable[..., Awaitable[dict[str, int]]],
+    ) -> web.Response:
+        try:
+            async with self.db.transaction() as session:
+                errors = errors + await check(session, items)
+                if errors:
+                    raise BatchRejected(errors)
+                result = await write(session, items)
+        except BatchRejected as rejected:
+            return _unprocessable(rejected.errors)
+        except IntegrityError:
+            log.warning("batch lost a race with a concurrent writer; rolled back")
+            return _error(409, "a concurrent request wrote the same records; nothing was applied, retry")
+        return web.json_response(result)
+
+    # health -------------------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    # stock events -------------------------------------------------------------------------------
+
+    async def stock_events(self, request: web.Request, body: bytes) -> web.Response:
+        items, errors = _parse_batch(StockEventsBody, StockEventIn, "events", _json(body))
+        if any(error["index"] is None for error in errors):
+            return _unprocessable(errors)
+        return await self._write_batch(items, errors, self._check_stock, self._write_stock)
+
+    async def _check_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> ErrorList:
+        errors = _duplicates(items, lambda e: e.event_id, "event_id", "event_id")
+        decrements = any(e.delta is not None and e.delta < 0 for _, e in items)
+        products = await _ids(session, Product.sku, Product.id, {e.sku for _, e in items}, lock=decrements)
+        errors += [item_error(i, "sku", f"unknown SKU {e.sku!r}") for i, e in items if e.sku not in products]
+        if errors or not decrements:
+            return errors
+        return await self._check_levels(session, items, products)
+
+    async def _check_levels(
+        self, session: AsyncSession, items: list[tuple[int, StockEventIn]], products: dict[str, int]
+    ) -> ErrorList:
+        """Report every decrement that would take a level below zero.
+
+        `_check_stock` has locked the batch's product rows, in id order as the stock service locks
+        them, so the levels read here are the ones the service will move (on SQLite the write
+        transaction already holds the database's write lock). Events seen before are skipped, as
+        the service skips them.
+        """
+        ids = sorted({products[e.sku] for _, e in items})
+        seen: set[str] = set()
+        event_ids = sorted({e.event_id for _, e in items})
+        for start in range(0, len(event_ids), _CHUNK):
+            seen.update(
+                await session.scalars(
+                    select(StockMovement.event_id).where(StockMovement.event_id.in_(event_ids[start : start + _CHUNK]))
+                )
+            )
+        levels: dict[tuple[int, str], int] = {}
+        for start in range(0, len(ids), _CHUNK):
+            rows = await session.execute(
+                select(StockLevel.product_id, Warehouse.code, StockLevel.on_hand)
+                .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
+                .where(StockLevel.product_id.in_(ids[start : start + _CHUNK]))
+            )
+            levels.update({(product_id, code): on_hand for product_id, code, on_hand in rows})
+        errors = []
+        for index, event in items:
+            if event.event_id in seen:
+                continue
+            place = (products[event.sku], event.warehouse)
+            current = levels.get(place, 0)
+            if event.on_hand is not None:
+                levels[place] = event.on_hand
+            elif current + (event.delta or 0) < 0:
+                errors.append(item_error(
+                    index, "delta",
+                    f"{event.sku} in {event.warehouse} would have {current} on hand; "
+                    f"a change of {event.delta} would go below zero",
+                ))
+            else:
+                levels[place] = current + (event.delta or 0)
+        return errors
+
+    async def _write_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> dict[str, int]:
+        changes = [
+            StockChange(
+                e.sku, e.warehouse, delta=e.delta, on_hand=e.on_hand, reason=e.reason,
+                actor=ACTOR, event_id=e.event_id,
+            )
+            for _, e in items
+        ]
+        try:
+            results = await apply_changes(session, changes)
+        except StockError as exc:  # a safety net: the checks above should have caught it
+            raise BatchRejected([_stock_error_item(items, exc)]) from None
+        duplicates = sum(1 for result in results if result.duplicate)
+        return {"applied": len(results) - duplicates, "duplicates": duplicates}
+
+    # orders -------------------------------------------------------------------------------------
+
+    async def orders(self, request: web.Request, body: bytes) -> web.Response:
+        items, errors = _parse_batch(OrdersBody, OrderIn, "orders", _json(body))
+        if any(error["index"] is None for error in errors):
+            return _unprocessable(errors)
+        return await self._write_batch(items, errors, self._check_orders, self._write_orders)
+
+    async def _check_orders(self, session: AsyncSession, items: list[tuple[int, OrderIn]]) -> ErrorList:
+        errors = _duplicates(items, lambda o: o.external_id, "external_id", "external_id")
+        for index, order in items:
+            first: dict[str, int] = {}
+            for j, line in enumerate(order.lines):
+                if line.sku in first:
+                    errors.append(item_error(index, f"lines[{j}].sku", f"duplicate SKU {line.sku!r} (first at lines[{first[line.sku]}])"))
+                first.setdefault(line.sku, j)
+        customers = await _ids(session, Customer.external_id, Customer.id, {o.customer_external_id for _, o in items})
+        skus = await _ids(session, Product.sku, Product.id, {line.sku for _, o in items for line in o.lines})
+        for index, order in items:
+            if order.customer_external_id not in customers:
+                errors.append(item_error(index, "customer_external_id", f"unknown customer {order.customer_external_id!r}"))
+            for j, line in enumerate(order.lines):
+                if line.sku not in skus:
+                    errors.append(item_error(index, f"lines[{j}].sku", f"unknown SKU {line.sku!r}"))
+        return errors
+
+    async def _write_orders(self, session: AsyncSession, items: list[tuple[int, OrderIn]]) -> dict[str, int]:
+        given = [
+            OrderInput(
+                o.external_id, o.customer_external_id,
+                tuple(LineInput(line.sku, line.qty, o.status) for line in o.lines),
+            )
+            for _, o in items
+        ]
+        try:
+            counts = await upsert_orders(session, given)
+        except UnknownReference as exc:  # a safety net, as above
+            raise BatchRejected([item_error(None, exc.field, str(exc))]) from None
+        return {"created": counts.created, "updated": counts.updated}
+
+    # customers ----------------------------------------------------------------------------------
+
+    async def customers(self, request: web.Request, body: bytes) -> web.Response:
+        context = {"phone_region": self.settings.PHONE_REGION}
+        items, errors = _parse_batch(CustomersBody, CustomerIn, "customers", _json(body), context)
+        if any(error["index"] is None for error in errors):
+            return _unprocessable(errors)
+        return await self._write_batch(items, errors, self._check_customers, self._write_customers)
+
+    async def _check_customers(self, session: AsyncSession, items: list[tuple[int, CustomerIn]]) -> ErrorList:
+        return _duplicates(items, lambda c: c.external_id, "external_id", "external_id") + _duplicates(
+            items, lambda c: c.phone, "phone", "phone"
+        )
+
+    async def _write_customers(self, session: AsyncSession, items: list[tuple[int, CustomerIn]]) -> dict[str, int]:
+        counts = await upsert_customers(
+            session,
+            [CustomerInput(c.external_id, c.name, c.tier, c.phone, c.email, c.locale) for _, c in items],
+        )
+        return {"created": counts.created, "updated": counts.updated}
+
+    # coupons ------------------------------------------------------------------------------------
+
+    async def redeem(self, request: web.Request, body: bytes) -> web.Response:
+        try:
+            given = RedeemBody.model_validate(_json(body, empty={}))
+        except ValidationError as exc:
+            return _unprocessable(validation_errors(exc, None))
+        code = request.match_info["code"]
+        async with self.db.transaction() as session:
+            outcome = await redeem_coupon(session, code, given.order_external_id)
+        if outcome.status is RedeemStatus.NOT_FOUND:
+            return _error(404, "unknown coupon code")
+        if outcome.status is RedeemStatus.ALREADY_REDEEMED:
+            return _error(409, "coupon already redeemed")
+        if outcome.status is RedeemStatus.EXPIRED:
+            return _error(410, "coupon expired")
+        assert outcome.redeemed_at is not None and outcome.value is not None
+        return web.json_response({
+            "code": outcome.code,
+            "percent": outcome.percent,
+            "redeemed_at": outcome.redeemed_at.isoformat(),
+            "value": str(outcome.value),
+        })
+
+
+def _stock_error_item(items: list[tuple[int, StockEventIn]], exc: StockError) -> dict[str, Any]:
+    """Best effort: the index of the event the service refused (its message names SKU and warehouse)."""
+    text = str(exc)
+    for index, event in items:
+        if text.startswith(f"{event.sku} in {event.warehouse} ") and (event.delta or 0) < 0:
+            return item_error(index, exc.field, text)
+        if f"{event.sku!r}" in text or f"{event.warehouse!r}" in text:
+            return item_error(index, exc.field, text)
+    return item_error(None, exc.field, text)
+
+
+# --- assembly ------------------------------------------------------------------------------------
+
+
+ROUTES = (
+    ("GET", f"{PREFIX}/health"),
+    ("POST", f"{PREFIX}/stock-events"),
+    ("POST", f"{PREFIX}/orders"),
+    ("POST", f"{PREFIX}/customers"),
+    ("POST", f"{PREFIX}/coupons/{{code}}/redeem"),
+)
+
+
+def add_api_routes(app: web.Application, settings: Settings, db: Database) -> IntegrationApi:
+    """Add the API's routes, and its JSON-error and request-log middlewares, to `app`."""
+    api = IntegrationApi(settings, db)
+    if not app.get(_MIDDLEWARES_KEY):
+        app.middlewares.append(_log_requests)
+        app.middlewares.append(_json_errors)
+        app[_MIDDLEWARES_KEY] = True
+    app.router.add_get(f"{PREFIX}/health", api.health)
+    app.router.add_post(f"{PREFIX}/stock-events", api.signed(api.stock_events))
+    app.router.add_post(f"{PREFIX}/orders", api.signed(api.orders))
+    app.router.add_post(f"{PREFIX}/customers", api.signed(api.customers))
+    app.router.add_post(f"{PREFIX}/coupons/{{code}}/redeem", api.signed(api.redeem))
+    return api
+
+
+def create_api_app(settings: Settings, db: Database) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    add_api_routes(app, settings, db)
+    return app
