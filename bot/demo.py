@@ -33,8 +33,8 @@ GLOSS-FENG,丝绒唇釉 枫叶红,lip gloss,119.00,木槿,5,3,7,木槿美妆,col
 SHAMPOO-HERB,Herbal Shampoo 400ml,hair,59.00,Verde,10,5,7,Verde Naturals,unit=ml;pack_size=1
 """
 STOCK = """sku,warehouse,on_hand
-LIP-RED,SH,7
-LIP-RED,BJ,3
+LIP-RED,SH,30
+LIP-RED,BJ,10
 LIP-RUBY,SH,12
 LIP-CHERRY,BJ,8
 LIP-NUDE,SH,9
@@ -110,16 +110,14 @@ async def _story(c: Conversation, tokens: dict[str, str]) -> None:
     await c.say(RITA.user_id, "/stock chunyou", first_name=RITA.name)
 
     _say("the shop sells LIP-RED until it reaches its reorder point: the purchaser is prompted")
-    await _sell(c, "LIP-RED", "SH", 4, "pos-a")
-    prompt = c.last(PETER.user_id)
-    asked = await c.press(PETER.user_id, prompt, "Ordered")
+    await _sell(c, "LIP-RED", "SH", 30, "pos-a")
+    await _sell(c, "LIP-RED", "BJ", 4, "pos-b")
+    await c.press(PETER.user_id, c.last(PETER.user_id), "Ordered")
     await c.say(PETER.user_id, "24", first_name=PETER.name)
     await c.press(PETER.user_id, c.last(PETER.user_id), "lead time")
-    del asked
 
     _say("LIP-RED sells out: Ann (VIP, open order) and Max (backorder) are contacted")
-    await _sell(c, "LIP-RED", "SH", 3, "pos-b")
-    await _sell(c, "LIP-RED", "BJ", 3, "pos-c")
+    await _sell(c, "LIP-RED", "BJ", 6, "pos-c")
     await _customers_answer_offers(c)
 
     _say("the supplier delivers early; waiting customers are told, VIP first")
@@ -163,6 +161,9 @@ async def run_demo(locales: tuple[str, ...] = ("en", "zh")) -> int:
             await upgrade(db)
             tokens = await _seed(db)
             async with running_bot(settings, db) as conversation:
+                # The seed's own crossings (stock arriving) are handled before anyone waits,
+                # as the running bot does within a second of an import.
+                await conversation.runtime.process_events()
                 await _story(conversation, tokens)
                 _print_transcripts(conversation)
         finally:

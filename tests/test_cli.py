@@ -84,3 +84,16 @@ def test_db_upgrade_from_empty(tmp_path: Path) -> None:
     first = stockbot("db", "upgrade", cwd=tmp_path, DATABASE_URL=db_url)
     again = stockbot("db", "upgrade", cwd=tmp_path, DATABASE_URL=db_url)
     assert first.returncode == again.returncode == 0
+
+
+def test_demo_tells_the_whole_story_offline_and_exits_0(tmp_path: Path) -> None:
+    result = stockbot("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for person in ("Alice (admin)", "Peter (purchaser)", "Rita (sales rep)", "Ann Lee (VIP", "李娜", "Max Müller"):
+        assert f"━━ {person}" in out
+    assert "Reorder: Velvet Matte Lipstick Red" in out and "Recorded: 24 × LIP-RED" in out
+    assert "is out of stock" in out and "15% off" in out and "reserved for you" in out
+    assert "back in stock" in out and "Revenue kept" in out
+    assert "已绑定" in out and "唇釉 豆沙色" in out
+    assert not list(tmp_path.iterdir())  # nothing left behind
