@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py, beside this script
 
 import aiohttp
 from aiohttp import web
@@ -40,18 +40,6 @@ from bot.settings import load_settings  # noqa: E402
 
 SECRET = "bench-secret"
 WAREHOUSES = ("main", "east", "west")
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"nproc={os.cpu_count()}, {model}, Python {platform.python_version()}"
 
 
 async def prepare(url: str, products: int) -> None:
@@ -167,7 +155,7 @@ async def run(args: argparse.Namespace) -> None:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
 
     backend = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     print(f"backend: {backend}; {args.batches} batches x {args.batch_size} events, "
           f"{args.products} products x {len(WAREHOUSES)} warehouses, concurrency {args.concurrency}")
     print(f"failed requests: {failures}")

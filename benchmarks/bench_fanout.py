@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import os
-import platform
 import pstats
 import sys
 import tempfile
@@ -28,6 +26,8 @@ import time
 from bisect import bisect_left
 from datetime import UTC
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py, beside this script
 
 from aiogram.client.default import DefaultBotProperties
 from sqlalchemy import func, insert, select
@@ -149,7 +149,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"# {' '.join(sys.argv)}")
-    print(f"# nproc={os.cpu_count()} cpu={_cpu_model()} python={platform.python_version()}")
+    print(f"# {describe()}")
     result = asyncio.run(run(args))
     print("| metric | value |\n|---|---|")
     for key, value in result.items():
@@ -163,14 +163,6 @@ def main() -> int:
     return 0 if result["problems"] == "none" else 1
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py, beside this script
 
 from bot.db import create_database
 from bot.inventory.stock import StockChange, apply_changes
@@ -68,22 +68,12 @@ async def _run(url: str, events: int, products: int, batch: int) -> None:
     await db.dispose()
 
     quantiles = statistics.quantiles(latencies, n=100)
-    print(f"machine: {os.cpu_count()} cpu, {_cpu()}, Python {platform.python_version()}")
+    print(f"machine: {describe()}")
     print(f"{'mode':<28}{'events':>8}{'events/s':>12}")
     print(f"{'one per transaction':<28}{len(single):>8}{single_rate:>12,.0f}")
     print(f"{f'batches of {batch}':<28}{len(batched):>8}{batch_rate:>12,.0f}")
     print(f"single-event latency: p50 {quantiles[49] * 1000:.2f} ms, p95 {quantiles[94] * 1000:.2f} ms, "
           f"max {max(latencies) * 1000:.2f} ms")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

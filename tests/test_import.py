@@ -1,6 +1,4 @@
-from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from bot.db import Database
