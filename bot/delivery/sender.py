@@ -33,7 +33,7 @@ from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, 
 from bot.models import Notification, utcnow
 
 log = logging.getLogger(__name__)
-SPACING_SLACK = 0.001  # seconds
+SPACING_SLACK = 0.00025  # seconds
 
 
 @dataclass(slots=True)
@@ -82,7 +82,7 @@ class Sender:
         self.clock = clock
         self.stats = SenderStats()
         # Capacity one: no burst after an idle spell. Telegram counts arrivals, not our send
-        # starts, so a millisecond of slack keeps uneven network delays from putting one
+        # starts, so a little slack keeps uneven network delays from putting one
         # message too many into a second.
         self._limiter = AsyncLimiter(1, 1 / rate + SPACING_SLACK)
         self._slots = asyncio.Semaphore(concurrency)

@@ -5,10 +5,16 @@ the caller's transaction, and writes a `StockEvent` row for every threshold cros
 that same transaction: a rolled-back change leaves no event, a committed one always has its events,
 whichever process made it. The running bot consumes those rows.
 
-Concurrency: the product row is the lock. Every change takes it first (`UPDATE ... RETURNING` or
-`SELECT ... FOR UPDATE`) and reads totals from what the database returns, so racing changes queue
-on it and crossings are computed against the true previous value. A batch takes products in id
-order so two batches can never wait on each other in a cycle.
+A batch is set-based: lock and read its products and levels, write its ledger rows (learning
+which event ids were seen before), work out every change's before and after in Python, then
+write levels, totals and events with one statement each. The statement count does not grow with
+the batch.
+
+Concurrency: the product row is the lock. A batch locks its products first (`SELECT ... FOR
+UPDATE`, in id order, so two batches can never wait on each other in a cycle; on SQLite the
+`BEGIN IMMEDIATE` write transaction already serialises writers) and reads levels after that, so
+racing changes queue on it and crossings are computed against the true previous value.
+`shift_stock` takes the same lock with its `UPDATE ... RETURNING`.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import any_, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -118,46 +124,155 @@ async def apply_changes(
     """
     if not changes:
         return []
-    products = await _product_ids(session, {change.sku for change in changes})
     warehouses = await warehouse_ids(
         session, {change.warehouse for change in changes}, create=create_warehouses
     )
-    for change in changes:
-        if change.sku not in products:
-            raise UnknownProduct(change.sku)
-    # The statements of a batch run back to back in one greenlet: per-statement async
-    # round trips were most of the cost of an event.
-    return await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, products, warehouses))
+    # The whole batch runs in one greenlet with a fixed number of statements (each one a thread
+    # hop on aiosqlite, a round trip on PostgreSQL), whatever its size.
+    return await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, warehouses))
+
+
+@dataclass(frozen=True, slots=True)
+class _Product:
+    id: int
+    available: int  # on hand minus reserved, all warehouses, as read under the lock
+    reorder_point: int
+
+
+@dataclass(slots=True)
+class _Plan:
+    results: list[Applied | None]
+    movements: list[dict[str, Any]]  # ledger rows, in apply order
+    events: list[dict[str, Any]]  # stock_events rows, in apply order
+    levels: dict[tuple[int, int], int]  # net on-hand change per level a change moved
+    totals: dict[int, int]  # net on-hand change per product a change moved
+    error: StockError | None = None
 
 
 def _apply_all(
-    connection: Connection, changes: Sequence[StockChange], products: dict[str, int], warehouses: dict[str, int]
+    connection: Connection, changes: Sequence[StockChange], warehouses: dict[str, int]
 ) -> list[Applied]:
-    results: list[Applied | None] = [None] * len(changes)
-    # Stable sort: per product, changes keep their given order; across products, a fixed lock order.
-    for index in sorted(range(len(changes)), key=lambda i: products[changes[i].sku]):
+    """Lock and read, plan in Python, then write each table with one statement.
+
+    Order and semantics are those of applying the changes one by one: products in id order
+    (the lock order), each product's changes in the order given. An event id already in the
+    ledger, or given earlier in the batch, is a duplicate and changes nothing.
+    """
+    products = _lock_products(connection, {change.sku for change in changes})
+    for change in changes:
+        if change.sku not in products:
+            raise UnknownProduct(change.sku)
+    levels = _read_levels(connection, {p.id for p in products.values()}, set(warehouses.values()))
+    order = sorted(range(len(changes)), key=lambda i: products[changes[i].sku].id)  # stable
+    firsts: dict[str, int] = {}  # an event id repeated in the batch: its first occurrence wins
+    for index, change in enumerate(changes):
+        if change.event_id is not None:
+            firsts.setdefault(change.event_id, index)
+    seen: set[str] = set()  # event ids the ledger already holds
+    statements = _statements(connection.dialect.name)
+    while True:
+        plan = _plan(changes, order, products, warehouses, levels, firsts, seen)
+        inserted = connection.execute(statements.movement, plan.movements).all() if plan.movements else []
+        lost = {row["event_id"] for row in plan.movements if row["event_id"] is not None}
+        lost -= {row.event_id for row in inserted}
+        if not lost:
+            break
+        # Event ids committed before this batch, or by a racing one: plan again without them.
+        # A rare path (a retried or overlapping feed); without it the plan would need a read
+        # of the ledger first on every batch.
+        seen |= lost
+        if inserted:
+            connection.execute(_UNMOVE, [{"m_id": row.id} for row in inserted])
+    if plan.error is not None:
+        raise plan.error
+    missing = [key for key in plan.levels if key not in levels]
+    if missing:
+        connection.execute(statements.level, [{"p_id": p, "w_id": w} for p, w in missing])
+    if plan.levels:
+        connection.execute(
+            _ADD_LEVEL, [{"p_id": p, "w_id": w, "d_on_hand": d} for (p, w), d in plan.levels.items()]
+        )
+        connection.execute(_ADD_TOTAL, [{"p_id": p, "d_on_hand": d} for p, d in plan.totals.items()])
+    if plan.events:
+        connection.execute(_events.insert(), plan.events)
+    return [result for result in plan.results if result is not None]
+
+
+def _plan(
+    changes: Sequence[StockChange],
+    order: list[int],
+    products: dict[str, _Product],
+    warehouses: dict[str, int],
+    stored: dict[tuple[int, int], int],
+    firsts: dict[str, int],
+    seen: set[str],
+) -> _Plan:
+    """Each change's before and after, in apply order; stops at the first that cannot apply."""
+    plan = _Plan([None] * len(changes), [], [], {}, {})
+    on_hand = dict(stored)
+    for index in order:
         change = changes[index]
-        results[index] = _apply_one(connection, change, products[change.sku], warehouses[change.warehouse])
-    return [result for result in results if result is not None]
+        product = products[change.sku]
+        if change.event_id is not None and (change.event_id in seen or firsts[change.event_id] != index):
+            plan.results[index] = Applied(change=change, duplicate=True, product_id=product.id)
+            continue
+        key = (product.id, warehouses[change.warehouse])
+        current = on_hand.get(key, 0)
+        delta = (change.delta if change.on_hand is None else change.on_hand - current) or 0
+        plan.movements.append({
+            "product_id": product.id,
+            "warehouse_id": key[1],
+            "delta": delta,
+            "reason": change.effective_reason,
+            "actor": change.actor[:MAX_ACTOR],
+            "event_id": change.event_id,
+            "created_at": utcnow(),
+        })
+        before = product.available + plan.totals.get(product.id, 0)
+        if delta == 0:
+            plan.results[index] = Applied(change, False, product.id, 0, current, before, before)
+            continue
+        if current + delta < 0:
+            plan.error = NotEnoughStock(change.sku, change.warehouse, current, delta)
+            break
+        after = before + delta
+        on_hand[key] = current + delta
+        plan.levels[key] = plan.levels.get(key, 0) + delta
+        plan.totals[product.id] = plan.totals.get(product.id, 0) + delta
+        events = tuple(crossings(before, after, product.reorder_point))
+        plan.events += [
+            {"product_id": product.id, "kind": kind.value, "available_before": before,
+             "available_after": after, "reorder_point": product.reorder_point, "attempts": 0,
+             "created_at": utcnow()}
+            for kind in events
+        ]
+        plan.results[index] = Applied(change, False, product.id, delta, current + delta, before, after, events)
+    return plan
 
 
-def _apply_one(connection: Connection, change: StockChange, product_id: int, warehouse_id: int) -> Applied:
-    if change.on_hand is not None:
-        connection.execute(_LOCK_PRODUCT, {"p_id": product_id})
-        current = _level_on_hand(connection, product_id, warehouse_id, lock=True)
-        delta = change.on_hand - current
-    else:
-        delta = change.delta or 0
-    if not _record_movement(connection, change, product_id, warehouse_id, delta):
-        return Applied(change=change, duplicate=True, product_id=product_id)
-    if delta == 0:
-        available = connection.execute(_AVAILABLE, {"p_id": product_id}).scalar_one()
-        on_hand = _level_on_hand(connection, product_id, warehouse_id, lock=False)
-        return Applied(change, False, product_id, 0, on_hand, available, available)
-    shift = _shift(connection, product_id, warehouse_id, delta, 0, label=change)
-    return Applied(
-        change, False, product_id, delta, shift.on_hand, shift.before, shift.after, shift.events
-    )
+def _lock_products(connection: Connection, skus: set[str]) -> dict[str, _Product]:
+    """Lock the products (FOR UPDATE, in id order: one statement on PostgreSQL) and read them.
+
+    On SQLite the write transaction (`BEGIN IMMEDIATE`) already holds the database's lock.
+    """
+    statements = _statements(connection.dialect.name)
+    return {
+        row.sku: _Product(row.id, row.on_hand_total - row.reserved_total, row.reorder_point)
+        for chunk in statements.chunks(sorted(skus))
+        for row in connection.execute(statements.lock_products, {"skus": chunk})
+    }
+
+
+def _read_levels(
+    connection: Connection, product_ids: set[int], warehouse_ids: set[int]
+) -> dict[tuple[int, int], int]:
+    """On hand per (product, warehouse): read after the product locks, so it is current."""
+    statements = _statements(connection.dialect.name)
+    found: dict[tuple[int, int], int] = {}
+    for chunk in statements.chunks(sorted(product_ids)):
+        rows = connection.execute(statements.levels, {"p_ids": chunk, "w_ids": sorted(warehouse_ids)})
+        found.update({(row.product_id, row.warehouse_id): row.on_hand for row in rows})
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,31 +330,85 @@ _MOVE_LEVEL = (
     )
     .returning(_levels.c.on_hand, _levels.c.reserved)
 )
+# A batch's writes, one executemany each. Relative (`+ :d`), though the product locks make the
+# planned values exact: the statements stay right whatever else a level row holds.
+_ADD_TOTAL = (
+    update(_products)
+    .where(_products.c.id == bindparam("p_id"))
+    .values(on_hand_total=_products.c.on_hand_total + bindparam("d_on_hand"))
+)
+_ADD_LEVEL = (
+    update(_levels)
+    .where(_levels.c.product_id == bindparam("p_id"), _levels.c.warehouse_id == bindparam("w_id"))
+    .values(on_hand=_levels.c.on_hand + bindparam("d_on_hand"))
+)
+_UNMOVE = delete(_movements).where(_movements.c.id == bindparam("m_id"))
 _LEVEL_ON_HAND = select(_levels.c.on_hand).where(
     _levels.c.product_id == bindparam("p_id"), _levels.c.warehouse_id == bindparam("w_id")
 )
-_LEVEL_ON_HAND_LOCKED = _LEVEL_ON_HAND.with_for_update()
-_LOCK_PRODUCT = select(_products.c.id).where(_products.c.id == bindparam("p_id")).with_for_update()
-_AVAILABLE = select(_products.c.on_hand_total - _products.c.reserved_total).where(
-    _products.c.id == bindparam("p_id")
-)
+_SQLITE_CHUNK = 5_000  # keys per IN list: SQLite allows 32,766 bound parameters
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The statements that differ by dialect: `ON CONFLICT` inserts, and how a key list is bound.
+
+    PostgreSQL takes a whole key list as one array (`= ANY(:keys)`), so a batch of any size locks
+    its products in one statement, in one id order. SQLite takes `IN` lists, in chunks; it needs
+    no row locks.
+    """
+
+    lock_products: Any
+    levels: Any
+    movement: Any  # ledger row; RETURNING the event ids that were new
+    level: Any  # a zero level, unless there is one
+    ensure_level: Any  # the same, RETURNING its id when it was missing
+    whole_lists: bool
+
+    def chunks(self, keys: list[Any]) -> Iterable[list[Any]]:
+        if self.whole_lists:
+            yield keys
+            return
+        for start in range(0, len(keys), _SQLITE_CHUNK):
+            yield keys[start : start + _SQLITE_CHUNK]
 
 
 @functools.cache
-def _upserts(dialect: str) -> tuple[Any, Any]:
-    """`INSERT ... ON CONFLICT DO NOTHING RETURNING id` for ledger rows and levels, per dialect."""
+def _statements(dialect: str) -> _Statements:
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import ARRAY, insert
+
+        def keyed(column: Any, name: str) -> Any:
+            return column == any_(bindparam(name, type_=ARRAY(column.type)))
     else:
         from sqlalchemy.dialects.sqlite import insert
-    movement = insert(_movements).on_conflict_do_nothing(index_elements=["event_id"]).returning(_movements.c.id)
+
+        def keyed(column: Any, name: str) -> Any:
+            return column.in_(bindparam(name, expanding=True))
+
+    lock_products = (
+        select(_products.c.sku, _products.c.id, _products.c.on_hand_total, _products.c.reserved_total,
+               _products.c.reorder_point)
+        .where(keyed(_products.c.sku, "skus"))
+        .order_by(_products.c.id)
+        .with_for_update()
+    )
+    levels = select(_levels.c.product_id, _levels.c.warehouse_id, _levels.c.on_hand).where(
+        keyed(_levels.c.product_id, "p_ids"), keyed(_levels.c.warehouse_id, "w_ids")
+    )
+    movement = (
+        insert(_movements)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(_movements.c.id, _movements.c.event_id)
+    )
     level = (
         insert(_levels)
         .values(product_id=bindparam("p_id"), warehouse_id=bindparam("w_id"), on_hand=0, reserved=0, incoming=0)
         .on_conflict_do_nothing(index_elements=["product_id", "warehouse_id"])
-        .returning(_levels.c.id)
     )
-    return movement, level
+    return _Statements(
+        lock_products, levels, movement, level, level.returning(_levels.c.id), dialect == "postgresql"
+    )
 
 
 def _shift(
@@ -260,7 +429,7 @@ def _shift(
     if level is None:
         sku = label.sku if label else str(product_id)
         warehouse = label.warehouse if label else str(warehouse_id)
-        on_hand = _level_on_hand(connection, product_id, warehouse_id, lock=False)
+        on_hand = _level_on_hand(connection, product_id, warehouse_id)
         raise NotEnoughStock(sku, warehouse, on_hand, on_hand_delta or -reserved_delta)
     events = tuple(crossings(before, after, totals.reorder_point))
     if events:
@@ -278,44 +447,13 @@ def _shift(
 
 def _ensure_level(connection: Connection, product_id: int, warehouse_id: int) -> bool:
     """Insert a zero level if none exists; True if it was missing (so the update may retry)."""
-    _, insert_level = _upserts(connection.dialect.name)
+    insert_level = _statements(connection.dialect.name).ensure_level
     return connection.execute(insert_level, {"p_id": product_id, "w_id": warehouse_id}).first() is not None
 
 
-def _record_movement(
-    connection: Connection, change: StockChange, product_id: int, warehouse_id: int, delta: int
-) -> bool:
-    """Write the ledger row; False when its event id was seen before (a harmless retry)."""
-    values = {
-        "product_id": product_id,
-        "warehouse_id": warehouse_id,
-        "delta": delta,
-        "reason": change.effective_reason,
-        "actor": change.actor[:MAX_ACTOR],
-        "event_id": change.event_id,
-        "created_at": utcnow(),
-    }
-    if change.event_id is None:
-        connection.execute(_movements.insert(), values)
-        return True
-    insert_movement, _ = _upserts(connection.dialect.name)
-    return connection.execute(insert_movement, values).first() is not None
-
-
-def _level_on_hand(connection: Connection, product_id: int, warehouse_id: int, *, lock: bool) -> int:
-    statement = _LEVEL_ON_HAND_LOCKED if lock else _LEVEL_ON_HAND
-    found = connection.execute(statement, {"p_id": product_id, "w_id": warehouse_id})
+def _level_on_hand(connection: Connection, product_id: int, warehouse_id: int) -> int:
+    found = connection.execute(_LEVEL_ON_HAND, {"p_id": product_id, "w_id": warehouse_id})
     return found.scalar_one_or_none() or 0
-
-
-async def _product_ids(session: AsyncSession, skus: Iterable[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    pending = sorted(set(skus))
-    for start in range(0, len(pending), 500):
-        chunk = pending[start : start + 500]
-        rows = await session.execute(select(Product.sku, Product.id).where(Product.sku.in_(chunk)))
-        found.update({sku: product_id for sku, product_id in rows})
-    return found
 
 
 async def warehouse_ids(
