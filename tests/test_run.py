@@ -125,3 +125,17 @@ def test_webhook_mode_takes_updates_on_the_api_port_and_checks_the_secret(
         if bot.poll() is None:
             bot.kill()
     assert bot.returncode == 0, output
+
+
+def test_invite_prints_deep_links_with_the_bots_username(
+    tmp_path: Path, sandbox: BotApiSandbox, database_url: str
+) -> None:
+    env = _env(tmp_path, sandbox, database_url)
+    (tmp_path / "customers.csv").write_text("external_id,name,tier\nC-1,Ann,vip\nC-2,Bob,regular\n")
+    assert _cli(env, tmp_path, "import", "customers", "customers.csv").returncode == 0
+    result = _cli(env, tmp_path, "customers", "invite", "--external-id", "C-2")
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    external_id, link = line.split("\t")
+    assert external_id == "C-2"
+    assert link.startswith(f"https://t.me/{sandbox.bot_username}?start=") and len(link.split("=", 1)[1]) >= 20
