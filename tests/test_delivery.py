@@ -451,3 +451,28 @@ async def test_restart_does_not_spend_the_daily_cap_twice(db: Database, sandbox:
 
     await fast_sender(db, transport, gate=gate).drain(timeout=5)
     assert texts(sandbox, 9101) == ["offer 0", "offer 1", "offer 2"]  # 3 offers, cap 3, same day
+
+
+async def test_two_senders_on_one_queue_send_every_notice_exactly_once(
+    db: Database, sandbox: BotApiSandbox
+) -> None:
+    """Two bot processes share one outbox: claims never overlap, nothing is lost or doubled."""
+    chats = range(7000, 7100)
+    await queue(db, *[Outgoing(f"n:{chat}:{n}", chat, "notice", f"{chat} #{n}") for chat in chats for n in range(10)])
+    bots = [sandbox_bot(sandbox, default=DefaultBotProperties(parse_mode="HTML")) for _ in range(2)]
+    # At this rate each claims 400 rows at a time, so the queue must be shared to be drained.
+    senders = [fast_sender(db, TelegramTransport(bot), rate=100, per_chat_interval=0.001) for bot in bots]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(sender.run(stop)) for sender in senders]
+    try:
+        await sandbox.wait_for(lambda: len(sends(sandbox)) >= 1000, timeout=60)
+        await asyncio.sleep(0.3)  # room for a duplicate to show up, were there one
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for bot in bots:
+            await bot.session.close()
+    delivered = [call.params["text"] for call in sends(sandbox)]
+    assert len(delivered) == 1000 and len(set(delivered)) == 1000
+    assert all(sender.stats.sent > 0 for sender in senders)  # both did real work
+    assert {row.state for row in (await rows(db)).values()} == {"sent"}
