@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.api.app import create_api_app  # noqa: E402
 from bot.api.signing import signature  # noqa: E402
 from bot.db import create_database  # noqa: E402
-from bot.migrate import upgrade  # noqa: E402
+from bot.migrate import recreate  # noqa: E402
 from bot.models import Product, Warehouse, utcnow  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 
@@ -45,11 +45,7 @@ WAREHOUSES = ("main", "east", "west")
 async def prepare(url: str, products: int) -> None:
     db = create_database(url)
     try:
-        if db.engine.dialect.name == "postgresql":
-            async with db.engine.begin() as connection:
-                await connection.execute(text("DROP SCHEMA public CASCADE"))
-                await connection.execute(text("CREATE SCHEMA public"))
-        await upgrade(db)
+        await recreate(db)
         now = utcnow()
         async with db.transaction() as session:
             await session.execute(

@@ -26,3 +26,14 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 
     async with db.engine.begin() as connection:
         await connection.run_sync(_upgrade)
+
+
+async def recreate(db: Database) -> None:
+    """Drop everything and migrate from empty: for test and benchmark databases only."""
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        async with db.engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    await upgrade(db)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.db import Database, create_database
-from bot.migrate import upgrade
+from bot.migrate import recreate
 from bot.models import Base
 from bot.settings import Settings, load_settings
 
@@ -25,11 +25,7 @@ ON_POSTGRES = POSTGRES_URL.startswith("postgresql")
 async def _fresh_schema(url: str) -> None:
     db = create_database(url)
     try:
-        if db.engine.dialect.name == "postgresql":
-            async with db.engine.begin() as connection:
-                await connection.execute(text("DROP SCHEMA public CASCADE"))
-                await connection.execute(text("CREATE SCHEMA public"))
-        await upgrade(db)
+        await recreate(db)
     finally:
         await db.dispose()
 
