@@ -170,10 +170,6 @@ def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
 async def _add_webhook(app: web.Application, runtime: Runtime, settings: Settings) -> None:
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 
-    if not settings.WEBHOOK_URL:
-        from bot.settings import SettingsError
-
-        raise SettingsError("WEBHOOK_URL", "is required by `stockbot run --webhook`")
     secret = settings.TELEGRAM_SECRET_TOKEN.get_secret_value() if settings.TELEGRAM_SECRET_TOKEN else None
     SimpleRequestHandler(runtime.dispatcher, runtime.bot, secret_token=secret).register(
         app, path=settings.WEBHOOK_PATH

@@ -143,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "run" or (args.command == "customers" and not args.token_only):
             settings.require_token()
+        if args.command == "run" and args.webhook and not settings.WEBHOOK_URL:
+            raise SettingsError("WEBHOOK_URL", "is required by `stockbot run --webhook`")
         return asyncio.run(_handler(args)(settings, args))
     except SettingsError as exc:
         print(f"stockbot: {exc}", file=sys.stderr)

@@ -39,6 +39,11 @@ def test_run_without_a_token_names_bot_token(tmp_path: Path) -> None:
     assert result.returncode == 2 and "BOT_TOKEN" in result.stderr
 
 
+def test_webhook_mode_without_a_public_url_names_webhook_url(tmp_path: Path) -> None:
+    result = stockbot("run", "--webhook", cwd=tmp_path, BOT_TOKEN="123:abc")
+    assert result.returncode == 2 and "WEBHOOK_URL" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_bad_token_is_never_echoed(tmp_path: Path) -> None:
     result = stockbot("db", "upgrade", cwd=tmp_path, BOT_TOKEN="secret-token-value")
     assert result.returncode == 2 and "secret-token-value" not in result.stderr
