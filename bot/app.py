@@ -153,7 +153,7 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
             with suppress(RuntimeError):
                 await runtime.dispatcher.stop_polling()
             await polling
-        scheduler.shutdown(wait=False)
+        await scheduler.stop()
         await sender_task
         await runner.cleanup()
         await bot.session.close()

@@ -6,6 +6,7 @@ database (outbox dedup keys, row locks with SKIP LOCKED, processed markers), not
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -56,26 +57,59 @@ async def refresh_catalog(services: Services) -> int:
     return await services.catalog.refresh(services.db)
 
 
-def create_scheduler(runtime: Runtime) -> AsyncIOScheduler:
+class Jobs:
+    """The scheduler and the job runs in flight, so a shutdown lets them finish instead of
+    cancelling them halfway (APScheduler's asyncio executor cancels on shutdown)."""
+
+    def __init__(self, scheduler: AsyncIOScheduler) -> None:
+        self.scheduler = scheduler
+        self.running: set[asyncio.Task[object]] = set()
+
+    def job(self, work: Callable[..., Awaitable[object]], *args: object) -> Callable[[], Awaitable[object]]:
+        # A real coroutine function: APScheduler awaits those on the loop (a lambda returning a
+        # coroutine would be run in a thread and never awaited).
+        async def run() -> object:
+            task = asyncio.current_task()
+            assert task is not None
+            self.running.add(task)  # type: ignore[arg-type]
+            try:
+                return await work(*args)
+            finally:
+                self.running.discard(task)  # type: ignore[arg-type]
+
+        run.__qualname__ = getattr(work, "__qualname__", "job")
+        return run
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        self.scheduler.pause()
+        if self.running:
+            await asyncio.wait(set(self.running), timeout=timeout)
+        self.scheduler.shutdown(wait=False)
+
+
+def create_scheduler(runtime: Runtime) -> Jobs:
     from bot.recovery.jobs import RECOVERY_JOBS
 
     services = runtime.services
     settings = services.settings
-    scheduler = AsyncIOScheduler(timezone=settings.zone)
+    jobs = Jobs(AsyncIOScheduler(timezone=settings.zone))
     options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
 
-    def every(seconds: float, job: Callable[[], Awaitable[object]], job_id: str) -> None:
-        scheduler.add_job(job, "interval", seconds=seconds, id=job_id, **options)
+    def every(seconds: float, job_id: str, work: Callable[..., Awaitable[object]], *args: object) -> None:
+        jobs.scheduler.add_job(jobs.job(work, *args), "interval", seconds=seconds, id=job_id, **options)
 
-    every(1, runtime.process_events, "stock-events")
-    every(30, lambda: sweep_expired_leases(services), "sweep-leases")
-    every(60, lambda: wake_snoozed_prompts(services), "wake-snoozed")
-    every(10, lambda: refresh_catalog(services), "refresh-catalog")
-    for name, seconds, job in RECOVERY_JOBS:
-        every(seconds, (lambda job=job: job(services)), name)
+    every(1, "stock-events", runtime.process_events)
+    every(30, "sweep-leases", sweep_expired_leases, services)
+    every(60, "wake-snoozed", wake_snoozed_prompts, services)
+    every(10, "refresh-catalog", refresh_catalog, services)
+    for name, seconds, work in RECOVERY_JOBS:
+        every(seconds, name, work, services)
     digest = settings.digest_time
-    scheduler.add_job(
-        lambda: purchaser_digest(services), "cron", hour=digest.hour, minute=digest.minute,
+    jobs.scheduler.add_job(
+        jobs.job(purchaser_digest, services), "cron", hour=digest.hour, minute=digest.minute,
         id="purchaser-digest", **options,
     )
-    return scheduler
+    return jobs

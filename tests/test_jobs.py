@@ -1,7 +1,7 @@
 """Scheduled jobs do their work once, however often or concurrently they run."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
@@ -91,9 +91,22 @@ async def test_expired_leases_are_swept_back_to_pending(bot_harness: Harness) ->
     assert "Reorder" in h.last(ADMIN).plain_text
 
 
-def test_the_scheduler_has_every_job(bot_harness: Harness) -> None:
-    scheduler = create_scheduler(bot_harness.runtime)
+async def test_the_scheduler_runs_every_job_on_the_loop_and_stops_cleanly(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _low(h, "A")
+    jobs = create_scheduler(h.runtime)
+    scheduler = jobs.scheduler
     ids = {job.id for job in scheduler.get_jobs()}
     assert {"stock-events", "sweep-leases", "wake-snoozed", "refresh-catalog", "purchaser-digest"} <= ids
     digest = scheduler.get_job("purchaser-digest")
     assert str(digest.trigger).startswith("cron[") and "hour='9'" in str(digest.trigger)
+    jobs.start()
+    try:
+        for job in scheduler.get_jobs():  # run everything now, as the clock would
+            job.modify(next_run_time=datetime.now(UTC))
+        await asyncio.sleep(1.5)
+    finally:
+        await jobs.stop()
+    assert await _notifications(h, "reorder_prompt") == 1  # the events job ran
+    assert await _notifications(h, "digest") == 1  # and the daily digest
+    assert not jobs.running
