@@ -25,7 +25,7 @@ from bot.db import Database, create_database
 from bot.delivery.sender import Sender
 from bot.delivery.telegram import TelegramTransport
 from bot.events import Reaction, process_events
-from bot.handlers.middlewares import Throttle
+from bot.handlers.middlewares import CommitBeforeTelegram, Throttle
 from bot.models import StockEventKind
 from bot.services import Services, build_services
 from bot.settings import Settings
@@ -103,6 +103,7 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
         services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate
     )
     services.wake_sender = sender.wake
+    bot.session.middleware(CommitBeforeTelegram())
     return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, reactions())
 
 

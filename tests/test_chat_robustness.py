@@ -54,3 +54,25 @@ async def test_a_flooding_user_is_throttled_and_others_still_served(settings: Se
         assert "/grant" in await h.reply(ADMIN, "/help")
     async with db.read_session() as session:
         assert await session.scalar(select(func.count()).select_from(Product)) == 1
+
+
+async def test_a_reply_goes_out_only_after_the_updates_work_is_committed(db: Database) -> None:
+    from bot.handlers.middlewares import CommitBeforeTelegram, update_session
+    from bot.models import Warehouse
+
+    seen: dict[str, object] = {}
+
+    async def telegram(bot, method):  # type: ignore[no-untyped-def]
+        async with db.read_session() as other:  # another connection, as another process would be
+            seen["visible"] = await other.scalar(select(Warehouse.code))
+        return "sent"
+
+    async with db.session() as session:
+        session.add(Warehouse(code="SH"))
+        await session.flush()
+        token = update_session.set(session)
+        try:
+            assert await CommitBeforeTelegram()(telegram, None, None) == "sent"  # type: ignore[arg-type]
+        finally:
+            update_session.reset(token)
+    assert seen["visible"] == "SH"

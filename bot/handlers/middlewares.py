@@ -2,8 +2,10 @@
 
 `UnitOfWork` opens one database session per update, resolves who is writing (role, customer,
 language) and injects `session`, `actor`, `texts` and `services`; it commits when the handler
-returns and rolls back when it raises. `Throttle` drops a flooding user's updates before any
-database work, so one user cannot slow everyone else down.
+returns and rolls back when it raises. `CommitBeforeTelegram` commits what the handler has done
+so far before each Bot API call the handler makes: a user is told "done" only once it is, and on
+SQLite the write lock is not held while Telegram answers. `Throttle` drops a flooding user's
+updates before any database work, so one user cannot slow everyone else down.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import Response, TelegramType
 from aiogram.types import CallbackQuery, Message, TelegramObject, User
 from aiolimiter import AsyncLimiter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery.templates import Templates
 from bot.services import Services
@@ -24,6 +31,8 @@ from bot.shop.staff import resolve_actor
 
 log = logging.getLogger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+# The session of the update being handled in this task (aiogram runs each update in its own).
+update_session: ContextVar[AsyncSession | None] = ContextVar("update_session", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +75,29 @@ class UnitOfWork(BaseMiddleware):
                 services=self.services,
                 texts=Texts(self.services.templates, actor.locale),
             )
+            token = update_session.set(session)
             try:
                 result = await handler(event, data)
             except Exception:
                 await session.rollback()
                 raise
+            finally:
+                update_session.reset(token)
             await session.commit()
             return result
+
+
+class CommitBeforeTelegram(BaseRequestMiddleware):
+    """A Bot API request made while handling an update first commits that update's work."""
+
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        session = update_session.get()
+        if session is not None and session.in_transaction():
+            await session.commit()
+        return await make_request(bot, method)
 
 
 class Throttle(BaseMiddleware):
