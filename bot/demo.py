@@ -103,7 +103,7 @@ async def _story(c: Conversation, tokens: dict[str, str]) -> None:
     await c.say(MAX.user_id, f"/start {tokens['C-MAX']}", first_name="Max")
     await c.say(LINA.user_id, "/start", first_name="娜", language_code="zh")
     await c.act(c.sandbox.send_contact(LINA.user_id, "8613900139000", first_name="娜"))
-    await c.say(LINA.user_id, "/notify 唇釉 豆沙色", first_name="娜", language_code="zh")
+    await c.say(LINA.user_id, "/notify 唇釉 正红色", first_name="娜", language_code="zh")
 
     _say("a sales rep asks for stock with a typo, and in pinyin")
     await c.say(RITA.user_id, "/stock velvet lipstik red", first_name=RITA.name)
@@ -122,6 +122,14 @@ async def _story(c: Conversation, tokens: dict[str, str]) -> None:
 
     _say("the supplier delivers early; waiting customers are told, VIP first")
     await c.say(PETER.user_id, "/receive LIP-RED 24 SH", first_name=PETER.name)
+    await c.settle()
+
+    _say("唇釉 正红色 sells out: 李娜, on its waitlist, is asked in Chinese; she keeps waiting; it returns")
+    await _sell(c, "GLOSS-ZHENGHONG", "SH", 6, "pos-d")
+    lina_offer = c.last(LINA.user_id)
+    if lina_offer.buttons():
+        await c.press(LINA.user_id, lina_offer, "等待")
+    await c.say(PETER.user_id, "/receive GLOSS-ZHENGHONG 12 SH", first_name=PETER.name)
     await c.settle()
 
     _say("the admin reads the funnel")

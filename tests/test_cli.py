@@ -100,5 +100,5 @@ def test_demo_tells_the_whole_story_offline_and_exits_0(tmp_path: Path) -> None:
     assert "Reorder: Velvet Matte Lipstick Red" in out and "Recorded: 24 × LIP-RED" in out
     assert "is out of stock" in out and "15% off" in out and "reserved for you" in out
     assert "back in stock" in out and "Revenue kept" in out
-    assert "已绑定" in out and "唇釉 豆沙色" in out
+    assert "已绑定" in out and "唇釉 正红色" in out and "等待补货" in out and "已到货" in out
     assert not list(tmp_path.iterdir())  # nothing left behind
