@@ -341,6 +341,7 @@ class NotificationState(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     DROPPED = "dropped"  # the recipient opted out or blocked the bot before it went out
+    MERGED = "merged"  # went out as part of another notice to the same customer
 
 
 class Notification(Base):

@@ -476,3 +476,28 @@ async def test_two_senders_on_one_queue_send_every_notice_exactly_once(
     assert len(delivered) == 1000 and len(set(delivered)) == 1000
     assert all(sender.stats.sent > 0 for sender in senders)  # both did real work
     assert {row.state for row in (await rows(db)).values()} == {"sent"}
+
+
+async def test_a_customers_due_plain_notices_go_out_as_one_message_within_the_cap(
+    db: Database, sandbox: BotApiSandbox, transport: TelegramTransport
+) -> None:
+    """Notices held back together (cap, quiet hours) arrive as one message, not a burst."""
+    chat = 8100
+    cid = await add_customer(db, chat)
+    button = {"inline_keyboard": [[{"text": "Wait", "callback_data": "of:wait:1:0"}]]}
+    await queue(
+        db,
+        Outgoing("restock:1", chat, "restock_notice", "Lipstick is back", customer_id=cid, to_customer=True),
+        Outgoing("offer:2", chat, "stockout_offer", "Gloss ran out", reply_markup=button, customer_id=cid,
+                 to_customer=True),
+        Outgoing("restock:3", chat, "restock_notice", "Shampoo is back", customer_id=cid, to_customer=True),
+        Outgoing("expired:4", chat, "waitlist_expired", "Serum: your place expired", customer_id=cid,
+                 to_customer=True),
+    )
+    capped = Gate(quiet=None, zone=UTC, daily_cap=2)
+    await run_until(fast_sender(db, transport, gate=capped), lambda: len(sandbox.messages(chat)) == 2, sandbox)
+    first, second = sandbox.messages(chat)
+    assert first.text == "Lipstick is back\n\nShampoo is back\n\nSerum: your place expired"
+    assert second.text == "Gloss ran out" and second.buttons()
+    states = sorted(row.state for row in (await rows(db)).values())
+    assert states == ["merged", "merged", "sent", "sent"]  # and the cap of 2 was enough for all four

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
 from bot.delivery.quiet import local_day, next_local_midnight, quiet_until
+from bot.delivery.templates import TELEGRAM_TEXT_LIMIT
 from bot.models import Customer, DailyMessageCount, Notification, NotificationState, utcnow
 
 VIP_PRIORITY = 10
@@ -96,7 +97,7 @@ async def claim_due(
     )
     customers = await _customers(session, {row.customer_id for row in rows if row.customer_id})
     claimed = []
-    for row in rows:
+    for row in _merge_plain_notices(rows):
         customer = customers.get(row.customer_id) if row.customer_id else None
         verdict = await _gate(session, row, customer, gate, now)
         if verdict is None:
@@ -113,6 +114,34 @@ async def claim_due(
 
 
 _DROP = object()
+# Self-contained customer notices without buttons, which read well one after another.
+MERGEABLE_KINDS = frozenset({"restock_notice", "waitlist_expired"})
+
+
+def _merge_plain_notices(rows: list[Notification]) -> list[Notification]:
+    """Fold a customer's due button-less notices (restocks, expiries) into one message.
+
+    Notices held back by the daily cap or quiet hours fall due together; sent as one message they
+    cost the customer one message, not several. Notices with buttons stay apart: each button
+    answers its own offer.
+    """
+    carriers: dict[int, Notification] = {}
+    kept = []
+    for row in rows:
+        mergeable = (
+            row.kind in MERGEABLE_KINDS and row.customer_id is not None and row.reply_markup is None
+            and row.state == NotificationState.PENDING.value and row.attempts == 0
+        )
+        carrier = carriers.get(row.customer_id) if mergeable and row.customer_id is not None else None
+        if carrier is not None and len(carrier.text) + len(row.text) + 2 <= TELEGRAM_TEXT_LIMIT:
+            carrier.text = f"{carrier.text}\n\n{row.text}"
+            row.state, row.lease_until = NotificationState.MERGED.value, None
+            row.last_error = f"sent within notification {carrier.id}"
+            continue
+        if mergeable and row.customer_id is not None:
+            carriers[row.customer_id] = row
+        kept.append(row)
+    return kept
 
 
 async def _gate(
