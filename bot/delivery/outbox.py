@@ -7,7 +7,7 @@ customers get nothing, quiet hours and the daily cap postpone customer messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -74,7 +74,7 @@ class Gate:
 
 async def claim_due(
     session: AsyncSession, *, limit: int, gate: Gate, now: datetime | None = None,
-    lease: timedelta = LEASE, exclude_chats: Callable[[int], bool] | None = None,
+    lease: timedelta = LEASE,
 ) -> list[Notification]:
     """Take up to `limit` due rows for sending (pending, or sending with an expired lease).
 

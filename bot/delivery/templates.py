@@ -10,7 +10,6 @@ from __future__ import annotations
 import tomllib
 from datetime import datetime, tzinfo
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -106,7 +105,3 @@ def fit(text: str, *, limit: int = TELEGRAM_TEXT_LIMIT, more: str = "…") -> st
         return html.escape(plain[: limit - len(more) - 10]) + more
     return "\n".join(kept + [more])
 
-
-@lru_cache(maxsize=4)
-def default_templates(zone: str = "UTC") -> Templates:
-    return Templates(zone=zone)

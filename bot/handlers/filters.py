@@ -23,7 +23,3 @@ class IsCustomer(Filter):
     async def __call__(self, event: TelegramObject, actor: Actor) -> bool:
         return actor.customer is not None and actor.role is None
 
-
-class IsPrivate(Filter):
-    async def __call__(self, event: TelegramObject, event_chat: object = None) -> bool:
-        return getattr(event_chat, "type", "private") == "private"
