@@ -38,8 +38,8 @@ from bot.api.schemas import (
 )
 from bot.api.signing import HEADER, verify
 from bot.db import Database
-from bot.inventory.stock import StockChange, StockError, apply_changes
-from bot.models import Customer, Product, StockLevel, StockMovement, Warehouse
+from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes
+from bot.models import Customer, Product
 from bot.recovery.redemption import RedeemStatus, redeem_coupon
 from bot.settings import Settings
 from bot.shop.customers import CustomerInput, upsert_customers
@@ -277,57 +277,8 @@ class IntegrationApi:
 
     async def _check_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> ErrorList:
         errors = _duplicates(items, lambda e: e.event_id, "event_id", "event_id")
-        decrements = any(e.delta is not None and e.delta < 0 for _, e in items)
-        products = await _ids(session, Product.sku, Product.id, {e.sku for _, e in items}, lock=decrements)
-        errors += [item_error(i, "sku", f"unknown SKU {e.sku!r}") for i, e in items if e.sku not in products]
-        if errors or not decrements:
-            return errors
-        return await self._check_levels(session, items, products)
-
-    async def _check_levels(
-        self, session: AsyncSession, items: list[tuple[int, StockEventIn]], products: dict[str, int]
-    ) -> ErrorList:
-        """Report every decrement that would take a level below zero.
-
-        `_check_stock` has locked the batch's product rows, in id order as the stock service locks
-        them, so the levels read here are the ones the service will move (on SQLite the write
-        transaction already holds the database's write lock). Events seen before are skipped, as
-        the service skips them.
-        """
-        ids = sorted({products[e.sku] for _, e in items})
-        seen: set[str] = set()
-        event_ids = sorted({e.event_id for _, e in items})
-        for start in range(0, len(event_ids), _CHUNK):
-            seen.update(
-                await session.scalars(
-                    select(StockMovement.event_id).where(StockMovement.event_id.in_(event_ids[start : start + _CHUNK]))
-                )
-            )
-        levels: dict[tuple[int, str], int] = {}
-        for start in range(0, len(ids), _CHUNK):
-            rows = await session.execute(
-                select(StockLevel.product_id, Warehouse.code, StockLevel.on_hand)
-                .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
-                .where(StockLevel.product_id.in_(ids[start : start + _CHUNK]))
-            )
-            levels.update({(product_id, code): on_hand for product_id, code, on_hand in rows})
-        errors = []
-        for index, event in items:
-            if event.event_id in seen:
-                continue
-            place = (products[event.sku], event.warehouse)
-            current = levels.get(place, 0)
-            if event.on_hand is not None:
-                levels[place] = event.on_hand
-            elif current + (event.delta or 0) < 0:
-                errors.append(item_error(
-                    index, "delta",
-                    f"{event.sku} in {event.warehouse} would have {current} on hand; "
-                    f"a change of {event.delta} would go below zero",
-                ))
-            else:
-                levels[place] = current + (event.delta or 0)
-        return errors
+        products = await _ids(session, Product.sku, Product.id, {e.sku for _, e in items})
+        return errors + [item_error(i, "sku", f"unknown SKU {e.sku!r}") for i, e in items if e.sku not in products]
 
     async def _write_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> dict[str, int]:
         changes = [
@@ -339,7 +290,12 @@ class IntegrationApi:
         ]
         try:
             results = await apply_changes(session, changes)
-        except StockError as exc:  # a safety net: the checks above should have caught it
+        except NotEnoughStock as refused:  # the service lists every event that would go below zero
+            raise BatchRejected([
+                item_error(items[problem.index][0], problem.field, str(problem))
+                for problem in refused.problems if problem.index is not None
+            ]) from None
+        except StockError as exc:
             raise BatchRejected([_stock_error_item(items, exc)]) from None
         duplicates = sum(1 for result in results if result.duplicate)
         return {"applied": len(results) - duplicates, "duplicates": duplicates}

@@ -64,12 +64,17 @@ class UnknownWarehouse(StockError):
 
 
 class NotEnoughStock(StockError):
+    """A change would take a level below zero. Raised for the first such change of a batch;
+    `problems` lists every one (each with its `index` in the batch), so a caller can report all."""
+
     field = "delta"
 
-    def __init__(self, sku: str, warehouse: str, on_hand: int, delta: int) -> None:
+    def __init__(self, sku: str, warehouse: str, on_hand: int, delta: int, *, index: int | None = None) -> None:
         super().__init__(
             f"{sku} in {warehouse} has {on_hand} on hand; a change of {delta} would go below zero"
         )
+        self.index = index
+        self.problems: list[NotEnoughStock] = [self]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +151,7 @@ class _Plan:
     events: list[dict[str, Any]]  # stock_events rows, in apply order
     levels: dict[tuple[int, int], int]  # net on-hand change per level a change moved
     totals: dict[int, int]  # net on-hand change per product a change moved
-    error: StockError | None = None
+    refused: list[NotEnoughStock] = field(default_factory=list)  # in apply order
 
 
 def _apply_all(
@@ -183,8 +188,10 @@ def _apply_all(
         seen |= lost
         if inserted:
             connection.execute(_UNMOVE, [{"m_id": row.id} for row in inserted])
-    if plan.error is not None:
-        raise plan.error
+    if plan.refused:
+        first = plan.refused[0]
+        first.problems = sorted(plan.refused, key=lambda problem: problem.index or 0)
+        raise first
     missing = [key for key in plan.levels if key not in levels]
     if missing:
         connection.execute(statements.level, [{"p_id": p, "w_id": w} for p, w in missing])
@@ -207,7 +214,7 @@ def _plan(
     firsts: dict[str, int],
     seen: set[str],
 ) -> _Plan:
-    """Each change's before and after, in apply order; stops at the first that cannot apply."""
+    """Each change's before and after, in apply order; a change that cannot apply is left out."""
     plan = _Plan([None] * len(changes), [], [], {}, {})
     on_hand = dict(stored)
     for index in order:
@@ -233,8 +240,11 @@ def _plan(
             plan.results[index] = Applied(change, False, product.id, 0, current, before, before)
             continue
         if current + delta < 0:
-            plan.error = NotEnoughStock(change.sku, change.warehouse, current, delta)
-            break
+            # Keep planning without it, so that every refused change can be reported at once. Its
+            # ledger row stays in the plan: inserting it is how a retried event is recognised as
+            # a duplicate (and so not refused); a refused batch is rolled back anyway.
+            plan.refused.append(NotEnoughStock(change.sku, change.warehouse, current, delta, index=index))
+            continue
         after = before + delta
         on_hand[key] = current + delta
         plan.levels[key] = plan.levels.get(key, 0) + delta
