@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py, beside this script
+from common import describe, percentile  # benchmarks/common.py, beside this script
 
 import aiohttp
 from aiohttp import web
@@ -148,7 +148,7 @@ async def run(args: argparse.Namespace) -> None:
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
+        return percentile(ordered, p) * 1000
 
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(f"machine: {describe()}")

@@ -27,7 +27,7 @@ from bisect import bisect_left
 from datetime import UTC
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py, beside this script
+from common import describe  # benchmarks/common.py, beside this script
 
 from aiogram.client.default import DefaultBotProperties
 from sqlalchemy import func, insert, select

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py, beside this script
+from common import describe  # benchmarks/common.py, beside this script
 
 from bot.db import create_database
 from bot.inventory.importer import import_csv

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py, beside this script
+from common import describe, percentile  # benchmarks/common.py, beside this script
 
 from bot.db import create_database
 from bot.inventory.stock import StockChange, apply_changes
@@ -67,12 +66,12 @@ async def _run(url: str, events: int, products: int, batch: int) -> None:
     batch_rate = len(batched) / (time.perf_counter() - started)
     await db.dispose()
 
-    quantiles = statistics.quantiles(latencies, n=100)
     print(f"machine: {describe()}")
     print(f"{'mode':<28}{'events':>8}{'events/s':>12}")
     print(f"{'one per transaction':<28}{len(single):>8}{single_rate:>12,.0f}")
     print(f"{f'batches of {batch}':<28}{len(batched):>8}{batch_rate:>12,.0f}")
-    print(f"single-event latency: p50 {quantiles[49] * 1000:.2f} ms, p95 {quantiles[94] * 1000:.2f} ms, "
+    print(f"single-event latency: p50 {percentile(latencies, 50) * 1000:.2f} ms, "
+          f"p95 {percentile(latencies, 95) * 1000:.2f} ms, "
           f"max {max(latencies) * 1000:.2f} ms")
 
 

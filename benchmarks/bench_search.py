@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
+from common import percentile  # benchmarks/common.py, beside this script
 from rapidfuzz import fuzz, process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -266,15 +267,10 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
 def row(label: str, samples: list[float], ok: int | None = None) -> str:
     ok_text = f"{ok}/{len(samples)}" if ok is not None else ""
-    return (f"| {label} | {len(samples)} | {pct(samples, 50):.2f} | {pct(samples, 95):.2f} | "
-            f"{pct(samples, 99):.2f} | {max(samples):.2f} | {ok_text} |")
+    return (f"| {label} | {len(samples)} | {percentile(samples, 50):.2f} | {percentile(samples, 95):.2f} | "
+            f"{percentile(samples, 99):.2f} | {max(samples):.2f} | {ok_text} |")
 
 
 def main() -> None:
@@ -340,7 +336,7 @@ def _time_upserts(index: SearchIndex, cards: list[ProductCard], rng: random.Rand
         index.remove(card.product_id)
         removes.append((time.perf_counter() - t) * 1000)
         index.upsert(card)
-    return statistics.median(upserts), pct(upserts, 95), max(upserts), statistics.median(removes)
+    return statistics.median(upserts), percentile(upserts, 95), max(upserts), statistics.median(removes)
 
 
 def _baseline(cards: list[ProductCard], queries: list[Query], rng: random.Random) -> tuple[float, float, int]:
@@ -351,7 +347,7 @@ def _baseline(cards: list[ProductCard], queries: list[Query], rng: random.Random
         t = time.perf_counter()
         process.extract(q.text, names, scorer=fuzz.WRatio, limit=5)
         times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times), pct(times, 95), len(sample)
+    return statistics.median(times), percentile(times, 95), len(sample)
 
 
 if __name__ == "__main__":

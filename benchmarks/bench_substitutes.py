@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from common import percentile  # benchmarks/common.py, beside this script
+
 from bot.inventory.cards import ProductCard
 from bot.recovery.substitutes import SubstituteIndex
 
@@ -93,11 +95,6 @@ def _make_card(product_id: int, cat: int, noun: int, unit_idx: int, base: Decima
 
 def build_stock(cards: Sequence[ProductCard], rng: random.Random) -> dict[int, int]:
     return {c.product_id: (rng.randint(1, 60) if rng.random() < 0.85 else 0) for c in cards}
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, math.ceil(pct / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 def time_calls(call: Callable[[], object], repeat: int) -> list[float]:

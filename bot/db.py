@@ -8,11 +8,11 @@ PostgreSQL needs none of this.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -92,3 +92,13 @@ def dialect_insert(session: AsyncSession, table):  # type: ignore[no-untyped-def
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(table)
+
+
+async def ids_by_key(session: AsyncSession, key_column, id_column, keys: Iterable[str], *, chunk: int = 500) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Map unique keys (SKUs, external ids) to row ids, in chunks that fit any driver's limits."""
+    found: dict[str, int] = {}
+    ordered = sorted(set(keys))
+    for start in range(0, len(ordered), chunk):
+        rows = await session.execute(select(key_column, id_column).where(key_column.in_(ordered[start : start + chunk])))
+        found.update({key: row_id for key, row_id in rows})
+    return found

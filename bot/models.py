@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -104,8 +105,9 @@ class Product(Base):
     def price(self) -> Decimal:
         return cents_to_decimal(self.price_cents)
 
-    @property
+    @hybrid_property
     def available(self) -> int:
+        """On hand minus what Stockbot holds reserved, all warehouses; a SQL expression too."""
         return self.on_hand_total - self.reserved_total
 
 

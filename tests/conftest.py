@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from bot.db import Database, create_database
 from bot.migrate import recreate
+from bot.sandbox import BotApiSandbox
 from bot.models import Base
 from bot.settings import Settings, load_settings
 
@@ -78,3 +79,10 @@ async def bot_harness(settings: Settings, db: Database):  # type: ignore[no-unty
 
     async with running_bot(settings, db) as harness:
         yield harness
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[BotApiSandbox]:
+    """A Bot API sandbox on this test's event loop (test_run.py uses one on its own thread)."""
+    async with BotApiSandbox() as running:
+        yield running

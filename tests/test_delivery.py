@@ -48,12 +48,6 @@ class Clock:
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[BotApiSandbox]:
-    async with BotApiSandbox() as sb:
-        yield sb
-
-
-@pytest.fixture
 async def transport(sandbox: BotApiSandbox) -> AsyncIterator[TelegramTransport]:
     bot = sandbox_bot(sandbox, default=DefaultBotProperties(parse_mode="HTML"))
     yield TelegramTransport(bot)

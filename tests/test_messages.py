@@ -20,7 +20,8 @@ TEMPLATES = Templates()
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 PRODUCT = SimpleNamespace(
     id=1, sku="LIP-1", name="Velvet <b>&Co</b> 唇釉", price=Decimal("12.50"), price_cents=1250,
-    reorder_point=5, supplier="Rosa & Sons", lead_time_days=7, on_hand_total=3, reserved_total=1, category="lips",
+    reorder_point=5, supplier="Rosa & Sons", lead_time_days=7, on_hand_total=3, reserved_total=1, available=2,
+    category="lips",
 )
 OTHER = SimpleNamespace(**{**PRODUCT.__dict__, "id": 2, "sku": "LIP-2", "name": "Matte Rose"})
 PROMPT = SimpleNamespace(product=PRODUCT, status="ordered", suggested_qty=12, ordered_qty=20, ordered_eta=NOW,

@@ -45,12 +45,6 @@ def keyboard(*pairs: tuple[str, str]) -> InlineKeyboardMarkup:
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[BotApiSandbox]:
-    async with BotApiSandbox() as sb:
-        yield sb
-
-
-@pytest.fixture
 async def bot(sandbox: BotApiSandbox) -> AsyncIterator[Bot]:
     client = sandbox_bot(sandbox, default=DefaultBotProperties(parse_mode="HTML"))
     yield client

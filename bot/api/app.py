@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +36,7 @@ from bot.api.schemas import (
     validation_errors,
 )
 from bot.api.signing import HEADER, verify
-from bot.db import Database
+from bot.db import Database, ids_by_key
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes
 from bot.models import Customer, Product
 from bot.recovery.redemption import RedeemStatus, redeem_coupon
@@ -203,21 +202,6 @@ def _duplicates(items: Sequence[tuple[int, Any]], key: Callable[[Any], Any], fie
     return errors
 
 
-async def _ids(
-    session: AsyncSession, column: Any, id_column: Any, keys: set[str], *, lock: bool = False
-) -> dict[str, int]:
-    """Map keys to row ids; with `lock`, the rows are locked (FOR UPDATE) in id order."""
-    found: dict[str, int] = {}
-    ordered = sorted(keys)
-    if lock:  # one statement, so the whole batch's rows are locked in one id order
-        query = select(column, id_column).where(column.in_(ordered)).order_by(id_column).with_for_update()
-        return {key: row_id for key, row_id in await session.execute(query)}
-    for start in range(0, len(ordered), _CHUNK):
-        rows = await session.execute(select(column, id_column).where(column.in_(ordered[start : start + _CHUNK])))
-        found.update({key: row_id for key, row_id in rows})
-    return found
-
-
 # --- the routes ----------------------------------------------------------------------------------
 
 Handler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
@@ -277,7 +261,7 @@ class IntegrationApi:
 
     async def _check_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> ErrorList:
         errors = _duplicates(items, lambda e: e.event_id, "event_id", "event_id")
-        products = await _ids(session, Product.sku, Product.id, {e.sku for _, e in items})
+        products = await ids_by_key(session, Product.sku, Product.id, {e.sku for _, e in items})
         return errors + [item_error(i, "sku", f"unknown SKU {e.sku!r}") for i, e in items if e.sku not in products]
 
     async def _write_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> dict[str, int]:
@@ -316,8 +300,8 @@ class IntegrationApi:
                 if line.sku in first:
                     errors.append(item_error(index, f"lines[{j}].sku", f"duplicate SKU {line.sku!r} (first at lines[{first[line.sku]}])"))
                 first.setdefault(line.sku, j)
-        customers = await _ids(session, Customer.external_id, Customer.id, {o.customer_external_id for _, o in items})
-        skus = await _ids(session, Product.sku, Product.id, {line.sku for _, o in items for line in o.lines})
+        customers = await ids_by_key(session, Customer.external_id, Customer.id, {o.customer_external_id for _, o in items})
+        skus = await ids_by_key(session, Product.sku, Product.id, {line.sku for _, o in items for line in o.lines})
         for index, order in items:
             if order.customer_external_id not in customers:
                 errors.append(item_error(index, "customer_external_id", f"unknown customer {order.customer_external_id!r}"))

@@ -59,7 +59,7 @@ async def _join(target: Message, session: AsyncSession, actor: Actor, texts: Tex
     _, fresh = await join_waitlist(session, actor.customer.id, product.id, days=services.settings.WAITLIST_DAYS)
     key = "notify_joined" if fresh else "notify_already"
     text = texts(key, name=product.name, days=services.settings.WAITLIST_DAYS)
-    if product.on_hand_total - product.reserved_total > 0:
+    if product.available > 0:
         text += "\n" + texts("notify_in_stock_now")
     await target.answer(text)
 

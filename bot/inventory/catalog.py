@@ -81,7 +81,7 @@ class StockView:
 
     @property
     def available(self) -> int:
-        return self.product.on_hand_total - self.product.reserved_total
+        return self.product.available
 
     @property
     def incoming(self) -> int:
@@ -111,7 +111,7 @@ async def stock_views(
         if product is None:
             continue
         substitutes: tuple[tuple[Product, int, Decimal], ...] = ()
-        if product.on_hand_total - product.reserved_total <= 0:
+        if product.available <= 0:
             substitutes = await substitutes_for(session, catalog, product, band=band)
         views.append(StockView(product, tuple(levels.get(product_id, ())), substitutes))
     return views
@@ -119,8 +119,8 @@ async def stock_views(
 
 async def available_in_category(session: AsyncSession, category: str) -> dict[int, int]:
     rows = await session.execute(
-        select(Product.id, Product.on_hand_total - Product.reserved_total).where(
-            Product.category == category, Product.on_hand_total - Product.reserved_total > 0
+        select(Product.id, Product.available).where(
+            Product.category == category, Product.available > 0
         )
     )
     return {product_id: int(available) for product_id, available in rows}

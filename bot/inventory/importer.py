@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import Database
+from bot.db import Database, ids_by_key
 from bot.inventory.stock import StockChange, apply_changes
 from bot.models import Customer, OrderStatus, Product, StockEvent, StockEventKind, utcnow
 from bot.shop.customers import CustomerInput, upsert_customers
@@ -249,7 +249,7 @@ async def _write_catalog(session: AsyncSession, records: list[dict[str, Any]], r
     skus = [record["sku"] for record in records]
     for start in range(0, len(skus), 2000):
         rows = await session.execute(
-            select(Product.sku, Product.id, Product.reorder_point, Product.on_hand_total - Product.reserved_total)
+            select(Product.sku, Product.id, Product.reorder_point, Product.available)
             .where(Product.sku.in_(skus[start : start + 2000]))
         )
         existing.update({sku: (pid, rp, avail) for sku, pid, rp, avail in rows})
@@ -345,21 +345,17 @@ def _order_parser(_: Any) -> Callable[[dict[str, str], int], tuple[str, str, Lin
     return parse
 
 
-async def _missing(session: AsyncSession, column, keys: set[str]) -> set[str]:  # type: ignore[no-untyped-def]
-    found: set[str] = set()
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), 2000):
-        found.update(await session.scalars(select(column).where(column.in_(ordered[start : start + 2000]))))
-    return keys - found
+async def _missing(session: AsyncSession, key_column, id_column, keys: set[str]) -> set[str]:  # type: ignore[no-untyped-def]
+    return keys - (await ids_by_key(session, key_column, id_column, keys, chunk=2000)).keys()
 
 
 async def _check_references(session: AsyncSession, kind: str, records: list[tuple[int, Any]], report: ImportReport) -> None:
     if kind == "stock":
-        unknown = await _missing(session, Product.sku, {sku for _, (sku, _, _) in records})
+        unknown = await _missing(session, Product.sku, Product.id, {sku for _, (sku, _, _) in records})
         report.problems += [Problem(line, f"unknown SKU {sku!r}") for line, (sku, _, _) in records if sku in unknown]
     elif kind == "orders":
-        skus = await _missing(session, Product.sku, {line_input.sku for _, (_, _, line_input) in records})
-        people = await _missing(session, Customer.external_id, {customer for _, (_, customer, _) in records})
+        skus = await _missing(session, Product.sku, Product.id, {line_input.sku for _, (_, _, line_input) in records})
+        people = await _missing(session, Customer.external_id, Customer.id, {customer for _, (_, customer, _) in records})
         for line, (_, customer, line_input) in records:
             if customer in people:
                 report.problems.append(Problem(line, f"unknown customer {customer!r}"))

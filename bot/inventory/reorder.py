@@ -55,7 +55,7 @@ async def suggest(session: AsyncSession, product: Product, services: Services) -
         or 0
     )
     waiting, vip = await waitlist_counts(session, product.id)
-    available = product.on_hand_total - product.reserved_total
+    available = product.available
     qty = product.safety_stock + lead_demand + waiting - max(available, 0) - incoming
     floor = product.reorder_point + 1 - available - incoming
     floor_applied = qty < floor and floor > 0
@@ -89,13 +89,6 @@ def prompt_buttons(services: Services, locale: str, prompt: ReorderPrompt) -> di
     ])
 
 
-async def render_prompt(session: AsyncSession, services: Services, prompt: ReorderPrompt, locale: str) -> str:
-    product = await session.get(Product, prompt.product_id)
-    assert product is not None
-    suggestion = await suggest(session, product, services)
-    return services.templates.render(locale, "reorder_prompt", product=product, s=suggestion, prompt=prompt)
-
-
 async def on_low_stock(session: AsyncSession, services: Services, event: StockEvent) -> ReorderPrompt | None:
     """Open a prompt unless one is already live for the product (open, snoozed or ordered)."""
     live = await session.scalar(
@@ -111,20 +104,32 @@ async def on_low_stock(session: AsyncSession, services: Services, event: StockEv
     prompt = ReorderPrompt(product_id=product.id, cause_event_id=event.id, suggested_qty=suggestion.qty)
     session.add(prompt)
     await session.flush()
-    await send_prompt(session, services, prompt, cause=f"open{event.id}")
+    await send_prompt(session, services, prompt, cause=f"open{event.id}", suggestion=suggestion)
     return prompt
 
 
-async def send_prompt(session: AsyncSession, services: Services, prompt: ReorderPrompt, *, cause: str) -> None:
+async def send_prompt(
+    session: AsyncSession, services: Services, prompt: ReorderPrompt, *, cause: str,
+    suggestion: Suggestion | None = None,
+) -> None:
+    product = await session.get(Product, prompt.product_id)
+    assert product is not None
+    # Worked out once (it reads the ledger and the waitlist), whatever the number of recipients.
+    suggestion = suggestion or await suggest(session, product, services)
+    rendered: dict[str, str] = {}
     for user_id in await purchasing_recipients(session, services.admins()):
         locale = await locale_of(session, user_id, services.settings.DEFAULT_LOCALE)
+        if locale not in rendered:
+            rendered[locale] = services.templates.render(
+                locale, "reorder_prompt", product=product, s=suggestion, prompt=prompt
+            )
         await enqueue(
             session,
             Outgoing(
                 dedup_key=f"reorder:{prompt.id}:{cause}:{user_id}",
                 chat_id=user_id,
                 kind="reorder_prompt",
-                text=await render_prompt(session, services, prompt, locale),
+                text=rendered[locale],
                 reply_markup=prompt_buttons(services, locale, prompt),
                 priority=STAFF_PRIORITY,
             ),

@@ -499,7 +499,7 @@ async def take_substitute(
 async def _warehouse_with(session: AsyncSession, product: Product, qty: int) -> int | None:
     """A warehouse that can hold `qty` of the product for the customer, or None when it cannot
     (sold out, or no longer above its minimum)."""
-    available = product.on_hand_total - product.reserved_total
+    available = product.available
     if available < qty or available <= product.safety_stock:
         return None
     return await session.scalar(

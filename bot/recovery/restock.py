@@ -77,10 +77,10 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
     now = now or utcnow()
     settings = services.settings
     product = await session.get(Product, restock.product_id, populate_existing=True)
-    if product is None or product.on_hand_total - product.reserved_total <= 0:
+    if product is None or product.available <= 0:
         restock.finished_at, restock.next_wave_at = now, None  # gone again: resume on the next restock
         return 0
-    units = product.on_hand_total - product.reserved_total - product.safety_stock
+    units = product.available - product.safety_stock
     if units <= 0:
         # Back, but not above its minimum yet: look again after the interval.
         restock.next_wave_at = now + timedelta(minutes=settings.WAVE_INTERVAL_MINUTES)

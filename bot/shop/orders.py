@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from bot.db import ids_by_key
 from bot.models import (
     OPEN_STATUSES,
     Customer,
@@ -52,8 +53,8 @@ async def upsert_orders(session: AsyncSession, orders: Sequence[OrderInput]) -> 
     """Create or replace orders by external id. Lines left out of a new version are cancelled,
     not deleted: offers and the funnel still point at them."""
     count = UpsertCount()
-    customers = await _ids(session, Customer, Customer.external_id, {o.customer_external_id for o in orders})
-    products = await _ids(session, Product, Product.sku, {l.sku for o in orders for l in o.lines})
+    customers = await ids_by_key(session, Customer.external_id, Customer.id, {o.customer_external_id for o in orders})
+    products = await ids_by_key(session, Product.sku, Product.id, {l.sku for o in orders for l in o.lines})
     existing = {
         order.external_id: order
         for order in await session.scalars(
@@ -109,7 +110,7 @@ async def _flag_short_lines(session: AsyncSession, lines: Sequence[OrderLine]) -
     if not lines:
         return
     rows = await session.execute(
-        select(Product.id, Product.on_hand_total - Product.reserved_total, Product.reorder_point).where(
+        select(Product.id, Product.available, Product.reorder_point).where(
             Product.id.in_({line.product_id for line in lines})
         )
     )
@@ -128,11 +129,3 @@ async def _flag_short_lines(session: AsyncSession, lines: Sequence[OrderLine]) -
                 )
             )
 
-
-async def _ids(session: AsyncSession, model: type, column, keys: set[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    found: dict[str, int] = {}
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), 500):
-        rows = await session.execute(select(column, model.id).where(column.in_(ordered[start : start + 500])))
-        found.update({key: row_id for key, row_id in rows})
-    return found

@@ -1,9 +1,11 @@
-"""One line describing the machine a benchmark ran on, for docs/benchmarks.md."""
+"""What every benchmark script prints: the machine it ran on, and latency percentiles."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -19,3 +21,9 @@ def cpu_model() -> str:
 
 def describe() -> str:
     return f"nproc={os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}"
+
+
+def percentile(values: Iterable[float], pct: float) -> float:
+    """Nearest-rank percentile: the smallest sample with at least `pct` % of samples at or below it."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]
