@@ -18,6 +18,7 @@ from bot.settings import Settings
 from tests.conftest import ON_POSTGRES
 
 ADMIN = 1
+CUSTOMER = 42
 
 
 def _free_port() -> int:
@@ -28,7 +29,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def sandbox() -> Iterator[BotApiSandbox]:
-    with BotApiSandbox() as running:  # its own thread: the bot is another process
+    """Overrides conftest's: on its own thread, since the bot here is another process."""
+    with BotApiSandbox() as running:
         yield running
 
 
@@ -56,32 +58,55 @@ def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProc
                           text=True, timeout=120)
 
 
+def _start_bot(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "bot", "run", *args], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stop_bot(bot: subprocess.Popen[str], sig: signal.Signals) -> str:
+    """Stop as an operator would; the output, once the process is gone (killed if it hangs)."""
+    try:
+        bot.send_signal(sig)
+        output, _ = bot.communicate(timeout=30)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    return output
+
+
 def test_run_answers_acts_on_cli_changes_and_stops_cleanly_on_sigterm(
     tmp_path: Path, sandbox: BotApiSandbox, database_url: str
 ) -> None:
     env = _env(tmp_path, sandbox, database_url)
-    (tmp_path / "catalog.csv").write_text("sku,name,category,price,reorder_point\nLIP-1,Velvet Red,lips,10,3\n")
-    (tmp_path / "stock.csv").write_text("sku,warehouse,on_hand\nLIP-1,SH,10\n")
-    assert _cli(env, tmp_path, "import", "catalog", "catalog.csv").returncode == 0
-    assert _cli(env, tmp_path, "import", "stock", "stock.csv").returncode == 0
-    bot = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    files = {
+        "catalog": "sku,name,category,price,reorder_point\nLIP-1,Velvet Red,lips,10,3\nLIP-2,Velvet Ruby,lips,11,3\n",
+        "stock": "sku,warehouse,on_hand\nLIP-1,SH,10\nLIP-2,SH,10\n",
+        "customers": "external_id,name,tier\nC-1,Ann,vip\n",
+        "orders": "external_id,customer_external_id,sku,qty,status\nO-1,C-1,LIP-1,2,open\n",
+    }
+    for kind, text in files.items():
+        (tmp_path / f"{kind}.csv").write_text(text)
+        assert _cli(env, tmp_path, "import", kind, f"{kind}.csv").returncode == 0
+    token = _cli(env, tmp_path, "customers", "invite", "--token-only").stdout.split("\t")[1].strip()
+    bot = _start_bot(env, tmp_path)
     try:
         _wait(sandbox.is_polling, what="the bot to poll")
         sandbox.send_text(ADMIN, "/help")
-        _wait(lambda: sandbox.messages(ADMIN), what="an answer to /help")
+        sandbox.send_text(CUSTOMER, f"/start {token}")
+        _wait(lambda: sandbox.messages(ADMIN) and sandbox.messages(CUSTOMER), what="answers to /help and /start")
         assert "/grant" in sandbox.messages(ADMIN)[0].plain_text
-        # Another process empties the product while the bot runs: the bot notices and prompts.
+        # Another process empties the product while the bot runs: the bot notices, prompts the
+        # purchasing side and contacts the customer whose order is now short.
         (tmp_path / "stock.csv").write_text("sku,warehouse,on_hand\nLIP-1,SH,0\n")
         assert _cli(env, tmp_path, "import", "stock", "stock.csv").returncode == 0
         prompt = _wait(lambda: [m for m in sandbox.messages(ADMIN) if "LIP-1" in m.plain_text],
                        what="the reorder prompt")
         assert "Available: 0" in prompt[0].plain_text
-        bot.send_signal(signal.SIGTERM)
-        output, _ = bot.communicate(timeout=30)
+        offer = _wait(lambda: [m for m in sandbox.messages(CUSTOMER) if "out of stock" in m.plain_text],
+                      what="the stockout offer")
+        assert "Velvet Ruby" in offer[0].plain_text and offer[0].buttons()
     finally:
-        if bot.poll() is None:
-            bot.kill()
+        output = _stop_bot(bot, signal.SIGTERM)
     assert bot.returncode == 0, output
     assert "Traceback" not in output and sandbox.token.split(":")[1] not in output
 
@@ -95,8 +120,7 @@ def test_webhook_mode_takes_updates_on_the_api_port_and_checks_the_secret(
     import urllib.request
 
     env = _env(tmp_path, sandbox, database_url, WEBHOOK_URL="https://shop.example", TELEGRAM_SECRET_TOKEN="tg-secret")
-    bot = subprocess.Popen([sys.executable, "-m", "bot", "run", "--webhook"], env=env, cwd=tmp_path,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    bot = _start_bot(env, tmp_path, "--webhook")
     url = f"http://127.0.0.1:{env['API_PORT']}/telegram/webhook"
     update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "/help",
               "chat": {"id": ADMIN, "type": "private"}, "from": {"id": ADMIN, "is_bot": False, "first_name": "A"},
@@ -119,11 +143,8 @@ def test_webhook_mode_takes_updates_on_the_api_port_and_checks_the_secret(
         assert _wait(lambda: post("wrong") or None, what="the webhook route") == 401
         assert post("tg-secret") == 200
         _wait(lambda: sandbox.messages(ADMIN), what="an answer to the webhook update")
-        bot.send_signal(signal.SIGINT)
-        output, _ = bot.communicate(timeout=30)
     finally:
-        if bot.poll() is None:
-            bot.kill()
+        output = _stop_bot(bot, signal.SIGINT)
     assert bot.returncode == 0, output
 
 
