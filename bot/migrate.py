@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-import migrations
+from bot import migrations
 from bot.db import Database
 
 

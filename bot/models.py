@@ -7,7 +7,7 @@ checks) carry the rules that must hold under concurrency instead of application 
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,9 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -556,3 +558,43 @@ class JobRun(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     ran_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- demand planning ---------------------------------------------------------------------------
+
+
+class SalesDay(Base):
+    """Units sold of one product in one warehouse on one shop day, and what was left at its end.
+
+    Imported from the `history` CSV, then recorded by the bot from the stock it sees change. A
+    day that ended with `on_hand` 0 was a stockout day: its sales do not show the demand.
+    """
+
+    __tablename__ = "sales_history"
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # in the shop's zone
+    sold: Mapped[int] = mapped_column(default=0)
+    on_hand: Mapped[int | None] = mapped_column(default=None)  # at the end of the day, when known
+    source: Mapped[str] = mapped_column(String(16), default="import")  # import | recorded
+
+    __table_args__ = (
+        CheckConstraint("sold >= 0", name="sold_not_negative"),
+        CheckConstraint("on_hand IS NULL OR on_hand >= 0", name="on_hand_not_negative"),
+        Index("ix_sales_history_day", "day"),
+    )
+
+
+class DemandForecast(Base):
+    """The latest forecast of one product in one warehouse (demand is a rate, not money)."""
+
+    __tablename__ = "demand_forecasts"
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"), primary_key=True)
+    daily_demand: Mapped[float] = mapped_column(Float, default=0.0)
+    demand_class: Mapped[str] = mapped_column(String(16), default="none")
+    days_of_cover: Mapped[float | None] = mapped_column(Float, default=None)  # None: no demand
+    stockout_date: Mapped[date | None] = mapped_column(Date, default=None)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
