@@ -1,0 +1,1 @@
+"""Demand planning: history, forecast, replenishment and reports (pure numpy where it can be)."""
