@@ -19,8 +19,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, ids_by_key
-from bot.inventory.stock import StockChange, apply_changes
-from bot.models import Customer, OrderStatus, Product, StockEvent, StockEventKind, utcnow
+from bot.inventory.catalog import stamp_catalog_change
+from bot.inventory.stock import StockChange, apply_changes, event_row, record_events
+from bot.models import Customer, OrderStatus, Product, StockEventKind, utcnow
 from bot.shop.customers import CustomerInput, upsert_customers
 from bot.shop.orders import LineInput, OrderInput, upsert_orders
 from bot.shop.phones import BadPhone, to_e164
@@ -254,14 +255,15 @@ async def _write_catalog(session: AsyncSession, records: list[dict[str, Any]], r
         )
         existing.update({sku: (pid, rp, avail) for sku, pid, rp, avail in rows})
     now = utcnow()
+    version = await stamp_catalog_change(session)
     inserts, updates, events = [], [], []
     for record in records:
         found = existing.get(record["sku"])
         if found is None:
-            inserts.append({**_NEW_PRODUCT, "created_at": now, "updated_at": now, **record})
+            inserts.append({**_NEW_PRODUCT, "created_at": now, "updated_at": now, "catalog_version": version, **record})
             continue
         product_id, old_point, available = found
-        updates.append({"id": product_id, "updated_at": now, **record})
+        updates.append({"id": product_id, "updated_at": now, "catalog_version": version, **record})
         new_point = record.get("reorder_point", old_point)
         # Moving the threshold past the current stock is a crossing too.
         if old_point < available <= new_point:
@@ -272,9 +274,9 @@ async def _write_catalog(session: AsyncSession, records: list[dict[str, Any]], r
         await session.execute(Product.__table__.insert(), inserts)
     if updates:
         await session.execute(update(Product), updates)
-    for product_id, kind, available, point in events:
-        session.add(StockEvent(product_id=product_id, kind=kind.value, available_before=available,
-                               available_after=available, reorder_point=point))
+    await record_events(session, [
+        event_row(product_id, kind, available, available, point) for product_id, kind, available, point in events
+    ])
     report.created, report.updated = len(inserts), len(updates)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.db import ids_by_key
+from bot.inventory.stock import event_row, record_events
 from bot.models import (
     OPEN_STATUSES,
     Customer,
@@ -18,7 +19,6 @@ from bot.models import (
     OrderLine,
     OrderStatus,
     Product,
-    StockEvent,
     StockEventKind,
 )
 
@@ -115,17 +115,11 @@ async def _flag_short_lines(session: AsyncSession, lines: Sequence[OrderLine]) -
         )
     )
     stock = {product_id: (available, reorder_point) for product_id, available, reorder_point in rows}
+    short = []
     for line in lines:
         available, reorder_point = stock[line.product_id]
         if available <= 0:
-            session.add(
-                StockEvent(
-                    product_id=line.product_id,
-                    kind=StockEventKind.ORDER_SHORT.value,
-                    available_before=available,
-                    available_after=available,
-                    reorder_point=reorder_point,
-                    order_line_id=line.id,
-                )
-            )
+            short.append(event_row(line.product_id, StockEventKind.ORDER_SHORT, available, available,
+                                   reorder_point, order_line_id=line.id))
+    await record_events(session, short)
 
