@@ -1,0 +1,305 @@
+"""Daily demand forecast per (product, warehouse) series: pure, vectorised numpy, no database.
+
+Method (docs/forecast.md explains it for purchasers):
+
+- Demand is what customers took on days the shelf was not empty. A day that ended with nothing on
+  hand is *censored*: it says how much could be sold, not how much was wanted. Such days (and days
+  before the series existed) are left out of every rate and every recursion: they are skipped, never
+  read as zeros. So a product that sold 4 a day and then sat empty for a month still forecasts ~4.
+- Each series is classified by ADI (observed days per day with a sale) and CV² (squared coefficient
+  of variation of the non-zero sale sizes), with the Syntetos–Boylan cut-offs 1.32 and 0.49:
+  smooth (ADI < 1.32, CV² < 0.49), erratic (ADI < 1.32), intermittent (CV² < 0.49), lumpy (neither).
+  A series younger than `new_product_days` is "new"; an established one with no sale on any observed
+  day is "none" (demand 0).
+- smooth and erratic: the in-stock-day average of the last `level_days` observed days, corrected
+  for the weekday mix of those days by a weekday profile (shrunk towards flat while data is thin).
+- intermittent: SBA, Croston's method with the Syntetos–Boylan bias correction (1 - alpha/2) z / p.
+- lumpy: TSB (Teunter–Syntetos–Babai): probability of a sale times its size, both smoothed; the
+  probability keeps decaying while nothing sells, so a dying product fades instead of freezing.
+- new: the category's pooled rate (the mean forecast of the established series of the same
+  category) blended with the product's own in-stock days, weighted NEW_PRIOR_DAYS : own days.
+- Waitlist sign-ups (`extra_daily`) are demand the shop could not serve and are added on top.
+
+SBA and TSB are initialised as statsforecast does (first size, first interval, first occurrence
+flag), so they equal statsforecast's CrostonSBA / TSB run on the series with censored days removed.
+
+Invariants: every output is finite and >= 0; a series' forecast depends only on its own row (and,
+for new series, the established series of its category); `weekday_profile` rows have mean 1.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+import numpy as np
+
+DEMAND_CLASSES = ("none", "smooth", "intermittent", "erratic", "lumpy", "new")
+ADI_CUTOFF = 1.32
+CV2_CUTOFF = 0.49
+LEVEL_DAYS = 56  # observed days behind the smooth/erratic level: 8 weeks, every weekday 8 times
+PROFILE_PRIOR_UNITS = 10.0  # a weekday needs well over 10 units sold to pull away from flat
+NEW_PRIOR_DAYS = 14.0  # the category's pooled rate weighs as much as 14 of the product's own days
+CHUNK = 8192  # series per block: bounds the float64 temporaries to ~CHUNK x days x 8 bytes
+
+
+@dataclass(frozen=True)
+class History:
+    """Dense daily history built by the caller; row s is one (product, warehouse) series.
+
+    sold: (S, D) units sold per day, oldest day first. in_stock: (S, D) bool, False where the day
+    ended with nothing on hand (censored) or is unknown or before the series existed.
+    first_day: (S,) column of the series' first day. category: (S,) int code, pools new products.
+    end: the date of column D-1.
+    """
+
+    sold: np.ndarray
+    in_stock: np.ndarray
+    first_day: np.ndarray
+    category: np.ndarray
+    end: datetime.date
+
+    def __post_init__(self) -> None:
+        if self.sold.ndim != 2 or self.sold.shape != self.in_stock.shape:
+            raise ValueError(f"sold {self.sold.shape} and in_stock {self.in_stock.shape} must be the same (S, D)")
+        n = self.sold.shape[0]
+        if self.first_day.shape != (n,) or self.category.shape != (n,):
+            raise ValueError("first_day and category need one entry per series")
+
+    @property
+    def n_days(self) -> int:
+        return self.sold.shape[1]
+
+    def weekdays(self) -> np.ndarray:
+        """(D,) weekday of each column, Monday = 0 as in `date.weekday()`."""
+        return (self.end.weekday() - np.arange(self.n_days - 1, -1, -1)) % 7
+
+    def observed(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """(s, D) bool: the days that count as demand evidence (in stock, and the series existed)."""
+        alive = np.arange(self.n_days)[None, :] >= np.asarray(self.first_day[rows])[:, None]
+        return np.asarray(self.in_stock[rows], dtype=bool) & alive
+
+
+@dataclass(frozen=True)
+class Forecast:
+    daily_demand: np.ndarray  # (S,) units/day, waitlist extra included
+    demand_class: np.ndarray  # (S,) str, one of DEMAND_CLASSES
+    daily_sd: np.ndarray  # (S,) std of daily demand, for safety stock
+    weekday_profile: np.ndarray  # (S, 7) multipliers by weekday (Monday first), mean 1; ones unless smooth/erratic
+
+
+def classify(adi: np.ndarray, cv2: np.ndarray) -> np.ndarray:
+    """Syntetos–Boylan quadrant for each series; NaN ADI (no sale observed) gives "none"."""
+    adi = np.asarray(adi, dtype=float)
+    cv2 = np.asarray(cv2, dtype=float)
+    frequent = adi < ADI_CUTOFF
+    steady = cv2 < CV2_CUTOFF
+    out = np.where(frequent, np.where(steady, "smooth", "erratic"), np.where(steady, "intermittent", "lumpy"))
+    return np.where(np.isnan(adi), "none", out).astype("<U12")
+
+
+def demand_stats(sold: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ADI and CV² per row from observed days only; NaN ADI where no sale was observed.
+
+    ADI = observed days / observed days with a sale. CV² = population variance / mean² of the
+    non-zero sizes (0 with a single sale).
+    """
+    y = np.where(observed, sold, 0).astype(float)
+    hit = y > 0
+    n_obs = observed.sum(axis=1)
+    n_hit = hit.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        adi = np.where(n_hit > 0, n_obs / n_hit, np.nan)
+        mean = y.sum(axis=1) / n_hit
+        cv2 = np.where(n_hit > 0, (y * y).sum(axis=1) / n_hit / mean**2 - 1.0, 0.0)
+    return adi, np.maximum(cv2, 0.0)
+
+
+def _first_demand(y: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: has a demand, its first size, and its interval (observed days up to and incl. it)."""
+    hit = observed & (y > 0)
+    has = hit.any(axis=1)
+    first = hit.argmax(axis=1)
+    rows = np.arange(y.shape[0])
+    size = np.where(has, y[rows, first], 0.0)
+    interval = np.where(has, np.cumsum(observed, axis=1)[rows, first], 1.0)
+    return has, size, interval
+
+
+def sba(sold: np.ndarray, observed: np.ndarray, alpha: float = 0.1) -> np.ndarray:
+    """Syntetos–Boylan approximation of Croston, per row, skipping unobserved days.
+
+    Croston smooths the size z of each non-zero demand and the interval p (observed days since the
+    previous demand) with the same `alpha`, each starting from its first value; the forecast is
+    (1 - alpha/2) z / p. Trailing days without demand leave it unchanged (a property of Croston).
+    """
+    y = np.where(observed, sold, 0).astype(float)
+    has, z, p = _first_demand(y, observed)
+    y_t = np.ascontiguousarray(y.T)
+    obs_t = np.ascontiguousarray(observed.T).astype(float)
+    since = np.zeros(y.shape[0])
+    for t in range(y_t.shape[0]):
+        since += obs_t[t]
+        hit = (y_t[t] > 0).astype(float)
+        z += alpha * hit * (y_t[t] - z)
+        p += alpha * hit * (since - p)
+        since *= 1.0 - hit
+    return np.where(has, (1.0 - alpha / 2.0) * z / p, 0.0)
+
+
+def tsb(sold: np.ndarray, observed: np.ndarray, alpha_d: float = 0.1, alpha_p: float = 0.1) -> np.ndarray:
+    """Teunter–Syntetos–Babai, per row, skipping unobserved days.
+
+    The size z is smoothed on demand days only (from the first size); the probability of demand is
+    smoothed every observed day from the first observed day's 0/1; the forecast is probability x size.
+    """
+    y = np.where(observed, sold, 0).astype(float)
+    has, z, _ = _first_demand(y, observed)
+    first_obs = observed.argmax(axis=1)
+    prob = (y[np.arange(y.shape[0]), first_obs] > 0).astype(float)
+    y_t = np.ascontiguousarray(y.T)
+    obs_t = np.ascontiguousarray(observed.T).astype(float)
+    for t in range(y_t.shape[0]):
+        hit = (y_t[t] > 0).astype(float)
+        prob += alpha_p * obs_t[t] * (hit - prob)
+        z += alpha_d * hit * (y_t[t] - z)
+    return np.where(has, prob * z, 0.0)
+
+
+def weekday_profile(sold: np.ndarray, observed: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
+    """(S, 7) weekday multipliers, mean 1, from observed days; shrunk to flat while data is thin.
+
+    Each weekday's mean is blended with the mean of the weekday means at PROFILE_PRIOR_UNITS units'
+    worth of pseudo-days, so a slow seller's few sales cannot carve a shape, while thousands of
+    units can. Weekdays are weighed equally, not by how often they were in stock: a product sold
+    out every weekend still gets its weekend share. Rows with no sale are flat.
+    """
+    y = np.where(observed, sold, 0).astype(float)
+    sums = np.zeros((y.shape[0], 7))
+    counts = np.zeros((y.shape[0], 7))
+    for w in range(7):
+        cols = weekdays == w
+        sums[:, w] = y[:, cols].sum(axis=1)
+        counts[:, w] = observed[:, cols].sum(axis=1)
+    seen = counts > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.where(seen, sums / counts, 0.0)
+        centre = raw.sum(axis=1) / seen.sum(axis=1)
+        prior_days = PROFILE_PRIOR_UNITS / centre
+        means = (sums + (prior_days * centre)[:, None]) / (counts + prior_days[:, None])
+        prof = means / means.mean(axis=1, keepdims=True)
+    prof[~(centre > 0)] = 1.0
+    return prof
+
+
+def recent(observed: np.ndarray, days: int) -> np.ndarray:
+    """The last `days` observed days of each row (stockout days do not use up the window)."""
+    from_end = np.cumsum(observed[:, ::-1], axis=1)[:, ::-1]
+    return observed & (from_end <= days)
+
+
+def _mean_sd(y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, mean and population std of y over mask, per row (0 where the mask is empty)."""
+    n = mask.sum(axis=1)
+    ym = np.where(mask, y, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(n > 0, ym.sum(axis=1) / n, 0.0)
+        var = np.where(n > 0, (ym * ym).sum(axis=1) / n - mean**2, 0.0)
+    return n, mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def _forecast_block(history: History, rows: slice, *, alpha: float, level_days: int) -> tuple[np.ndarray, ...]:
+    observed = history.observed(rows)
+    y = np.where(observed, history.sold[rows], 0).astype(float)
+    adi, cv2 = demand_stats(y, observed)
+    cls = classify(adi, cv2)
+
+    weekdays = history.weekdays()
+    prof = weekday_profile(y, observed, weekdays)
+    last = recent(observed, level_days)
+    weights = np.where(last, prof[:, weekdays], 0.0).sum(axis=1)  # days, weighted by their weekday's share
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(weights > 0, np.where(last, y, 0.0).sum(axis=1) / weights, 0.0)
+    n_last, _, sd_last = _mean_sd(y, last)
+    n_all, mean_all, sd_all = _mean_sd(y, observed)
+
+    rate = np.zeros(len(cls))
+    sd = np.zeros(len(cls))
+    steady = (cls == "smooth") | (cls == "erratic")
+    rate[steady], sd[steady] = level[steady], sd_last[steady]
+    for name, method in (("intermittent", sba), ("lumpy", tsb)):
+        pick = cls == name
+        if pick.any():
+            rate[pick] = method(y[pick], observed[pick], alpha)
+            # the long-run spread of an intermittent series, scaled to its current rate
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = np.where(mean_all[pick] > 0, np.sqrt(rate[pick] / mean_all[pick]), 1.0)
+            sd[pick] = sd_all[pick] * scale
+    prof[~steady] = 1.0
+    return cls, rate, sd, prof, n_all, mean_all, sd_all
+
+
+def forecast(
+    history: History,
+    *,
+    extra_daily: np.ndarray | None = None,
+    new_product_days: int = 56,
+    alpha: float = 0.1,
+    level_days: int = LEVEL_DAYS,
+) -> Forecast:
+    """Forecast every series of `history`; `alpha` smooths SBA and TSB.
+
+    `extra_daily` (S,) adds units/day the shop could not serve (waitlist sign-ups) to the demand.
+    """
+    n = history.sold.shape[0]
+    cls = np.empty(n, dtype="<U12")
+    rate, sd, n_own, mean_own, sd_own = (np.zeros(n) for _ in range(5))
+    prof = np.ones((n, 7))
+    for start in range(0, n, CHUNK):
+        rows = slice(start, min(start + CHUNK, n))
+        cls[rows], rate[rows], sd[rows], prof[rows], n_own[rows], mean_own[rows], sd_own[rows] = _forecast_block(
+            history, rows, alpha=alpha, level_days=level_days
+        )
+
+    life = history.n_days - np.asarray(history.first_day)
+    new = life < new_product_days
+    if new.any():
+        pooled_rate, pooled_var = _pooled(np.asarray(history.category), ~new, rate, sd**2)
+        own_w = n_own[new]
+        rate[new] = (own_w * mean_own[new] + NEW_PRIOR_DAYS * pooled_rate[new]) / (own_w + NEW_PRIOR_DAYS)
+        var = (own_w * sd_own[new] ** 2 + NEW_PRIOR_DAYS * pooled_var[new]) / (own_w + NEW_PRIOR_DAYS)
+        sd[new] = np.sqrt(var)
+        cls[new] = "new"
+        prof[new] = 1.0
+
+    if extra_daily is not None:
+        extra = np.asarray(extra_daily, dtype=float)
+        if extra.shape != (n,):
+            raise ValueError(f"extra_daily must have one value per series ({n}), got {extra.shape}")
+        rate = rate + np.maximum(extra, 0.0)
+    return Forecast(daily_demand=rate, demand_class=cls, daily_sd=sd, weekday_profile=prof)
+
+
+def _pooled(category: np.ndarray, established: np.ndarray, rate: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per series: mean rate and variance of the established series of its category.
+
+    A category with no established series falls back to all established series; with none at all, 0.
+    """
+    codes, inverse = np.unique(category, return_inverse=True)
+    k = len(codes)
+    count = np.bincount(inverse[established], minlength=k).astype(float)
+    total_rate = np.bincount(inverse[established], weights=rate[established], minlength=k)
+    total_var = np.bincount(inverse[established], weights=var[established], minlength=k)
+    n_est = established.sum()
+    overall_rate = rate[established].mean() if n_est else 0.0
+    overall_var = var[established].mean() if n_est else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cat_rate = np.where(count > 0, total_rate / count, overall_rate)
+        cat_var = np.where(count > 0, total_var / count, overall_var)
+    return cat_rate[inverse], cat_var[inverse]
+
+
+def moving_average(history: History, days: int = 28) -> np.ndarray:
+    """The round-1 rate: units sold over the last `days` calendar days / `days`, stockouts counted as 0."""
+    window = min(days, history.n_days)
+    return np.asarray(history.sold[:, history.n_days - window :], dtype=float).sum(axis=1) / days
