@@ -150,18 +150,19 @@ def test_statsforecast_agrees_when_installed() -> None:
 
 def test_new_product_takes_its_categorys_pooled_rate() -> None:
     days = 120
-    sold = np.zeros((5, days))
-    sold[0], sold[1] = 2, 4  # category 1, established: pooled 3 a day
-    sold[2] = 10  # category 2
-    sold[4, -14:] = 6  # new in category 1, 14 days at 6 a day
-    first_day = np.array([0, 0, 0, days - 3, days - 14])
+    sold = np.zeros((7, days))
+    sold[0], sold[1] = np.tile([1, 5, 3], 40), np.tile([5, 1, 3], 40)  # category 1: alike, 3 a day
+    sold[2], sold[3] = 1, 20  # category 2: products differ widely
+    sold[5, -14:] = sold[6, -14:] = 6  # new, 14 days at 6 a day, one in each category
+    first_day = np.array([0, 0, 0, 0, days - 3, days - 14, days - 14])
     in_stock = np.arange(days)[None, :] >= first_day[:, None]
-    in_stock[3] = False  # created three days ago, not on the shelf yet
-    f = forecast(history(sold, in_stock, first_day, category=np.array([1, 1, 2, 1, 1])))
+    in_stock[4] = False  # created three days ago, not on the shelf yet
+    f = forecast(history(sold, in_stock, first_day, category=np.array([1, 1, 2, 2, 1, 1, 2])))
 
-    assert list(f.demand_class) == ["smooth", "smooth", "smooth", "new", "new"]
-    assert f.daily_demand[3] == pytest.approx(3)  # no day of its own yet: the category's rate
-    assert f.daily_demand[4] == pytest.approx((14 * 6 + 14 * 3) / 28)  # own days weigh in
+    assert list(f.demand_class[4:]) == ["new", "new", "new"]
+    assert f.daily_demand[4] == pytest.approx(3, rel=0.05)  # no day of its own yet: the category's rate
+    assert 3 < f.daily_demand[5] < 4  # among look-alikes, two weeks at 6 are mostly luck
+    assert f.daily_demand[6] == pytest.approx(6, rel=0.05)  # where products differ, its own days count
 
 
 def test_waitlist_adds_demand_the_shop_could_not_serve() -> None:
@@ -183,6 +184,15 @@ def test_weekday_profile_weighs_the_days_left_after_stockouts() -> None:
     assert f.weekday_profile[0, 5] == pytest.approx(2 * f.weekday_profile[0, 0], rel=0.05)
     # a plain in-stock average of the last 8 weeks would see only weekdays: 3 a day
     assert f.daily_demand[0] == pytest.approx(27 / 7, rel=0.03)
+
+
+def test_a_steady_weekly_rhythm_is_not_counted_as_risk() -> None:
+    weekdays = (END.weekday() - np.arange(139, -1, -1)) % 7
+    rhythm = np.array([2, 2, 2, 3, 4, 9, 6], float)[weekdays]  # the same every week
+    shuffled = np.random.default_rng(3).permutation(rhythm)  # same sales, no rhythm
+    f = forecast(history([rhythm, shuffled]))
+    assert f.daily_demand[0] == pytest.approx(4)
+    assert f.daily_sd[0] < 0.2 * f.daily_sd[1]
 
 
 def test_shapes_are_checked() -> None:

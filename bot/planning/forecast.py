@@ -17,7 +17,10 @@ Method (docs/forecast.md explains it for purchasers):
 - lumpy: TSB (Teunter–Syntetos–Babai): probability of a sale times its size, both smoothed; the
   probability keeps decaying while nothing sells, so a dying product fades instead of freezing.
 - new: the category's pooled rate (the mean forecast of the established series of the same
-  category) blended with the product's own in-stock days, weighted NEW_PRIOR_DAYS : own days.
+  category) blended with the product's own in-stock days by Bühlmann credibility: the pool counts
+  as k of the product's own days, k = mean daily variance / variance of rates between the
+  category's products (capped at `new_product_days`), so a category of look-alikes is trusted
+  longer than one whose products differ widely.
 - Waitlist sign-ups (`extra_daily`) are demand the shop could not serve and are added on top.
 
 SBA and TSB are initialised as statsforecast does (first size, first interval, first occurrence
@@ -39,8 +42,7 @@ ADI_CUTOFF = 1.32
 CV2_CUTOFF = 0.49
 LEVEL_DAYS = 56  # observed days behind the smooth/erratic level: 8 weeks, every weekday 8 times
 PROFILE_PRIOR_UNITS = 10.0  # a weekday needs well over 10 units sold to pull away from flat
-NEW_PRIOR_DAYS = 14.0  # the category's pooled rate weighs as much as 14 of the product's own days
-CHUNK = 8192  # series per block: bounds the float64 temporaries to ~CHUNK x days x 8 bytes
+CHUNK = 4096  # series per block: bounds the float64 temporaries to a few CHUNK x days x 8 bytes
 
 
 @dataclass(frozen=True)
@@ -217,10 +219,14 @@ def _forecast_block(history: History, rows: slice, *, alpha: float, level_days: 
     weekdays = history.weekdays()
     prof = weekday_profile(y, observed, weekdays)
     last = recent(observed, level_days)
-    weights = np.where(last, prof[:, weekdays], 0.0).sum(axis=1)  # days, weighted by their weekday's share
+    shape = np.where(last, prof[:, weekdays], 0.0)
+    weights = shape.sum(axis=1)  # days, weighted by their weekday's share
+    n_last = last.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(weights > 0, np.where(last, y, 0.0).sum(axis=1) / weights, 0.0)
-    n_last, _, sd_last = _mean_sd(y, last)
+        # the spread around the weekday-shaped level: the weekly rhythm is foreseen, not risk
+        miss = np.where(last, y - level[:, None] * shape, 0.0)
+        sd_last = np.where(n_last > 0, np.sqrt((miss * miss).sum(axis=1) / n_last), 0.0)
     n_all, mean_all, sd_all = _mean_sd(y, observed)
 
     rate = np.zeros(len(cls))
@@ -264,11 +270,13 @@ def forecast(
     life = history.n_days - np.asarray(history.first_day)
     new = life < new_product_days
     if new.any():
-        pooled_rate, pooled_var = _pooled(np.asarray(history.category), ~new, rate, sd**2)
-        own_w = n_own[new]
-        rate[new] = (own_w * mean_own[new] + NEW_PRIOR_DAYS * pooled_rate[new]) / (own_w + NEW_PRIOR_DAYS)
-        var = (own_w * sd_own[new] ** 2 + NEW_PRIOR_DAYS * pooled_var[new]) / (own_w + NEW_PRIOR_DAYS)
-        sd[new] = np.sqrt(var)
+        pooled_rate, pooled_var, prior_days = _pooled(np.asarray(history.category), ~new, rate, sd**2)
+        prior_days = np.minimum(prior_days, new_product_days)
+        own_days, k = n_own[new], prior_days[new]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            own = np.where(own_days > 0, own_days / (own_days + k), 0.0)  # credibility of its own days
+        rate[new] = own * mean_own[new] + (1 - own) * pooled_rate[new]
+        sd[new] = np.sqrt(own * sd_own[new] ** 2 + (1 - own) * pooled_var[new])
         cls[new] = "new"
         prof[new] = 1.0
 
@@ -280,23 +288,43 @@ def forecast(
     return Forecast(daily_demand=rate, demand_class=cls, daily_sd=sd, weekday_profile=prof)
 
 
-def _pooled(category: np.ndarray, established: np.ndarray, rate: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per series: mean rate and variance of the established series of its category.
+def _pooled(
+    category: np.ndarray, established: np.ndarray, rate: np.ndarray, var: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per series: the pooled rate and daily variance of its category's established series, and
+    how many of its own days that pool is worth (Bühlmann credibility).
 
-    A category with no established series falls back to all established series; with none at all, 0.
+    The pool is worth k = (mean daily variance) / (variance of the rates between products) days:
+    a category whose products all sell alike is a strong prior, one whose products differ widely
+    gives way to a few days of the product's own sales. A category with fewer than two established
+    series borrows the figures of all established series; with none at all, the rate is 0.
     """
     codes, inverse = np.unique(category, return_inverse=True)
     k = len(codes)
-    count = np.bincount(inverse[established], minlength=k).astype(float)
-    total_rate = np.bincount(inverse[established], weights=rate[established], minlength=k)
-    total_var = np.bincount(inverse[established], weights=var[established], minlength=k)
-    n_est = established.sum()
-    overall_rate = rate[established].mean() if n_est else 0.0
-    overall_var = var[established].mean() if n_est else 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cat_rate = np.where(count > 0, total_rate / count, overall_rate)
-        cat_var = np.where(count > 0, total_var / count, overall_var)
-    return cat_rate[inverse], cat_var[inverse]
+    est = inverse[established]
+    count = np.bincount(est, minlength=k).astype(float)
+    r, v = rate[established], var[established]
+
+    def per_category(values: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.bincount(est, weights=values, minlength=k) / count
+
+    def worth(epv: np.ndarray | float, spread: np.ndarray | float) -> np.ndarray:
+        vhm = np.maximum(np.asarray(spread) - np.asarray(epv) / LEVEL_DAYS, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(vhm > 0, np.asarray(epv) / np.where(vhm > 0, vhm, 1.0), np.inf)
+
+    if not established.any():
+        zeros = np.zeros(len(category))
+        return zeros, zeros, zeros
+    cat_rate, cat_var = per_category(r), per_category(v)
+    spread = per_category(r * r) - cat_rate**2
+    spread *= count / np.maximum(count - 1, 1)  # between-product variance, unbiased
+    cat_k = worth(cat_var, spread)
+    all_k = worth(v.mean(), r.var(ddof=1) if r.size > 1 else 0.0)
+    thin = count < 2
+    cat_rate[thin], cat_var[thin], cat_k[thin] = r.mean(), v.mean(), all_k
+    return cat_rate[inverse], cat_var[inverse], cat_k[inverse]
 
 
 def moving_average(history: History, days: int = 28) -> np.ndarray:
