@@ -1,7 +1,7 @@
 """Forecast accuracy, a 365-day replenishment replay, and forecast speed at 100k series.
 
-    python benchmarks/bench_forecast.py                # 10,000 products, replay 2,000, scale 100,000
-    python benchmarks/bench_forecast.py --quick        # 2,000 / 500 / 10,000: a fast look
+    python benchmarks/bench_forecast.py                # 10,000 products, replay 1,000, scale 100,000
+    python benchmarks/bench_forecast.py --quick        # 2,000 / 300 / 10,000: a fast look
     python benchmarks/bench_forecast.py --products 20000 --replay-products 3000 --scale-products 100000
 
 A seeded generator writes 2 years of daily demand per product (smooth with a weekday shape, a
@@ -256,10 +256,11 @@ def replay(n: int, seed: int, days: int, refit: int, old_safety_days: list[int])
               f"{r['stock']:>19,.0f}{r['orders']:>19.1f}{r['seconds']:>8.1f}")
     base = f"old {7 if 7 in old_safety_days else old_safety_days[0]}d"
     print(f"avg stock new / {base}: {results['new']['stock'] / results[base]['stock']:.2f}")
-    print(f"by generated kind (fill rate, avg stock new vs {base}):")
+    print("by generated kind, fill rate / avg stock (units):")
+    print(f"{'kind':<14}" + "".join(f"{name:>22}" for name in results))
     for k in results["new"]["kinds"]:
-        (fn, sn), (fo, so) = results["new"]["kinds"][k], results[base]["kinds"][k]
-        print(f"  {k:<13} fill {fn:7.2%} vs {fo:7.2%}   stock {sn:10,.0f} vs {so:10,.0f} ({sn / so:.2f})")
+        cells = (results[name]["kinds"][k] for name in results)
+        print(f"{k:<14}" + "".join(f"{fill:>10.2%} /{stock:>9,.0f}" for fill, stock in cells))
 
 
 def scale_child(n: int, seed: int) -> None:
@@ -295,7 +296,7 @@ def scale(n: int, seed: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=10_000)
-    parser.add_argument("--replay-products", type=int, default=2_000)
+    parser.add_argument("--replay-products", type=int, default=1_000)
     parser.add_argument("--replay-days", type=int, default=365)
     parser.add_argument("--refit", type=int, default=1, help="days between forecast refits in the replay")
     parser.add_argument("--scale-products", type=int, default=100_000)
@@ -310,7 +311,7 @@ def main() -> None:
         scale_child(args.scale_child, args.seed)
         return
     if args.quick:
-        args.products, args.replay_products, args.scale_products = 2_000, 500, 10_000
+        args.products, args.replay_products, args.scale_products = 2_000, 300, 10_000
     print(f"machine: {describe()}, numpy {np.__version__}; seed {args.seed}")
     if "accuracy" not in args.skip:
         accuracy(args.products, args.seed)

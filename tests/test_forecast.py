@@ -195,6 +195,23 @@ def test_a_steady_weekly_rhythm_is_not_counted_as_risk() -> None:
     assert f.daily_sd[0] < 0.2 * f.daily_sd[1]
 
 
+def test_one_big_order_does_not_inflate_the_spread_and_a_fading_product_sheds_it() -> None:
+    steady = np.zeros(300)
+    steady[::5] = 2  # 2 units every fifth day
+    lump = steady.copy()
+    lump[-1] = 40  # then one customer takes 40
+    uneven = np.zeros(300)
+    uneven[::5] = np.tile([1, 9], 30)  # lumpy: sizes 1 and 9
+    fading = np.concatenate([uneven[:200], np.zeros(100)])  # then nothing sold for 100 days
+    f = forecast(history([steady, lump, uneven, fading]))
+
+    assert list(f.demand_class) == ["intermittent", "lumpy", "lumpy", "lumpy"]
+    assert f.daily_demand[1] > f.daily_demand[0]
+    assert f.daily_sd[1] <= np.std(lump)  # the long-run spread, not blown up by the jump in rate
+    assert f.daily_demand[3] < 0.01 * f.daily_demand[2]  # TSB lets it fade...
+    assert f.daily_sd[3] < 0.1 * f.daily_sd[2]  # ...and its safety stock with it
+
+
 def test_shapes_are_checked() -> None:
     with pytest.raises(ValueError):
         History(sold=np.zeros((2, 5)), in_stock=np.ones((2, 4), bool), first_day=np.zeros(2, int),

@@ -100,20 +100,25 @@ def classify(adi: np.ndarray, cv2: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(adi), "none", out).astype("<U12")
 
 
+def _masked(sold: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    return np.where(observed, sold, 0).astype(float)
+
+
 def demand_stats(sold: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ADI and CV² per row from observed days only; NaN ADI where no sale was observed.
 
     ADI = observed days / observed days with a sale. CV² = population variance / mean² of the
     non-zero sizes (0 with a single sale).
     """
-    y = np.where(observed, sold, 0).astype(float)
-    hit = y > 0
-    n_obs = observed.sum(axis=1)
-    n_hit = hit.sum(axis=1)
+    y = _masked(sold, observed)
+    return _adi_cv2(observed.sum(axis=1), (y > 0).sum(axis=1), y.sum(axis=1), (y * y).sum(axis=1))
+
+
+def _adi_cv2(n_obs, n_hit, total, squares) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         adi = np.where(n_hit > 0, n_obs / n_hit, np.nan)
-        mean = y.sum(axis=1) / n_hit
-        cv2 = np.where(n_hit > 0, (y * y).sum(axis=1) / n_hit / mean**2 - 1.0, 0.0)
+        mean = total / n_hit
+        cv2 = np.where(n_hit > 0, squares / n_hit / mean**2 - 1.0, 0.0)
     return adi, np.maximum(cv2, 0.0)
 
 
@@ -124,8 +129,14 @@ def _first_demand(y: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.n
     first = hit.argmax(axis=1)
     rows = np.arange(y.shape[0])
     size = np.where(has, y[rows, first], 0.0)
-    interval = np.where(has, np.cumsum(observed, axis=1)[rows, first], 1.0)
+    interval = np.where(has, np.cumsum(observed, axis=1, dtype=np.int32)[rows, first], 1.0)
     return has, size, interval
+
+
+def _by_day(y: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Day-major copies for the recursions: sizes, demand flags and observed flags as floats."""
+    y_t = np.ascontiguousarray(y.T)
+    return y_t, (y_t > 0).astype(float), np.ascontiguousarray(observed.T, dtype=float)
 
 
 def sba(sold: np.ndarray, observed: np.ndarray, alpha: float = 0.1) -> np.ndarray:
@@ -135,14 +146,13 @@ def sba(sold: np.ndarray, observed: np.ndarray, alpha: float = 0.1) -> np.ndarra
     previous demand) with the same `alpha`, each starting from its first value; the forecast is
     (1 - alpha/2) z / p. Trailing days without demand leave it unchanged (a property of Croston).
     """
-    y = np.where(observed, sold, 0).astype(float)
+    y = _masked(sold, observed)
     has, z, p = _first_demand(y, observed)
-    y_t = np.ascontiguousarray(y.T)
-    obs_t = np.ascontiguousarray(observed.T).astype(float)
+    y_t, hit_t, obs_t = _by_day(y, observed)
     since = np.zeros(y.shape[0])
     for t in range(y_t.shape[0]):
+        hit = hit_t[t]
         since += obs_t[t]
-        hit = (y_t[t] > 0).astype(float)
         z += alpha * hit * (y_t[t] - z)
         p += alpha * hit * (since - p)
         since *= 1.0 - hit
@@ -155,17 +165,20 @@ def tsb(sold: np.ndarray, observed: np.ndarray, alpha_d: float = 0.1, alpha_p: f
     The size z is smoothed on demand days only (from the first size); the probability of demand is
     smoothed every observed day from the first observed day's 0/1; the forecast is probability x size.
     """
-    y = np.where(observed, sold, 0).astype(float)
+    y = _masked(sold, observed)
     has, z, _ = _first_demand(y, observed)
-    first_obs = observed.argmax(axis=1)
-    prob = (y[np.arange(y.shape[0]), first_obs] > 0).astype(float)
-    y_t = np.ascontiguousarray(y.T)
-    obs_t = np.ascontiguousarray(observed.T).astype(float)
+    prob = (y[np.arange(y.shape[0]), observed.argmax(axis=1)] > 0).astype(float)
+    y_t, hit_t, obs_t = _by_day(y, observed)
     for t in range(y_t.shape[0]):
-        hit = (y_t[t] > 0).astype(float)
+        hit = hit_t[t]
         prob += alpha_p * obs_t[t] * (hit - prob)
         z += alpha_d * hit * (y_t[t] - z)
     return np.where(has, prob * z, 0.0)
+
+
+def _weekday_matrix(weekdays: np.ndarray) -> np.ndarray:
+    """(D, 7) one-hot of each column's weekday: `values @ it` sums values by weekday."""
+    return (np.asarray(weekdays)[:, None] == np.arange(7)[None, :]).astype(float)
 
 
 def weekday_profile(sold: np.ndarray, observed: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
@@ -176,13 +189,11 @@ def weekday_profile(sold: np.ndarray, observed: np.ndarray, weekdays: np.ndarray
     units can. Weekdays are weighed equally, not by how often they were in stock: a product sold
     out every weekend still gets its weekend share. Rows with no sale are flat.
     """
-    y = np.where(observed, sold, 0).astype(float)
-    sums = np.zeros((y.shape[0], 7))
-    counts = np.zeros((y.shape[0], 7))
-    for w in range(7):
-        cols = weekdays == w
-        sums[:, w] = y[:, cols].sum(axis=1)
-        counts[:, w] = observed[:, cols].sum(axis=1)
+    by_weekday = _weekday_matrix(weekdays)
+    return _profile(_masked(sold, observed) @ by_weekday, observed.astype(float) @ by_weekday)
+
+
+def _profile(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     seen = counts > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.where(seen, sums / counts, 0.0)
@@ -196,38 +207,35 @@ def weekday_profile(sold: np.ndarray, observed: np.ndarray, weekdays: np.ndarray
 
 def recent(observed: np.ndarray, days: int) -> np.ndarray:
     """The last `days` observed days of each row (stockout days do not use up the window)."""
-    from_end = np.cumsum(observed[:, ::-1], axis=1)[:, ::-1]
+    from_end = np.cumsum(observed[:, ::-1], axis=1, dtype=np.int32)[:, ::-1]
     return observed & (from_end <= days)
-
-
-def _mean_sd(y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Count, mean and population std of y over mask, per row (0 where the mask is empty)."""
-    n = mask.sum(axis=1)
-    ym = np.where(mask, y, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(n > 0, ym.sum(axis=1) / n, 0.0)
-        var = np.where(n > 0, (ym * ym).sum(axis=1) / n - mean**2, 0.0)
-    return n, mean, np.sqrt(np.maximum(var, 0.0))
 
 
 def _forecast_block(history: History, rows: slice, *, alpha: float, level_days: int) -> tuple[np.ndarray, ...]:
     observed = history.observed(rows)
-    y = np.where(observed, history.sold[rows], 0).astype(float)
-    adi, cv2 = demand_stats(y, observed)
-    cls = classify(adi, cv2)
+    y = _masked(history.sold[rows], observed)
+    squares = y * y
+    n_all = observed.sum(axis=1)
+    total, total_sq = y.sum(axis=1), squares.sum(axis=1)
+    cls = classify(*_adi_cv2(n_all, (y > 0).sum(axis=1), total, total_sq))
 
-    weekdays = history.weekdays()
-    prof = weekday_profile(y, observed, weekdays)
+    by_weekday = _weekday_matrix(history.weekdays())
+    prof = _profile(y @ by_weekday, observed.astype(float) @ by_weekday)
     last = recent(observed, level_days)
-    shape = np.where(last, prof[:, weekdays], 0.0)
-    weights = shape.sum(axis=1)  # days, weighted by their weekday's share
-    n_last = last.sum(axis=1)
+    y_last = np.where(last, y, 0.0)
+    sums_last = y_last @ by_weekday  # (s, 7) units sold in the window, by weekday
+    days_last = last.astype(float) @ by_weekday
+    n_last = days_last.sum(axis=1)
+    weights = (days_last * prof).sum(axis=1)  # days in the window, weighted by their weekday's share
     with np.errstate(divide="ignore", invalid="ignore"):
-        level = np.where(weights > 0, np.where(last, y, 0.0).sum(axis=1) / weights, 0.0)
-        # the spread around the weekday-shaped level: the weekly rhythm is foreseen, not risk
-        miss = np.where(last, y - level[:, None] * shape, 0.0)
-        sd_last = np.where(n_last > 0, np.sqrt((miss * miss).sum(axis=1) / n_last), 0.0)
-    n_all, mean_all, sd_all = _mean_sd(y, observed)
+        level = np.where(weights > 0, sums_last.sum(axis=1) / weights, 0.0)
+        # the spread around the weekday-shaped level: the weekly rhythm is foreseen, not risk;
+        # sum of (y - level * prof)^2 over the window, expanded so no (s, D) temporary is needed
+        miss_sq = ((y_last * y_last).sum(axis=1) - 2 * level * (sums_last * prof).sum(axis=1)
+                   + level**2 * (days_last * prof**2).sum(axis=1))
+        sd_last = np.where(n_last > 0, np.sqrt(np.maximum(miss_sq, 0.0) / n_last), 0.0)
+        mean_all = np.where(n_all > 0, total / n_all, 0.0)
+        sd_all = np.sqrt(np.maximum(np.where(n_all > 0, total_sq / n_all - mean_all**2, 0.0), 0.0))
 
     rate = np.zeros(len(cls))
     sd = np.zeros(len(cls))
@@ -237,10 +245,12 @@ def _forecast_block(history: History, rows: slice, *, alpha: float, level_days: 
         pick = cls == name
         if pick.any():
             rate[pick] = method(y[pick], observed[pick], alpha)
-            # the long-run spread of an intermittent series, scaled to its current rate
+            # the long-run spread of the series; scaled down (variance in proportion to the mean)
+            # while the rate is below its long-run mean, so a fading product lets its safety stock
+            # go, but never up: one big order must not inflate the reorder point right after it
             with np.errstate(divide="ignore", invalid="ignore"):
-                scale = np.where(mean_all[pick] > 0, np.sqrt(rate[pick] / mean_all[pick]), 1.0)
-            sd[pick] = sd_all[pick] * scale
+                share = np.where(mean_all[pick] > 0, rate[pick] / mean_all[pick], 1.0)
+            sd[pick] = sd_all[pick] * np.sqrt(np.minimum(share, 1.0))
     prof[~steady] = 1.0
     return cls, rate, sd, prof, n_all, mean_all, sd_all
 
