@@ -8,9 +8,11 @@ PostgreSQL needs none of this.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from itertools import islice
+from typing import TypeVar
 
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
@@ -19,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+IN_CHUNK = 5_000  # keys per IN list: well under SQLite's 32,766 and asyncpg's 32,767 parameters
 _BEGIN_OPTION = "stockbot_sqlite_begin"
 
 
@@ -94,11 +97,20 @@ def dialect_insert(session: AsyncSession, table):  # type: ignore[no-untyped-def
     return insert(table)
 
 
-async def ids_by_key(session: AsyncSession, key_column, id_column, keys: Iterable[str], *, chunk: int = 500) -> dict[str, int]:  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def chunked(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items: the one place key lists are cut for IN."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+async def ids_by_key(session: AsyncSession, key_column, id_column, keys: Iterable[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Map unique keys (SKUs, external ids) to row ids, in chunks that fit any driver's limits."""
     found: dict[str, int] = {}
-    ordered = sorted(set(keys))
-    for start in range(0, len(ordered), chunk):
-        rows = await session.execute(select(key_column, id_column).where(key_column.in_(ordered[start : start + chunk])))
+    for batch in chunked(sorted(set(keys))):
+        rows = await session.execute(select(key_column, id_column).where(key_column.in_(batch)))
         found.update({key: row_id for key, row_id in rows})
     return found
