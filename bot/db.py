@@ -8,9 +8,10 @@ PostgreSQL needs none of this.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TypeVar
 
 from sqlalchemy import event, select
@@ -20,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from bot.settings import Settings
 
-T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+IN_CHUNK = 5_000  # keys per IN list: well under SQLite's 32,766 and asyncpg's 32,767 parameters
 _BEGIN_OPTION = "stockbot_sqlite_begin"
 
 
@@ -137,19 +138,20 @@ def dialect_insert(session: AsyncSession, table):  # type: ignore[no-untyped-def
     return insert(table)
 
 
-IN_CHUNK = 500  # keys per IN list: well inside SQLite's bound-parameter limit and asyncpg's
+T = TypeVar("T")
 
 
-def chunked(keys: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
-    """Split a key list for `IN (...)` lists that fit any driver's limits."""
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
+def chunked(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items: the one place key lists are cut for IN."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
-async def ids_by_key(session: AsyncSession, key_column, id_column, keys: Iterable[str], *, chunk: int = IN_CHUNK) -> dict[str, int]:  # type: ignore[no-untyped-def]
+async def ids_by_key(session: AsyncSession, key_column, id_column, keys: Iterable[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Map unique keys (SKUs, external ids) to row ids, in chunks that fit any driver's limits."""
     found: dict[str, int] = {}
-    for part in chunked(sorted(set(keys)), chunk):
-        rows = await session.execute(select(key_column, id_column).where(key_column.in_(part)))
+    for batch in chunked(sorted(set(keys))):
+        rows = await session.execute(select(key_column, id_column).where(key_column.in_(batch)))
         found.update({key: row_id for key, row_id in rows})
     return found

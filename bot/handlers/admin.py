@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import tempfile
 from datetime import timedelta
 
 from aiogram import Bot, F, Router
@@ -95,14 +95,14 @@ async def import_document(message: Message, session: AsyncSession, texts: Texts,
     if (document.file_size or 0) > MAX_CSV_BYTES:
         await message.answer(texts("import_too_big"))
         return
-    buffer = io.BytesIO()
-    await bot.download(document, destination=buffer)
     # The import is its own unit of work; end this update's transaction first so the two
     # never wait on each other for SQLite's write lock.
     await session.commit()
     label = document.file_name or f"{kind}.csv"
-    report = await import_csv(services.db, kind, buffer.getvalue(), label=label, actor="tg:import",
-                              phone_region=services.settings.PHONE_REGION)
+    with tempfile.TemporaryFile() as spool:  # on disk: the importer streams it, twice
+        await bot.download(document, destination=spool)
+        report = await import_csv(services.db, kind, spool, label=label, actor="tg:import",
+                                  phone_region=services.settings.PHONE_REGION, zone=services.settings.zone)
     if not report.ok:
         lines = report.error_lines()
         await message.answer(texts.render("import_failed", lines=lines[:ERRORS_SHOWN],
