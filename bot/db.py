@@ -21,17 +21,37 @@ from sqlalchemy.orm import Session
 
 from bot.settings import Settings
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long work waits, in order: a statement waits up to LOCK_WAIT for a lock (SQLite's write
+# lock, a PostgreSQL row lock) and then fails, which frees its connection; only after that does a
+# caller waiting for a pooled connection give up (POOL_TIMEOUT). The other way round, the holders
+# of every connection sit waiting on a lock while everyone else times out on the pool, and the
+# error people see is "QueuePool limit reached" instead of the lock that caused it.
+LOCK_WAIT_S = 15
+SQLITE_BUSY_TIMEOUT_MS = LOCK_WAIT_S * 1000
+POOL_TIMEOUT_S = 20
+# Connections kept open, and extra ones opened under load. The integration API uses at most half
+# of POOL_SIZE at once (bot/api/app.py), so a burst of API requests never takes the connections
+# the bot's own work (stock events, the sender, chat updates, jobs) needs to finish what it holds.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
 IN_CHUNK = 5_000  # keys per IN list: well under SQLite's 32,766 and asyncpg's 32,767 parameters
 _BEGIN_OPTION = "stockbot_sqlite_begin"
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     url = make_url(database_url)
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # lock_timeout: a row lock held too long fails the waiter (SQLSTATE 55P03) instead of
+        # holding its connection indefinitely; the API answers that with 503 and Retry-After.
+        server_settings = {"lock_timeout": f"{LOCK_WAIT_S * 1000}"}
+        return create_async_engine(
+            url, echo=echo, pool_pre_ping=True, connect_args={"server_settings": server_settings}, **pool
+        )
+    if url.database in (None, "", ":memory:"):
+        pool = {}  # an in-memory database lives in one connection; the pool options do not apply
     engine = create_async_engine(
-        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool
     )
     _tune_sqlite(engine)
     return engine
