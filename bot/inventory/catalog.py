@@ -18,7 +18,7 @@ from bot.db import Database
 from bot.inventory.cards import ProductCard
 from bot.inventory.search import SearchIndex
 from bot.models import Product, StockLevel, Warehouse, cents_to_decimal
-from bot.recovery.substitutes import PriceBand, SubstituteIndex
+from bot.inventory.substitutes import PriceBand, SubstituteIndex
 
 # Rows committed in the same instant as the last poll could be missed by a strict `>`.
 _OVERLAP = timedelta(seconds=2)

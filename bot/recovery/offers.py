@@ -57,7 +57,7 @@ from bot.models import (
     utcnow,
 )
 from bot.recovery.coupons import CouponRequest, issue_coupons, policy
-from bot.recovery.substitutes import PriceBand
+from bot.inventory.substitutes import PriceBand
 from bot.recovery.waitlist import join_waitlist
 from bot.services import Services
 
@@ -71,8 +71,7 @@ MAX_BUTTON_NAME = 40
 
 
 def band_of(services: Services) -> PriceBand:
-    settings = services.settings
-    return PriceBand(below=settings.SUBSTITUTE_PRICE_BELOW, above=settings.SUBSTITUTE_PRICE_ABOVE)
+    return PriceBand.from_settings(services.settings)
 
 
 # --- planning ------------------------------------------------------------------------------------

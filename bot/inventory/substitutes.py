@@ -20,10 +20,14 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from rapidfuzz import fuzz, process
 
 from bot.inventory.cards import ProductCard
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 __all__ = ["PriceBand", "Substitute", "SubstituteIndex", "normalise_name"]
 
@@ -67,6 +71,11 @@ class PriceBand:
             raise ValueError(f"below must be within 0..1, got {self.below}")
         if self.above < 0:
             raise ValueError(f"above must be >= 0, got {self.above}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PriceBand:
+        """The shop's band (SUBSTITUTE_PRICE_BELOW/ABOVE); the one place it is read."""
+        return cls(below=settings.SUBSTITUTE_PRICE_BELOW, above=settings.SUBSTITUTE_PRICE_ABOVE)
 
     def bounds(self, price: Decimal) -> tuple[Decimal, Decimal] | None:
         """Inclusive (low, high) prices, or None when the product has no price."""
