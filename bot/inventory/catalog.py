@@ -6,16 +6,18 @@ polled by `updated_at` rather than pushed; an in-process import refreshes at onc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database
-from bot.inventory.cards import ProductCard
+from bot.inventory.cards import NO_ATTRIBUTES, ProductCard
 from bot.inventory.search import SearchIndex
 from bot.models import Product, StockLevel, Warehouse, cents_to_decimal
 from bot.inventory.substitutes import PriceBand, SubstituteIndex
@@ -25,16 +27,31 @@ _OVERLAP = timedelta(seconds=2)
 
 
 def card_of(product: Product) -> ProductCard:
+    """The lean snapshot the indexes keep: repeated strings and prices are shared (issue 9)."""
     return ProductCard(
         product_id=product.id,
         sku=product.sku,
         name=product.name,
-        category=product.category,
-        brand=product.brand,
-        price=cents_to_decimal(product.price_cents),
-        attributes=dict(product.attributes or {}),
+        category=sys.intern(product.category),
+        brand=sys.intern(product.brand) if product.brand else product.brand,
+        price=_price(product.price_cents),
+        attributes=_attributes(product.attributes),
         safety_stock=product.safety_stock,
     )
+
+
+@lru_cache(maxsize=4096)
+def _price(cents: int) -> Decimal:
+    """Shop prices repeat (9.99, 19.90); Decimals are immutable, so equal ones can be one object."""
+    return cents_to_decimal(cents)
+
+
+def _attributes(attributes: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not attributes:
+        return NO_ATTRIBUTES
+    # Keys ("colour") and most values ("red") repeat across the catalog.
+    return {sys.intern(str(key)): sys.intern(value) if isinstance(value, str) else value
+            for key, value in attributes.items()}
 
 
 class Catalog:
