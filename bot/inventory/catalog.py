@@ -12,10 +12,12 @@ second connection there waits for the lock its own caller holds).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event, inspect, select
@@ -25,10 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bot.db import Database
-from bot.inventory.cards import ProductCard
+from bot.inventory.cards import NO_ATTRIBUTES, ProductCard
 from bot.inventory.search import SearchIndex
+from bot.inventory.substitutes import PriceBand, SubstituteIndex
 from bot.models import CatalogVersion, Product, StockLevel, Warehouse, cents_to_decimal
-from bot.recovery.substitutes import PriceBand, SubstituteIndex
 
 # The card's fields: a change to any of them must reach the indexes.
 CARD_COLUMNS = ("sku", "name", "category", "brand", "price_cents", "attributes", "safety_stock")
@@ -44,15 +46,16 @@ def _next_version(dialect: str):  # type: ignore[no-untyped-def]
     )
 
 
-def card_of(product: Product) -> ProductCard:
+def card_of(product: Any) -> ProductCard:
+    """The lean snapshot the indexes keep: repeated strings and prices are shared (issue 9)."""
     return ProductCard(
         product_id=product.id,
         sku=product.sku,
         name=product.name,
-        category=product.category,
-        brand=product.brand,
-        price=cents_to_decimal(product.price_cents),
-        attributes=dict(product.attributes or {}),
+        category=sys.intern(product.category),
+        brand=sys.intern(product.brand) if product.brand else product.brand,
+        price=_price(product.price_cents),
+        attributes=_attributes(product.attributes),
         safety_stock=product.safety_stock,
     )
 
@@ -92,6 +95,20 @@ _CARD_QUERY = select(
 )
 
 
+@lru_cache(maxsize=4096)
+def _price(cents: int) -> Decimal:
+    """Shop prices repeat (9.99, 19.90); Decimals are immutable, so equal ones can be one object."""
+    return cents_to_decimal(cents)
+
+
+def _attributes(attributes: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not attributes:
+        return NO_ATTRIBUTES
+    # Keys ("colour") and most values ("red") repeat across the catalog.
+    return {sys.intern(str(key)): sys.intern(value) if isinstance(value, str) else value
+            for key, value in attributes.items()}
+
+
 class Catalog:
     def __init__(self) -> None:
         self.search = SearchIndex()
@@ -110,12 +127,7 @@ class Catalog:
             loaded = 0
             stream = await session.stream(query.execution_options(yield_per=5000))
             async for rows in stream.partitions():
-                cards = [
-                    ProductCard(product_id=row.id, sku=row.sku, name=row.name, category=row.category,
-                                brand=row.brand, price=cents_to_decimal(row.price_cents),
-                                attributes=dict(row.attributes or {}), safety_stock=row.safety_stock)
-                    for row in rows
-                ]
+                cards = [card_of(row) for row in rows]  # a row has the fields card_of reads
                 self.search.upsert_many(cards)
                 for card in cards:
                     self.substitutes.upsert(card)

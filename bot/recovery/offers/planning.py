@@ -45,7 +45,7 @@ from bot.models import (
 )
 from bot.recovery.coupons import CouponRequest, issue_coupons, policy
 from bot.recovery.offers.message import OfferRenderer, SubView
-from bot.recovery.substitutes import PriceBand
+from bot.inventory.substitutes import PriceBand
 from bot.services import Services
 
 FIRST_BATCH = 500  # written in the stock event's transaction: VIPs first
@@ -53,8 +53,7 @@ BATCH = 2500  # each further transaction of a large plan
 
 
 def band_of(services: Services) -> PriceBand:
-    settings = services.settings
-    return PriceBand(below=settings.SUBSTITUTE_PRICE_BELOW, above=settings.SUBSTITUTE_PRICE_ABOVE)
+    return PriceBand.from_settings(services.settings)
 
 
 async def stockout_cause(session: AsyncSession, event: StockEvent) -> int:
