@@ -6,18 +6,20 @@ A seeded synthetic shop is generated in memory, chunk by chunk as `load` reads t
 (the database read itself is not timed: it depends on the server, not on this code). Demand is
 Poisson around a log-normal rate per product; stock is refilled every 7-28 days to a level
 that is sometimes too small (stockout days) and sometimes far too large (slow movers); 8 % of
-products never sell. Printed: wall time and the extra peak memory (tracemalloc: what Python
-and numpy allocate) of each step and of the whole report, beside a baseline in the same run,
-the pure-Python reduction of one chunk scaled to the whole catalogue.
+products never sell. Printed: the wall time of the report math, of the charts and CSV, their
+total, and the extra peak resident memory of the run; beside them, in the same run, a baseline:
+the per-series reduction written as plain Python loops (timed on the first chunk, scaled up).
+Then each chart alone, in English and in Chinese, wall and CPU time (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import time
-import tracemalloc
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.delivery.templates import Templates  # noqa: E402
 from bot.planning import charts, report_service, reports  # noqa: E402
 from bot.planning.report_service import ReportData  # noqa: E402
+from bot.recovery.funnel import FunnelReport  # noqa: E402
 
 CHUNK = report_service.CHUNK_PRODUCTS
+FUNNEL = FunnelReport(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC), {}, {}, affected=212,
+                      contacted=188, reached=176, pressed=121, substitute_taken=58, waited=49, bought=83,
+                      revenue_substitutes_cents=412_350)
 UNTIL = date(2026, 11, 30)
 
 
@@ -51,26 +57,37 @@ def simulate(rng: np.random.Generator, rate: np.ndarray, days: int) -> tuple[np.
 
 
 def generate(products: int, days: int, *, warehouses: tuple[str, ...] = ("SH",), seed: int = 7,
-             names: list[str] | None = None, baseline: list[float] | None = None) -> ReportData:
-    """A shop's report data, built in chunks of products as `report_service.load` does."""
+             names: list[str] | None = None, spent: dict[str, float] | None = None) -> ReportData:
+    """A shop's report data, built in chunks of products as `report_service.load` does.
+
+    `spent` collects the seconds of the report's own work ("math") apart from the simulation
+    ("simulate") and, on the first chunk, the pure-Python baseline ("baseline", scaled up).
+    """
+    spent = spent if spent is not None else {}
     rng = np.random.default_rng(seed)
     rate = rng.lognormal(mean=0.0, sigma=1.3, size=products) * (rng.random(products) > 0.08)
     prices = (rng.lognormal(mean=7.3, sigma=0.6, size=products)).round().astype(np.int64) + 99
     chunks, stock_now, last_age = [], [], []
     for start in range(0, products, CHUNK):
+        began = time.perf_counter()
         part = np.repeat(rate[start : start + CHUNK], len(warehouses)) / len(warehouses)
         sold, on_hand = simulate(rng, part, days)
-        if baseline is not None and not baseline:
-            began = time.perf_counter()
+        simulated = time.perf_counter()
+        spent["simulate"] = spent.get("simulate", 0.0) + simulated - began
+        if "baseline" not in spent:
             python_reduce(sold, on_hand)
-            baseline.append((time.perf_counter() - began) * products / (len(part) / len(warehouses)))
+            spent["baseline"] = (time.perf_counter() - simulated) * products * len(warehouses) / len(part)
+        began = time.perf_counter()
         chunks.append(reports.series_stats(sold, report_service.carry_forward(on_hand)))
+        spent["math"] = spent.get("math", 0.0) + time.perf_counter() - began
+        # What `load` reads from the database besides the history: stock now, last sale.
         stock_now.append(on_hand[:, -1].astype(np.float64))
         sold_days = sold > 0
         last = np.where(sold_days.any(axis=1), days - 1 - np.argmax(sold_days[:, ::-1], axis=1), -1)
         last_age.append(np.where(last >= 0, days - 1 - last, np.inf))
     n_series = products * len(warehouses)
-    return report_service.assemble(
+    began = time.perf_counter()
+    data = report_service.assemble(
         first=UNTIL - timedelta(days=days), days=days,
         skus=[f"SKU-{i:06d}" for i in range(products)],
         names=names or [f"Product {i}" for i in range(products)], prices=prices,
@@ -78,6 +95,8 @@ def generate(products: int, days: int, *, warehouses: tuple[str, ...] = ("SH",),
         stats=reports.concat(chunks), forecast=np.full(n_series, np.nan), forecast_cover=np.full(n_series, np.nan),
         stock_now=np.concatenate(stock_now), last_sale_age=np.concatenate(last_age), rules=reports.Rules(),
     )
+    spent["math"] = spent.get("math", 0.0) + time.perf_counter() - began
+    return data
 
 
 def python_reduce(sold: np.ndarray, on_hand: np.ndarray) -> None:
@@ -94,15 +113,16 @@ def python_reduce(sold: np.ndarray, on_hand: np.ndarray) -> None:
                 in_sold += s
 
 
-def measure(label: str, work):  # type: ignore[no-untyped-def]
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    began = time.perf_counter()
-    result = work()
-    seconds = time.perf_counter() - began
-    peak = (tracemalloc.get_traced_memory()[1] - base) / 1e6
-    print(f"{label:<34} {seconds:8.2f} s {peak:10.1f} MB")
-    return result, seconds, peak
+def rss_mb() -> float:
+    """Resident memory now (Linux), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -115,29 +135,38 @@ def main() -> None:
 
     warehouses = tuple(f"W{i}" for i in range(1, args.warehouses + 1))
     print(describe())
-    print(f"{args.products:,} products x {len(warehouses)} warehouse(s) x {args.days} days; "
-          f"font: {charts.find_font().families[0]}")
+    print(f"load average {os.getloadavg()[0]:.1f}; {args.products:,} products x {len(warehouses)} warehouse(s) x "
+          f"{args.days} days; font: {charts.find_font().families[0]}")
     templates = Templates()
-    charts.find_font()  # the font lookup happens once per process, at the first report
-    render = report_service.render  # warm matplotlib's imports and caches on a tiny report
-    render(templates, "en", generate(50, 28), None)
-    tracemalloc.start()
-    print(f"{'step':<34} {'wall':>10} {'extra peak':>13}")
-    baseline: list[float] = []
+    # Warm matplotlib's imports, font cache and the CJK font on a tiny report (once per process).
+    report_service.render(templates, "en", generate(50, 28), None)
+    before = rss_mb()
+    spent: dict[str, float] = {}
+    data = generate(args.products, args.days, warehouses=warehouses, spent=spent)
+    cpu = time.process_time()
     began = time.perf_counter()
-    data, _, gen_peak = measure("history (generated) + report math", lambda: generate(
-        args.products, args.days, warehouses=warehouses, baseline=baseline))
-    files, _, render_peak = measure("5 charts + CSV (en)", lambda: render(templates, "en", data, None))
-    total = time.perf_counter() - began
-    tracemalloc.stop()
-    print(f"{'total /report':<34} {total:8.2f} s {max(gen_peak, render_peak):10.1f} MB")
-    print(f"baseline: pure-Python reduction of the history alone, scaled: {baseline[0]:.1f} s")
+    files = report_service.render(templates, "en", data, None)
+    rendered = time.perf_counter() - began
+    render_cpu = time.process_time() - cpu
+    extra = peak_rss_mb() - before
+    total = spent["math"] + rendered
+    print(f"report math (numpy, chunks of {CHUNK:,})  {spent['math']:7.2f} s")
+    print(f"4 charts + CSV + caption             {rendered:7.2f} s  (CPU {render_cpu:.2f} s)")
+    print(f"total /report (without the DB read)  {total:7.2f} s")
+    print(f"extra peak memory (RSS)              {extra:7.0f} MB  (history simulation included)")
+    print(f"baseline: the per-series reduction in pure Python, scaled: {spent['baseline']:.1f} s "
+          f"(numpy: part of the {spent['math']:.2f} s above); simulating the history: {spent['simulate']:.1f} s")
     sizes = ", ".join(f"{p.filename} {len(p.content) / 1024:.0f} KB" for p in files.photos)
     print(f"files: {sizes}; CSV {len(files.csv.content) / 1e6:.1f} MB, {len(data.warehouses):,} rows")
+    began = time.perf_counter()
+    report_service.csv_bytes(data)
+    print(f"of which the CSV alone                {time.perf_counter() - began:7.2f} s")
     for name, draw in chart_timers(templates, data):
+        cpu = time.process_time()
         began = time.perf_counter()
         draw()
-        print(f"chart {name:<28} {1000 * (time.perf_counter() - began):8.0f} ms")
+        print(f"chart {name:<22} {1000 * (time.perf_counter() - began):6.0f} ms wall, "
+              f"{1000 * (time.process_time() - cpu):4.0f} ms CPU")
 
 
 def chart_timers(templates: Templates, data: ReportData):  # type: ignore[no-untyped-def]
@@ -153,6 +182,7 @@ def chart_timers(templates: Templates, data: ReportData):  # type: ignore[no-unt
             font, t, counts=c, revenue_share=s, days=data.days)
         yield f"stockouts ({locale})", lambda t=t: report_service.stockout_chart(data, font, t)
         yield f"slow movers ({locale})", lambda t=t: report_service.slow_chart(data, font, t)
+        yield f"funnel ({locale})", lambda locale=locale: report_service.funnel_png(templates, locale, FUNNEL, 30, font)
 
 
 if __name__ == "__main__":
