@@ -17,7 +17,7 @@ from sqlalchemy import update
 from bot.delivery.quiet import local_day
 from bot.inventory import reorder
 from bot.models import Notification, NotificationState, utcnow
-from bot.planning.report_service import weekly_report
+from bot.planning.report_service import REPORT_JOBS, weekly_report
 from bot.services import Services
 
 if TYPE_CHECKING:
@@ -114,4 +114,6 @@ def create_scheduler(runtime: Runtime) -> Jobs:
         id="purchaser-digest", **options,
     )
     jobs.scheduler.add_job(jobs.job(weekly_report, services), "cron", day_of_week="mon", hour=digest.hour, minute=digest.minute, id="weekly-report", **options)  # noqa: E501
+    for name, seconds, work in REPORT_JOBS:
+        every(seconds, name, work, services)
     return jobs

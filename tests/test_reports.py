@@ -47,6 +47,8 @@ async def known_shop(db: Database) -> None:
 
 async def test_csv_of_a_known_history_matches_the_hand_computation(db: Database, settings) -> None:  # type: ignore[no-untyped-def]
     await known_shop(db)
+    # The history reaches back 28 days: a slow mover is "no sale in 28 days" here.
+    settings = settings.model_copy(update={"SLOW_MOVER_DAYS": DAYS})
     async with db.read_session() as session:
         data = await report_service.load(session, days=DAYS, until=UNTIL, rules=report_service.rules_of(settings))
     rows = {row["sku"]: row for row in csv.DictReader(io.StringIO(report_service.csv_bytes(data).decode("utf-8-sig")))}
@@ -72,7 +74,7 @@ async def test_csv_of_a_known_history_matches_the_hand_computation(db: Database,
     # XYZ over 4 whole weeks: HOT 280 every week: CV 0, X. OUT weeks 35, 35, 20, 0: mean 22.5,
     # std sqrt((12.5² + 12.5² + 2.5² + 22.5²) / 4) = 14.36, CV 0.64: Y. DEAD never sold: Z.
     assert {sku: row["xyz"] for sku, row in rows.items()} == {"HOT": "X", "OUT": "Y", "DEAD": "Z"}
-    # Slow mover: DEAD holds 30 x 5.00 = 150.00 and never sold (60-day rule).
+    # Slow mover: DEAD holds 30 x 5.00 = 150.00 and sold nothing in 28 days.
     assert (rows["DEAD"]["slow_mover"], rows["DEAD"]["stock_value"], rows["HOT"]["slow_mover"]) == ("yes", "150.00", "")
     assert list(rows["HOT"])[:7] == ["sku", "warehouse", "abc", "daily_demand", "days_of_cover", "turnover",
                                      "stockout_days"]
@@ -90,6 +92,18 @@ async def test_abc_thresholds_follow_the_settings(db: Database, settings) -> Non
     async with db.read_session() as session:
         data = await report_service.load(session, days=DAYS, until=UNTIL, rules=stricter)
     assert dict(zip(data.skus, data.report.abc, strict=True)) == {"HOT": "A", "OUT": "C", "DEAD": "C"}
+
+
+async def test_no_sale_in_60_days_needs_60_days_of_history(db: Database, settings) -> None:  # type: ignore[no-untyped-def]
+    await known_shop(db)  # 28 days of history
+    async with db.read_session() as session:
+        data = await report_service.load(session, days=DAYS, until=UNTIL, rules=report_service.rules_of(settings))
+        older = await report_service.load(session, days=DAYS, until=UNTIL + timedelta(days=40),
+                                          rules=report_service.rules_of(settings))
+    slow = dict(zip(data.skus, data.report.slow, strict=True))
+    assert not slow["DEAD"]  # a shop that just started has not seen 60 days without a sale
+    # 40 days later the history reaches back 68 days: DEAD, still holding 30, has not sold in 60.
+    assert dict(zip(older.skus, older.report.slow, strict=True))["DEAD"]
 
 
 @pytest.mark.parametrize(

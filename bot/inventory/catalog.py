@@ -6,7 +6,7 @@ polled by `updated_at` rather than pushed; an in-process import refreshes at onc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -41,6 +41,8 @@ class Catalog:
     def __init__(self) -> None:
         self.search = SearchIndex()
         self.substitutes = SubstituteIndex()
+        # Product id -> extra substitute score; slow movers, refreshed by a report job.
+        self.substitute_boost: Mapping[int, float] = {}
         self._seen: datetime | None = None
 
     async def refresh(self, db: Database) -> int:
@@ -132,7 +134,8 @@ async def substitutes_for(
 ) -> tuple[tuple[Product, int, Decimal], ...]:
     available = await available_in_category(session, product.category)
     chosen = catalog.substitutes.choose(
-        card_of(product), available, band=band or PriceBand(), limit=limit, exclude=exclude
+        card_of(product), available, band=band or PriceBand(), limit=limit, exclude=exclude,
+        boost=catalog.substitute_boost,
     )
     if not chosen:
         return ()

@@ -14,12 +14,12 @@ import csv
 import html
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import and_, func, select, union
+from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import attachments
@@ -43,6 +43,7 @@ MAX_DAYS = 365
 TOP = 15
 CHUNK_PRODUCTS = 5_000
 KEEP_FILES = timedelta(days=35)
+SLOW_MOVER_BOOST = 0.05  # added to a substitute's 0..1 score (bot/recovery/substitutes.py)
 CSV_COLUMNS = (
     "sku", "warehouse", "abc", "daily_demand", "days_of_cover", "turnover", "stockout_days", "xyz", "name",
     "units_sold", "revenue", "lost_sales", "on_hand", "stock_value", "days_since_sale", "slow_mover",
@@ -145,6 +146,7 @@ async def load(session: AsyncSession, *, days: int, until: date, rules: reports.
     ):
         if (pid, wid) in index:
             last_sale_age[index[(pid, wid)]] = (until - last).days - 1  # 0: sold on the last day
+    oldest = await session.scalar(select(func.min(SalesDay.day)).where(SalesDay.day < until))
     chunks = []
     for start in range(0, len(product_ids), chunk_products):
         ids = product_ids[start : start + chunk_products]
@@ -169,18 +171,18 @@ async def load(session: AsyncSession, *, days: int, until: date, rules: reports.
         prices=np.array([catalogue[int(p)][2] for p in product_ids], dtype=np.int64),
         warehouses=[codes[int(w)] for w in pairs[:, 1]], product=product, stats=reports.concat(chunks),
         forecast=forecast, forecast_cover=forecast_cover, stock_now=stock_now, last_sale_age=last_sale_age,
-        rules=rules,
+        rules=rules, history_days=(until - oldest).days if oldest else 0,
     )
 
 
 def assemble(*, first: date, days: int, skus: Sequence[str], names: Sequence[str], prices: np.ndarray,
              warehouses: Sequence[str], product: np.ndarray, stats: reports.SeriesStats, forecast: np.ndarray,
              forecast_cover: np.ndarray, stock_now: np.ndarray, last_sale_age: np.ndarray,
-             rules: reports.Rules) -> ReportData:
+             rules: reports.Rules, history_days: float = np.inf) -> ReportData:
     """The report of loaded (or generated) arrays: products, then one entry per series."""
     report = reports.build(
         stats, product=product, price_cents=prices, forecast=forecast, forecast_cover=forecast_cover,
-        stock_now=stock_now, last_sale_age=last_sale_age, rules=rules,
+        stock_now=stock_now, last_sale_age=last_sale_age, rules=rules, history_days=history_days,
     )
     return ReportData(
         first=first, days=days, skus=skus, names=names, warehouses=warehouses,
@@ -396,3 +398,38 @@ async def weekly_report(services: Services, *, days: int = DEFAULT_DAYS, until: 
     if queued:
         services.wake_sender()
     return queued
+
+
+# --- slow movers as substitutes ------------------------------------------------------------------
+
+
+async def slow_mover_ids(session: AsyncSession, *, until: date, rules: reports.Rules) -> set[int]:
+    """Products in stock that are slow movers, all warehouses together: no sale in `slow_days`
+    days (once the history reaches back that far), or every forecast of it over
+    `slow_cover_days` days of cover. (The report also estimates cover without a forecast; this
+    cheap query, run for the substitute boost, uses the forecasts only.)"""
+    oldest = await session.scalar(select(func.min(SalesDay.day)).where(SalesDay.day < until))
+    covered = (
+        select(DemandForecast.product_id).group_by(DemandForecast.product_id)
+        .having(func.min(DemandForecast.days_of_cover) > rules.slow_cover_days)
+    )
+    slow = [Product.id.in_(covered)]
+    if oldest is not None and (until - oldest).days >= rules.slow_days:
+        recent = select(SalesDay.product_id).where(
+            SalesDay.sold > 0, SalesDay.day >= until - timedelta(days=rules.slow_days), SalesDay.day < until)
+        slow.append(Product.id.not_in(recent))
+    return set(await session.scalars(select(Product.id).where(Product.on_hand_total > 0, or_(*slow))))
+
+
+async def refresh_slow_movers(services: Services) -> int:
+    """The job: when a product runs out, in-stock slow movers of its category rank a little
+    higher as substitutes (SLOW_MOVER_BOOST): selling them frees the stock they tie up."""
+    async with services.db.read_session() as session:
+        found = await slow_mover_ids(session, until=shop_today(services.settings), rules=rules_of(services.settings))
+    services.catalog.substitute_boost = dict.fromkeys(found, SLOW_MOVER_BOOST)
+    return len(found)
+
+
+REPORT_JOBS: list[tuple[str, float, Callable[[Services], Awaitable[int]]]] = [
+    ("slow-movers", 900, refresh_slow_movers),
+]

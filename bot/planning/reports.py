@@ -20,7 +20,9 @@ Definitions (docs/reports.md says the same to the shop):
 - turnover: cost of goods sold over the period / average stock value. The catalog has no cost,
   so cost = price and it cancels: units sold / average units on hand over the days whose on_hand
   is known (none when that average is 0 or unknown);
-- slow mover: stock on hand and either no sale in `slow_days` days or cover above `slow_cover_days`.
+- slow mover: stock on hand and either no sale in `slow_days` days (once the history reaches
+  back that far: a shop that just started has no slow movers by this rule) or cover above
+  `slow_cover_days`.
 """
 
 from __future__ import annotations
@@ -134,12 +136,14 @@ def build(
     stock_now: np.ndarray,
     last_sale_age: np.ndarray,
     rules: Rules = Rules(),
+    history_days: float = np.inf,
 ) -> Report:
     """The report of a period.
 
     product: (series,) index into `price_cents` (products); forecast, forecast_cover: (series,)
     NaN where no forecast; stock_now: (series,) units on hand now; last_sale_age: (series,) days
-    since the last day with a sale, inf when never.
+    since the last day with a sale, inf when never; history_days: how far back the shop's
+    history reaches (no sale in `slow_days` days is only known once it reaches that far).
     """
     product = np.asarray(product, dtype=np.int64)
     price = np.asarray(price_cents, dtype=np.int64)
@@ -162,7 +166,7 @@ def build(
     series_price = price[product]
     lost = np.rint(stats.stockout_days * demand * series_price).astype(np.int64)
     stock_value = np.rint(np.maximum(stock, 0) * series_price).astype(np.int64)
-    unsold = np.asarray(last_sale_age, dtype=np.float64) >= rules.slow_days
+    unsold = (np.asarray(last_sale_age, dtype=np.float64) >= rules.slow_days) & (history_days >= rules.slow_days)
     slow = (stock > 0) & (unsold | (cover > rules.slow_cover_days))
     return Report(
         revenue_cents=revenue, abc=abc, xyz=xyz, product=product, daily_demand=demand, days_of_cover=cover,
