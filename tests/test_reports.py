@@ -14,6 +14,7 @@ from bot.inventory.stock import warehouse_ids
 from bot.models import DemandForecast, SalesDay
 from bot.planning import report_service, reports
 from bot.planning.report_service import carry_forward, parse_days
+from bot.settings import SettingsError, load_settings
 from tests.factories import add_product
 
 UNTIL = date(2026, 11, 30)  # the report covers the 28 days before: 2 Nov .. 29 Nov
@@ -135,6 +136,12 @@ def test_a_series_out_of_stock_all_period_has_no_demand_from_history() -> None:
     # 14 stockout days, but nothing shows what it would have sold: no lost sales invented.
     assert (int(report.stockout_days[0]), int(report.lost_cents[0]), bool(report.slow[0])) == (14, 0, False)
     assert np.isnan(report.turnover[0]) and np.isnan(report.days_of_cover[0])
+
+
+def test_b_share_must_lie_above_a_share() -> None:
+    with pytest.raises(SettingsError, match="ABC_B_SHARE"):
+        load_settings(_env_file=None, ABC_A_SHARE="0.9", ABC_B_SHARE="0.8")
+    assert report_service.rules_of(load_settings(_env_file=None, ABC_A_SHARE="0.7")).a_share == 0.7
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,14 @@ async def shop_with_history(h: Harness) -> None:
                                  on_hand=0 if out else 10))
 
 
+async def ask(h: Harness, user: int, text: str) -> list[SentMessage]:
+    """Like `h.say`, with time for drawing charts on a busy machine (CI runs many tests at once)."""
+    before = len(h.sandbox.messages(user))
+    h.sandbox.send_text(user, text)
+    await h.sandbox.wait_until_consumed(timeout=120)
+    return h.sandbox.messages(user)[before:]
+
+
 def csv_rows(message: SentMessage) -> list[dict[str, str]]:
     assert message.kind == "document" and message.file is not None
     text = message.file.content.decode("utf-8-sig")
@@ -58,7 +66,7 @@ async def test_purchaser_gets_an_album_of_charts_and_the_csv(bot_harness: Harnes
     assert "Nothing to report" in await h.reply(PURCHASER, "/report")
     await shop_with_history(h)
 
-    sent = await h.say(PURCHASER, "/report 14")
+    sent = await ask(h, PURCHASER, "/report 14")
 
     assert [m.kind for m in sent] == ["photo"] * 5 + ["document"]
     assert all(m.file is not None and m.file.content.startswith(PNG) for m in sent[:5])
@@ -84,7 +92,7 @@ async def test_report_days_out_of_range_get_the_usage_and_others_get_nothing(bot
 
 
 async def test_stats_shows_the_funnel_as_a_chart_after_the_text(bot_harness: Harness) -> None:
-    sent = await bot_harness.say(ADMIN, "/stats 30")
+    sent = await ask(bot_harness, ADMIN, "/stats 30")
     assert [m.kind for m in sent] == ["text", "photo"]
     assert "Recovery" in sent[0].plain_text
     assert sent[1].file is not None and sent[1].file.content.startswith(PNG)

@@ -308,32 +308,38 @@ def _safe_cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _decimals(values: np.ndarray, places: int) -> list[str]:
-    return ["" if np.isnan(v) or np.isinf(v) else f"{v:.{places}f}" for v in values.tolist()]
+def _decimal(value: float, places: int) -> str:
+    return "" if value != value or value in (np.inf, -np.inf) else f"{value:.{places}f}"  # NaN: empty
 
 
-def _money_cells(cents: np.ndarray) -> list[str]:
-    return [f"{c // 100}.{c % 100:02d}" for c in cents.tolist()]
+def _money(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
 
 
 def csv_bytes(data: ReportData) -> bytes:
-    """One row per product and warehouse, UTF-8 with a BOM (spreadsheets on Chinese Windows)."""
+    """One row per product and warehouse, UTF-8 with a BOM (spreadsheets on Chinese Windows).
+
+    Rows are formatted one at a time: 100,000 rows never sit in memory as lists of strings.
+    """
     r = data.report
-    product = r.product.tolist()
-    revenue = r.sold * data.prices[r.product]
-    age = ["" if np.isinf(a) else str(int(a)) for a in data.last_sale_age.tolist()]
-    columns = (
-        [data.skus[p] for p in product], list(data.warehouses), r.abc[r.product].tolist(),
-        _decimals(r.daily_demand, 2), _decimals(r.days_of_cover, 1), _decimals(r.turnover, 2),
-        r.stockout_days.tolist(), r.xyz[r.product].tolist(), [_safe_cell(data.names[p]) for p in product],
-        r.sold.tolist(), _money_cells(revenue), _money_cells(r.lost_cents),
-        [str(int(v)) for v in data.stock_now.tolist()], _money_cells(r.stock_value_cents), age,
-        ["yes" if s else "" for s in r.slow.tolist()],
+    abc, xyz = r.abc.tolist(), r.xyz.tolist()
+    names = [_safe_cell(name) for name in data.names]
+    revenue = (r.sold * data.prices[r.product]).tolist()
+    columns = zip(
+        r.product.tolist(), data.warehouses, r.daily_demand.tolist(), r.days_of_cover.tolist(), r.turnover.tolist(),
+        r.stockout_days.tolist(), r.sold.tolist(), revenue, r.lost_cents.tolist(), data.stock_now.tolist(),
+        r.stock_value_cents.tolist(), data.last_sale_age.tolist(), r.slow.tolist(), strict=True,
+    )
+    rows = (
+        (data.skus[p], warehouse, abc[p], _decimal(demand, 2), _decimal(cover, 1), _decimal(turnover, 2), out,
+         xyz[p], names[p], sold, _money(rev), _money(lost), int(on_hand), _money(value),
+         "" if age == np.inf else int(age), "yes" if slow else "")
+        for p, warehouse, demand, cover, turnover, out, sold, rev, lost, on_hand, value, age, slow in columns
     )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    writer.writerows(zip(*columns, strict=True))
+    writer.writerows(rows)
     return buffer.getvalue().encode("utf-8-sig")
 
 
@@ -346,13 +352,18 @@ def shop_today(settings: Settings) -> date:
 
 async def build(session: AsyncSession, services: Services, *, days: int, locale: str,
                 until: date | None = None) -> ReportFiles | None:
-    """/report: the files for one user; None when there is nothing to report."""
+    """/report: the files for one user; None when there is nothing to report.
+
+    The history is read in a read-only session, so a long read never holds SQLite's write lock;
+    the update's own session is committed before drawing, which takes seconds."""
     settings = services.settings
     until = until or shop_today(settings)
-    data = await load(session, days=days, until=until, rules=rules_of(settings))
+    async with services.db.read_session() as reader:
+        data = await load(reader, days=days, until=until, rules=rules_of(settings))
     if data.empty:
         return None
-    funnel_report = await _funnel(session, settings, days)
+    funnel_report = await _funnel(session, settings, days)  # records purchases it attributes
+    await session.commit()
     return await asyncio.to_thread(render, services.templates, locale, data, funnel_report)
 
 
@@ -374,11 +385,12 @@ async def weekly_report(services: Services, *, days: int = DEFAULT_DAYS, until: 
     settings = services.settings
     until = until or shop_today(settings)
     year, week, _ = until.isocalendar()
-    async with services.db.transaction() as session:
-        await attachments.forget_sent(session, utcnow() - KEEP_FILES)
+    async with services.db.read_session() as session:
         recipients = await report_recipients(session, services.admins())
         locales = {user: await locale_of(session, user, settings.DEFAULT_LOCALE) for user in recipients}
         data = await load(session, days=days, until=until, rules=rules_of(settings)) if recipients else None
+    async with services.db.transaction() as session:
+        await attachments.forget_sent(session, utcnow() - KEEP_FILES)
         funnel_report = await _funnel(session, settings, days) if data and not data.empty else None
     if data is None or data.empty:
         return 0

@@ -47,7 +47,7 @@ class SeriesStats:
     in_stock_days: np.ndarray  # int32: days not ending at 0 (unknown stock counts as in stock)
     in_stock_sold: np.ndarray  # int64 units sold on those days
     mean_on_hand: np.ndarray  # float64 over the days whose on_hand is known; NaN without any
-    weekly: np.ndarray  # int64 (series, whole weeks) units per week, oldest first
+    weekly: np.ndarray  # int32 (series, whole weeks) units per week, oldest first
 
 
 def series_stats(sold: np.ndarray, on_hand: np.ndarray) -> SeriesStats:
@@ -62,7 +62,7 @@ def series_stats(sold: np.ndarray, on_hand: np.ndarray) -> SeriesStats:
     days = sold.shape[1]
     weeks = days // 7
     recent = sold[:, days - weeks * 7 :]
-    weekly = recent.reshape(sold.shape[0], weeks, 7).sum(axis=2, dtype=np.int64)
+    weekly = recent.reshape(sold.shape[0], weeks, 7).sum(axis=2, dtype=np.int32)
     return SeriesStats(
         sold=sold.sum(axis=1, dtype=np.int64),
         stockout_days=out.sum(axis=1, dtype=np.int32),
