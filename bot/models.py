@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -648,3 +649,22 @@ class DemandForecast(Base):
     days_of_cover: Mapped[float | None] = mapped_column(Float, default=None)  # None: no demand
     stockout_date: Mapped[date | None] = mapped_column(Date, default=None)
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationFile(Base):
+    """Pictures and documents an outbox row carries (a report), written with the row.
+
+    Position orders them: the photos go out as one album, then each document.
+    """
+
+    __tablename__ = "notification_files"
+
+    notification_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("notifications.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    position: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # photo | document
+    filename: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    caption: Mapped[str | None] = mapped_column(Text)  # HTML, a document's own caption

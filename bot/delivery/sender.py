@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from aiolimiter import AsyncLimiter
 
 from bot.db import Database
-from bot.delivery import outbox
+from bot.delivery import attachments, outbox
 from bot.delivery.outbox import Gate
 from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
 from bot.models import Notification, utcnow
@@ -243,7 +243,10 @@ class Sender:
         chat_id = message.chat_id
         requeue_at: float | None = None
         try:
-            message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
+            if message.kind in attachments.KINDS:  # a report: pictures and a document
+                message_id = await attachments.send(self.db, self.transport, message)
+            else:
+                message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
         except RetryAfter as exc:
             self._paused_until = max(self._paused_until, time.monotonic() + exc.seconds)
             self.stats.paused_seconds += exc.seconds

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from datetime import timedelta
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message
+from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.handlers.commands import publish_commands_for
@@ -15,6 +16,7 @@ from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.inventory.importer import KINDS, import_csv
 from bot.models import Role, utcnow
+from bot.planning import report_service
 from bot.recovery import funnel
 from bot.services import Services
 from bot.shop import staff
@@ -82,6 +84,8 @@ async def stats(message: Message, command: CommandObject, session: AsyncSession,
     report = await funnel.build_report(session, since=until - timedelta(days=days), until=until,
                                        attribution_days=services.settings.ATTRIBUTION_DAYS)
     await message.answer(texts.render("stats", r=report, days=days))
+    png = await asyncio.to_thread(report_service.funnel_png, services.templates, texts.locale, report, days)
+    await message.answer_photo(BufferedInputFile(png, "funnel.png"))
 
 
 async def import_document(message: Message, session: AsyncSession, texts: Texts, services: Services,

@@ -113,6 +113,8 @@ class Catalog:
     def __init__(self) -> None:
         self.search = SearchIndex()
         self.substitutes = SubstituteIndex()
+        # Product id -> extra substitute score; slow movers, refreshed by a report job.
+        self.substitute_boost: Mapping[int, float] = {}
         self._seen: int | None = None  # the catalog version the indexes hold
 
     async def refresh(self, db: Database) -> int:
@@ -208,7 +210,8 @@ async def substitutes_for(
 ) -> tuple[tuple[Product, int, Decimal], ...]:
     available = await available_in_category(session, product.category)
     chosen = catalog.substitutes.choose(
-        card_of(product), available, band=band or PriceBand(), limit=limit, exclude=exclude
+        card_of(product), available, band=band or PriceBand(), limit=limit, exclude=exclude,
+        boost=catalog.substitute_boost,
     )
     if not chosen:
         return ()

@@ -47,6 +47,8 @@ __all__ = ["PriceBand", "Substitute", "SubstituteIndex", "normalise_name"]
 NAME_WEIGHT = 0.60
 ATTRIBUTE_WEIGHT = 0.25
 BRAND_WEIGHT = 0.15
+# Callers may add a small per-product boost on top (slow movers, docs/reports.md): enough to
+# win between near-equal candidates, too little to lift a poor match over a good one.
 
 # Attributes that gate a substitute (hard filter) rather than rank it.
 _UNIT_KEYS = ("unit",)
@@ -291,8 +293,12 @@ class SubstituteIndex:
         band: PriceBand = PriceBand(),
         limit: int = 3,
         exclude: Collection[int] = (),
+        boost: Mapping[int, float] | None = None,
     ) -> list[Substitute]:
-        """Best in-stock substitutes for ``product``, best first, at most ``limit``."""
+        """Best in-stock substitutes for ``product``, best first, at most ``limit``.
+
+        ``boost`` adds to the score of the products it names (by product id).
+        """
         if limit <= 0:
             return []
         bucket = self._categories.get(_category_key(product.category))
@@ -306,7 +312,7 @@ class SubstituteIndex:
         )
         if not candidates:
             return []
-        scores = self._score(target, candidates)
+        scores = self._score(target, candidates, boost or {})
         return _top(target.card.price, candidates, scores, limit)
 
     # -- steps of choose(), cheapest filters first ----------------------------
@@ -341,7 +347,7 @@ class SubstituteIndex:
         return eligible
 
     @staticmethod
-    def _score(target: _Entry, candidates: list[_Entry]) -> list[float]:
+    def _score(target: _Entry, candidates: list[_Entry], boost: Mapping[int, float]) -> list[float]:
         names = _name_similarity(target.name_key, [e.name_key for e in candidates])
         wanted = target.attributes
         attribute_step = ATTRIBUTE_WEIGHT / len(wanted) if wanted else 0.0
@@ -353,6 +359,8 @@ class SubstituteIndex:
                 score += attribute_step * len(wanted & entry.attributes)
             if brand is not None and entry.brand_key == brand:
                 score += BRAND_WEIGHT
+            if boost:
+                score += boost.get(entry.card.product_id, 0.0)
             # Rounded so float noise cannot reorder equal scores; ties then
             # fall through to the deterministic price/SKU order in _top.
             scores.append(round(score, 6))
