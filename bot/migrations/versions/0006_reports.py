@@ -1,7 +1,7 @@
 """reports: files (charts, CSV) carried by an outbox row
 
 Revision ID: 0006_reports
-Revises: 0002_planning
+Revises: 0003_event_pipeline
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_reports"
-down_revision: str | None = "0002_planning"
+down_revision: str | None = "0003_event_pipeline"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
