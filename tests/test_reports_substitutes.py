@@ -12,7 +12,7 @@ from bot.inventory.stock import warehouse_ids
 from bot.models import DemandForecast, SalesDay
 from bot.planning import report_service
 from bot.planning.report_service import SLOW_MOVER_BOOST
-from bot.recovery.substitutes import SubstituteIndex
+from bot.inventory.substitutes import SubstituteIndex
 from tests.factories import add_product
 
 

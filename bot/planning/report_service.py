@@ -43,7 +43,7 @@ MAX_DAYS = 365
 TOP = 15
 CHUNK_PRODUCTS = 5_000
 KEEP_FILES = timedelta(days=35)
-SLOW_MOVER_BOOST = 0.05  # added to a substitute's 0..1 score (bot/recovery/substitutes.py)
+SLOW_MOVER_BOOST = 0.05  # added to a substitute's 0..1 score (bot/inventory/substitutes.py)
 CSV_COLUMNS = (
     "sku", "warehouse", "abc", "daily_demand", "days_of_cover", "turnover", "stockout_days", "xyz", "name",
     "units_sold", "revenue", "lost_sales", "on_hand", "stock_value", "days_since_sale", "slow_mover",
