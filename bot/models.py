@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     JSON,
     BigInteger,
     CheckConstraint,
@@ -239,6 +240,9 @@ class EventLease(Base):
 # --- people ------------------------------------------------------------------------------------
 
 
+VIP_TIER = "vip"
+
+
 class Customer(Base):
     __tablename__ = "customers"
 
@@ -259,9 +263,21 @@ class Customer(Base):
 
     __table_args__ = (CheckConstraint("tier IN ('regular', 'vip')", name="tier_known"),)
 
-    @property
+    @hybrid_property
     def is_vip(self) -> bool:
-        return self.tier == "vip"
+        """VIPs are contacted first and may get more (coupons, restock holds); a SQL expression too."""
+        return self.tier == VIP_TIER
+
+    @hybrid_property
+    def contactable(self) -> bool:
+        """May the bot message this customer on its own: linked to a chat, not opted out, not
+        blocking the bot. The one answer to that question; a SQL expression too."""
+        return self.chat_id is not None and not self.opted_out and not self.unreachable
+
+    @contactable.inplace.expression
+    @classmethod
+    def _contactable_expression(cls) -> Any:
+        return and_(cls.chat_id.is_not(None), cls.opted_out.is_(False), cls.unreachable.is_(False))
 
 
 class InviteToken(Base):

@@ -51,7 +51,6 @@ log = logging.getLogger("bot.api")
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024  # 1 MiB
 ACTOR = "api"
-_CHUNK = 500  # keys per IN (...) lookup
 
 # Load: at most API_CONCURRENCY requests do database work at once (half the pool: the rest is the
 # bot's own, see bot/db.py); the others queue for up to QUEUE_WAIT_S, then get 503 + Retry-After.
@@ -325,7 +324,8 @@ class IntegrationApi:
                 for problem in refused.problems if problem.index is not None
             ]) from None
         except StockError as exc:
-            raise BatchRejected([_stock_error_item(items, exc)]) from None
+            where = items[exc.index][0] if exc.index is not None else None
+            raise BatchRejected([item_error(where, exc.field, str(exc))]) from None
         duplicates = sum(1 for result in results if result.duplicate)
         return {"applied": len(results) - duplicates, "duplicates": duplicates}
 
@@ -408,27 +408,7 @@ class IntegrationApi:
         })
 
 
-def _stock_error_item(items: list[tuple[int, StockEventIn]], exc: StockError) -> dict[str, Any]:
-    """Best effort: the index of the event the service refused (its message names SKU and warehouse)."""
-    text = str(exc)
-    for index, event in items:
-        if text.startswith(f"{event.sku} in {event.warehouse} ") and (event.delta or 0) < 0:
-            return item_error(index, exc.field, text)
-        if f"{event.sku!r}" in text or f"{event.warehouse!r}" in text:
-            return item_error(index, exc.field, text)
-    return item_error(None, exc.field, text)
-
-
 # --- assembly ------------------------------------------------------------------------------------
-
-
-ROUTES = (
-    ("GET", f"{PREFIX}/health"),
-    ("POST", f"{PREFIX}/stock-events"),
-    ("POST", f"{PREFIX}/orders"),
-    ("POST", f"{PREFIX}/customers"),
-    ("POST", f"{PREFIX}/coupons/{{code}}/redeem"),
-)
 
 
 def add_api_routes(app: web.Application, settings: Settings, db: Database) -> IntegrationApi:

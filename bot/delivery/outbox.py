@@ -156,6 +156,7 @@ async def _gate(
     session: AsyncSession, row: Notification, customer: Customer | None, gate: Gate, now: datetime
 ) -> datetime | object | None:
     """None to send now, _DROP to never send, or the time to try again."""
+    # Not `Customer.contactable`: the row names its chat; what matters now is the customer's say.
     if customer is not None and (customer.opted_out or customer.unreachable):
         return _DROP
     if not row.to_customer:

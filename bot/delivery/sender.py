@@ -36,6 +36,7 @@ from bot.models import Notification, utcnow
 
 log = logging.getLogger(__name__)
 SPACING_SLACK = 0.00025  # seconds
+FORGET_AFTER_CHATS = 4096
 
 
 @dataclass(slots=True)
@@ -226,7 +227,6 @@ class Sender:
                 continue
             self._busy.add(top.chat_id)
             message = self._queues[top.chat_id].popleft()
-            self._last_sent[top.chat_id] = time.monotonic()
             task = asyncio.create_task(self._send(message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -267,6 +267,11 @@ class Sender:
             self._held.discard(message.id)
             self.stats.sent += 1
         finally:
+            # The chat's next message waits a second from this send's answer, which comes after
+            # it arrived: arrivals stay a second apart however long the request took on the way.
+            self._last_sent[chat_id] = time.monotonic()
+            if len(self._last_sent) > FORGET_AFTER_CHATS:
+                self._forget_quiet_chats()
             self._busy.discard(chat_id)
             queue = self._queues.get(chat_id)
             if queue:
@@ -275,6 +280,12 @@ class Sender:
                 del self._queues[chat_id]
             self._slots.release()
             self._changed.set()
+
+    def _forget_quiet_chats(self) -> None:
+        """A chat last sent to over a second ago needs no wait: forgetting it keeps memory flat
+        over a fan-out to a hundred thousand chats."""
+        horizon = time.monotonic() - self.per_chat_interval
+        self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
 
     async def _unreachable(self, chat_id: int, error: str) -> None:
         dropped = self._queues.pop(chat_id, deque())

@@ -17,6 +17,7 @@ from bot.events import Reaction, Reactions
 from bot.inventory.stock import demand, set_incoming, warehouse_ids
 from bot.models import (
     ACTIVE_PROMPT_STATUSES,
+    VIP_TIER,
     Customer,
     Product,
     PromptStatus,
@@ -79,7 +80,7 @@ async def waitlist_counts(session: AsyncSession, product_id: int) -> tuple[int, 
         .group_by(Customer.tier)
     )
     counts = dict(rows.all())
-    return sum(counts.values()), counts.get("vip", 0)
+    return sum(counts.values()), counts.get(VIP_TIER, 0)
 
 
 def prompt_buttons(services: Services, locale: str, prompt: ReorderPrompt) -> dict | None:

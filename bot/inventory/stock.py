@@ -46,21 +46,29 @@ MAX_ACTOR = 128
 
 
 class StockError(Exception):
-    """A change that cannot be applied; the caller's transaction must not commit it."""
+    """A change that cannot be applied; the caller's transaction must not commit it.
+
+    Carries what it is about (`sku`, `warehouse`, and `index`, the change's position in the
+    batch) so callers can point at the bad item without reading the message."""
 
     field = "sku"
 
+    def __init__(self, message: str, *, sku: str | None = None, warehouse: str | None = None,
+                 index: int | None = None) -> None:
+        super().__init__(message)
+        self.sku, self.warehouse, self.index = sku, warehouse, index
+
 
 class UnknownProduct(StockError):
-    def __init__(self, sku: str) -> None:
-        super().__init__(f"unknown SKU {sku!r}")
+    def __init__(self, sku: str, *, index: int | None = None) -> None:
+        super().__init__(f"unknown SKU {sku!r}", sku=sku, index=index)
 
 
 class UnknownWarehouse(StockError):
     field = "warehouse"
 
     def __init__(self, code: str) -> None:
-        super().__init__(f"unknown warehouse {code!r}")
+        super().__init__(f"unknown warehouse {code!r}", warehouse=code)
 
 
 class NotEnoughStock(StockError):
@@ -71,9 +79,9 @@ class NotEnoughStock(StockError):
 
     def __init__(self, sku: str, warehouse: str, on_hand: int, delta: int, *, index: int | None = None) -> None:
         super().__init__(
-            f"{sku} in {warehouse} has {on_hand} on hand; a change of {delta} would go below zero"
+            f"{sku} in {warehouse} has {on_hand} on hand; a change of {delta} would go below zero",
+            sku=sku, warehouse=warehouse, index=index,
         )
-        self.index = index
         self.problems: list[NotEnoughStock] = [self]
 
 
@@ -185,9 +193,9 @@ def _apply_all(
     ledger, or given earlier in the batch, is a duplicate and changes nothing.
     """
     products = _lock_products(connection, {change.sku for change in changes})
-    for change in changes:
+    for index, change in enumerate(changes):
         if change.sku not in products:
-            raise UnknownProduct(change.sku)
+            raise UnknownProduct(change.sku, index=index)
     levels = _read_levels(connection, {p.id for p in products.values()}, set(warehouses.values()))
     order = sorted(range(len(changes)), key=lambda i: products[changes[i].sku].id)  # stable
     firsts: dict[str, int] = {}  # an event id repeated in the batch: its first occurrence wins

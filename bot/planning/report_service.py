@@ -407,8 +407,6 @@ async def weekly_report(services: Services, *, days: int = DEFAULT_DAYS, until: 
                                priority=STAFF_PRIORITY)
             if await attachments.enqueue_with_files(session, message, [*bundle.photos, bundle.csv]):
                 queued += 1
-    if queued:
-        services.wake_sender()
     return queued
 
 

@@ -147,8 +147,8 @@ async def audience(session: AsyncSession, plan: StockoutPlan) -> list[Target]:
     offered = exists().where(
         StockoutOffer.cause_event_id == plan.cause_event_id, StockoutOffer.customer_id == Customer.id
     )
-    customer_columns = (Customer.id, Customer.name, Customer.tier, Customer.chat_id, Customer.locale,
-                        Customer.opted_out, Customer.unreachable)
+    customer_columns = (Customer.id, Customer.name, Customer.is_vip, Customer.chat_id, Customer.locale,
+                        Customer.contactable)
     lines = (
         select(OrderLine.id, OrderLine.qty, Order.created_at, *customer_columns)
         .join(Order, Order.id == OrderLine.order_id)
@@ -160,11 +160,10 @@ async def audience(session: AsyncSession, plan: StockoutPlan) -> list[Target]:
     if plan.order_line_id is not None:
         lines = lines.where(OrderLine.id == plan.order_line_id)
     targets: dict[int, Target] = {}
-    for line_id, qty, created, cid, name, tier, chat_id, locale, opted_out, unreachable in await session.execute(lines):
+    for line_id, qty, created, cid, name, vip, chat_id, locale, contactable in await session.execute(lines):
         if cid in targets:
             continue  # two orders with the product: one offer, about the first line
-        targets[cid] = Target(cid, name, tier == "vip", chat_id, locale,
-                              _contactable(chat_id, opted_out, unreachable), line_id, qty, created)
+        targets[cid] = Target(cid, name, bool(vip), chat_id, locale, bool(contactable), line_id, qty, created)
     if plan.order_line_id is None:
         waiting = (
             select(WaitlistEntry.joined_at, *customer_columns)
@@ -172,15 +171,10 @@ async def audience(session: AsyncSession, plan: StockoutPlan) -> list[Target]:
             .where(WaitlistEntry.product_id == plan.product_id,
                    WaitlistEntry.status == WaitStatus.WAITING.value, ~offered)
         )
-        for joined, cid, name, tier, chat_id, locale, opted_out, unreachable in await session.execute(waiting):
+        for joined, cid, name, vip, chat_id, locale, contactable in await session.execute(waiting):
             if cid not in targets:
-                targets[cid] = Target(cid, name, tier == "vip", chat_id, locale,
-                                      _contactable(chat_id, opted_out, unreachable), since=joined)
+                targets[cid] = Target(cid, name, bool(vip), chat_id, locale, bool(contactable), since=joined)
     return sorted(targets.values(), key=lambda t: t.rank)
-
-
-def _contactable(chat_id: int | None, opted_out: bool, unreachable: bool) -> bool:
-    return chat_id is not None and not opted_out and not unreachable
 
 
 async def current_substitutes(
