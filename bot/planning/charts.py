@@ -2,7 +2,7 @@
 
 No pyplot means no global figure state: each chart is its own `Figure` on its own Agg canvas,
 so charts may be drawn in worker threads (`asyncio.to_thread`) while the bot serves. Every
-chart is 1080 px wide with large type, a handful of colours, and constrained layout so no
+chart is 900 px wide with large type (a phone shows it about 360 points wide), a handful of colours, and constrained layout so no
 label is clipped.
 
 Chinese text needs a CJK font. `find_font` looks for one by file through matplotlib's font
@@ -26,16 +26,17 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 150
-WIDTH_IN = 7.2  # 1080 px
-BASE_PT = 13
-TITLE_PT = 17
+WIDTH_IN = 6.0  # 900 px: large type relative to the width a phone shows
+BASE_PT = 14
+TITLE_PT = 18
 CLASS_COLOURS = {"A": "#2e7d32", "B": "#f9a825", "C": "#9e9e9e"}
 LOST = "#c62828"
 UNSOLD = "#6a1b9a"
 OVERSTOCK = "#90a4ae"
 FUNNEL = "#1565c0"
 MUTED = "#616161"
-LABEL_CHARS = 24
+LABEL_CHARS = 26
+ROW_IN = 0.55  # height of one bar's row, inches
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
                 "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Noto Sans CJK JP")
 LATIN_FAMILY = "DejaVu Sans"  # ships with matplotlib
@@ -152,30 +153,28 @@ def _empty(fig: Figure, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=BASE_PT + 2, color=MUTED, wrap=True)
 
 
-def bar_chart(font: Font, title: str, bars: Sequence[Bar], *, empty: str, subtitle: str | None = None,
-              legend: Sequence[tuple[str, str]] = ()) -> bytes:
-    """Horizontal bars, largest on top, each with its value written beside it; no x axis to read."""
-    fig = _figure(max(4.5, 1.6 + 0.46 * len(bars)))
+def bar_chart(font: Font, title: str, bars: Sequence[Bar], *, empty: str, subtitle: str | None = None) -> bytes:
+    """One row per bar, largest on top: the label on the left and the value on the right, above a
+    bar that may use the whole width. Phone-shaped: the text gets the full width instead of
+    sharing it with the bars, and nothing needs an axis to be read."""
+    fig = _figure(max(4.0, 1.5 + ROW_IN * len(bars)))
     _title(fig, title, subtitle)
     if not bars:
         _empty(fig, empty)
         return _png(fig, font)
     ax = fig.add_subplot()
-    positions = np.arange(len(bars))[::-1]
-    values = [bar.value for bar in bars]
-    ax.barh(positions, values, color=[bar.colour for bar in bars], height=0.72)
-    ax.set_yticks(positions, [bar.label for bar in bars], fontsize=BASE_PT)
-    top = max(values) or 1.0
-    for y, bar in zip(positions, bars, strict=True):
-        ax.text(bar.value + top * 0.015, y, bar.note, va="center", fontsize=BASE_PT - 1)
-    ax.set_xlim(0, top * 1.55)  # room for the notes
-    ax.set_xticks([])
-    ax.tick_params(axis="y", length=0)
-    for side in ("top", "right", "bottom"):
-        ax.spines[side].set_visible(False)
-    if legend:
-        handles = [ax.bar(0, 0, color=colour, label=text) for text, colour in legend]
-        ax.legend(handles=handles, loc="lower right", fontsize=BASE_PT - 1, frameon=False)  # bars are short there
+    rows = np.arange(len(bars))[::-1].astype(float)
+    top = max(bar.value for bar in bars) or 1.0
+    ax.barh(rows - 0.18, [max(bar.value, top * 0.004) for bar in bars], height=0.34,
+            color=[bar.colour for bar in bars])
+    edge = ax.get_yaxis_transform()  # x in axes fractions, y in rows
+    for y, bar in zip(rows, bars, strict=True):
+        ax.text(0, y + 0.06, bar.label, transform=edge, ha="left", va="bottom", fontsize=BASE_PT)
+        ax.text(1, y + 0.06, bar.note, transform=edge, ha="right", va="bottom", fontsize=BASE_PT,
+                fontweight="bold")
+    ax.set_xlim(0, top)
+    ax.set_ylim(-0.5, len(bars) - 0.3)
+    ax.set_axis_off()
     return _png(fig, font)
 
 
@@ -227,10 +226,11 @@ def matrix_chart(font: Font, t: Label, *, counts: np.ndarray, revenue_share: np.
             dark = shown[row, col] > 0.55 * max(float(shown.max()), 0.01)
             ax.text(col, row, t("chart_matrix_cell", n=int(counts[row, source]),
                                 share=round(float(revenue_share[row, source]) * 100)),
-                    ha="center", va="center", fontsize=BASE_PT, color="white" if dark else "#212121")
+                    ha="center", va="center", fontsize=BASE_PT + 4, color="white" if dark else "#212121")
     names = ["chart_xyz_x", "chart_xyz_y", "chart_xyz_z", "chart_xyz_none"]
     ax.set_xticks(range(len(columns)), [t(names[c]) for c in columns], fontsize=BASE_PT - 1)
-    ax.set_yticks(range(3), [t("chart_abc_row", cls=cls) for cls in "ABC"], fontsize=BASE_PT)
+    ax.set_yticks(range(3), [t("chart_abc_row", cls=cls) for cls in "ABC"], fontsize=BASE_PT + 4,
+                  fontweight="bold")
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     for spine in ax.spines.values():

@@ -279,12 +279,11 @@ def slow_chart(data: ReportData, font: Font, t: charts.Label) -> bytes:
                 else t("chart_slow_note_cover", value=value, cover=round(float(r.days_of_cover[i]))))
         bars.append(Bar(_series_label(data, font, i), float(r.stock_value_cents[i]), note,
                         charts.UNSOLD if r.slow_unsold[i] else charts.OVERSTOCK))
-    legend = [(t("chart_slow_unsold", days=data.rules.slow_days), charts.UNSOLD),
-              (t("chart_slow_cover", days=round(data.rules.slow_cover_days)), charts.OVERSTOCK)]
     return charts.bar_chart(
-        font, t("chart_slow_title"), bars, empty=t("chart_no_slow"), legend=legend,
+        font, t("chart_slow_title"), bars, empty=t("chart_no_slow"),
         subtitle=t("chart_slow_subtitle", n=len(bars), count=int(r.slow.sum()),
-                   total=money(int(r.stock_value_cents[r.slow].sum()))),
+                   total=money(int(r.stock_value_cents[r.slow].sum())), days=data.rules.slow_days,
+                   cover=round(data.rules.slow_cover_days)),
     )
 
 
