@@ -54,6 +54,11 @@ def test_censored_day_sales_do_not_count() -> None:
     assert forecast(h, new_product_days=0).daily_demand[0] == pytest.approx(2)
 
 
+def test_returns_are_not_negative_demand() -> None:
+    h = history([[2, 2, -6, 2, 2, 2]])
+    assert forecast(h, new_product_days=0).daily_demand[0] == pytest.approx(10 / 6)
+
+
 @pytest.mark.parametrize(
     ("adi", "cv2", "expected"),
     [

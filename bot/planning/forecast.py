@@ -106,7 +106,9 @@ def classify(adi: np.ndarray, cv2: np.ndarray) -> np.ndarray:
 
 
 def _masked(sold: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    return np.where(observed, sold, 0).astype(float)
+    """Sales as floats on observed days, 0 elsewhere; a negative day (returns) is not demand."""
+    y = np.where(observed, sold, 0).astype(float)
+    return np.maximum(y, 0.0, out=y)
 
 
 def demand_stats(sold: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
