@@ -5,20 +5,22 @@ ones the contract names (UTF-8 with or without a BOM, UTF-16 with a BOM, GB18030
 GBK); a header separated by `;` means `;` separates values and `,` is the decimal mark. A row
 holding bytes the detected encoding cannot read is a bad row like any other.
 
-Two passes over the file, streamed, so memory does not grow with its rows (only with the keys
-kept to find duplicates):
+Two passes, streamed, so memory does not grow with the file's rows (only with the keys kept to
+find duplicates):
 1. Check: every row is parsed and its references (SKUs, customers, warehouses) looked up, a
    chunk at a time. Every bad row is reported as `FILE:LINE: reason`; with any, nothing is
    written.
-2. Write: the file is read again and written in chunks of `CHUNK_ROWS`, each chunk its own short
-   transaction through the same set-based services as everything else (stock through the
-   inventory service, so imports make crossings and the running bot acts on them as they land).
+2. Write: the checked records, kept in a temporary file by the check pass (so the file is read
+   and parsed once, and what is written is exactly what was checked), are written in chunks of
+   `CHUNK_ROWS`, each chunk its own short transaction through the same set-based services as
+   everything else (stock through the inventory service, so imports make crossings and the
+   running bot acts on them as they land).
 
 Why chunked commits rather than one transaction: one transaction would hold SQLite's only write
 lock for the whole import, and the running bot could not record a stock change or queue a
-stockout notice until it ended. With chunks, its writes interleave between ours, and on SQLite
-the importer leaves a gap after each commit that is longer than SQLite's busy handler sleeps, so
-a waiting writer gets in.
+stockout notice until it ended. With chunks, its writes interleave between ours: on SQLite the
+importer pauses after each commit for as long as the chunk took, up to `SQLITE_GAP_S`, which is
+longer than SQLite's busy handler ever sleeps between tries, so a waiting writer gets in.
 
 What "all or nothing" means then: with any bad row nothing is written (the check pass comes
 before the first write). A good file is written chunk by chunk; a crash (or a write refused by a
@@ -35,7 +37,9 @@ import asyncio
 import codecs
 import csv
 import io
+import pickle
 import re
+import tempfile
 import time as clock
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,6 +80,7 @@ DETECT_BYTES = 64 * 1024  # of the head, and of non-ASCII lines further on, for 
 ENCODINGS = {"utf_8": ("utf-8-sig", "UTF-8"), "utf_16": ("utf-16", "UTF-16"), "gb18030": ("gb18030", "GBK")}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 _UNREADABLE = "\udcff"  # stands for bytes the encoding cannot read; no decoder produces a lone surrogate
 codecs.register_error("stockbot_mark", lambda exc: (_UNREADABLE, exc.end))  # type: ignore[arg-type, return-value]
 
@@ -189,13 +194,12 @@ def _non_ascii_lines(binary: BinaryIO) -> bytes:
     return bytes(picked)
 
 
-def _rows(binary: BinaryIO, kind: str, found: _Format, report: ImportReport | None) -> Iterator[_Row]:
+def _rows(binary: BinaryIO, kind: str, found: _Format, report: ImportReport) -> Iterator[_Row]:
     """The data rows, with the physical line each starts on. Problems with the header or the CSV
-    itself go to `report` (None on the write pass, which reads a file already checked)."""
+    itself go to `report`."""
 
     def problem(line: int, reason: str) -> None:
-        if report is not None:
-            report.problems.append(Problem(line, reason))
+        report.problems.append(Problem(line, reason))
 
     binary.seek(0)
     text = io.TextIOWrapper(binary, encoding=found.codec, errors="stockbot_mark", newline="")
@@ -225,9 +229,10 @@ def _rows(binary: BinaryIO, kind: str, found: _Format, report: ImportReport | No
                 problem(reader.line_num, f"unreadable CSV: {exc}")
                 return
             start, line = line + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
+            joined = "".join(cells)  # one scan in C instead of one per cell
+            if not joined.strip():
                 continue
-            if any(_UNREADABLE in cell for cell in cells):
+            if _UNREADABLE in joined:
                 problem(start, f"not {found.label} text")
                 continue
             if len(cells) > len(header):
@@ -264,7 +269,7 @@ def _text(values: dict[str, str], name: str, *, required: bool = True, limit: in
         if required:
             raise RowError(f"{name} is required")
         return None
-    if any(ord(ch) < 32 for ch in value):
+    if _CONTROL.search(value):
         raise RowError(f"{name} contains control characters")
     limit = limit or LIMITS.get(name, 1024)
     if len(value) > limit:
@@ -342,7 +347,13 @@ def _day(values: dict[str, str], today: date) -> date:
     return day
 
 
-def _unique(seen: dict[Any, int], key: Any, line: int, what: str) -> None:
+def _key(*parts: str) -> str:
+    # One string per composite key: a tuple of strings costs about twice the memory, and a big
+    # file keeps one key per row to find duplicates.
+    return "\x1f".join(parts)
+
+
+def _unique(seen: dict[str, int], key: str, line: int, what: str) -> None:
     first = seen.setdefault(key, line)
     if first != line:
         raise RowError(f"duplicate {what} (first on line {first})")
@@ -380,14 +391,14 @@ def _catalog_parser(ctx: _Context) -> Parser:
 
 
 def _stock_parser(ctx: _Context) -> Parser:
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[str, int] = {}
 
     def parse(values: dict[str, str], line: int) -> tuple[str, str, int]:
         sku = _text(values, "sku")
         warehouse = _text(values, "warehouse")
         on_hand = _count(values, "on_hand")
         assert sku is not None and warehouse is not None and on_hand is not None
-        _unique(seen, (sku, warehouse), line, f"stock row for {sku} in {warehouse}")
+        _unique(seen, _key(sku, warehouse), line, f"stock row for {sku} in {warehouse}")
         return sku, warehouse, on_hand
 
     return parse
@@ -433,7 +444,7 @@ def _customer_parser(ctx: _Context) -> Parser:
 
 
 def _order_parser(ctx: _Context) -> Parser:
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[str, int] = {}
     owners: dict[str, tuple[str, int]] = {}
     statuses = tuple(status.value for status in OrderStatus)
 
@@ -447,7 +458,7 @@ def _order_parser(ctx: _Context) -> Parser:
         owner = owners.setdefault(external_id, (customer, line))
         if owner[0] != customer:
             raise RowError(f"order {external_id} belongs to {owner[0]} on line {owner[1]}, not {customer}")
-        _unique(seen, (external_id, sku), line, f"line for {sku} in order {external_id}")
+        _unique(seen, _key(external_id, sku), line, f"line for {sku} in order {external_id}")
         ctx.last_line[external_id] = line
         return external_id, customer, LineInput(sku, qty, status)  # type: ignore[arg-type]
 
@@ -459,6 +470,7 @@ def _history_parser(ctx: _Context) -> Parser:
 
     def parse(values: dict[str, str], line: int) -> tuple[str, str, date, int, int | None]:
         day = _day(values, ctx.today)
+        raw_day = values["date"]
         sku = _text(values, "sku")
         warehouse = _text(values, "warehouse")
         sold = _count(values, "sold")
@@ -466,8 +478,7 @@ def _history_parser(ctx: _Context) -> Parser:
         assert sku is not None and warehouse is not None and sold is not None
         if warehouse not in ctx.warehouses:
             raise RowError(f"unknown warehouse {warehouse!r}")
-        # One string per key: a tuple of three would cost three times the memory on a big file.
-        _unique(seen, f"{sku}\x1f{warehouse}\x1f{day.isoformat()}", line, f"day {day} for {sku} in {warehouse}")
+        _unique(seen, _key(sku, warehouse, raw_day), line, f"day {day} for {sku} in {warehouse}")
         return sku, warehouse, day, sold, on_hand
 
     return parse
@@ -579,7 +590,10 @@ _WRITERS = {
 # --- the two passes ------------------------------------------------------------------------------
 
 
-async def _check(db: Database, kind: str, binary: BinaryIO, found: _Format, ctx: _Context, report: ImportReport) -> None:
+async def _check(
+    db: Database, kind: str, binary: BinaryIO, found: _Format, ctx: _Context, report: ImportReport, spool: BinaryIO
+) -> None:
+    """Parse and check every row; good rows go to `spool`, a chunk per pickle, for the write pass."""
     parse = _PARSERS[kind](ctx)
     batch: list[tuple[int, Any]] = []
     for row in _rows(binary, kind, found, report):
@@ -589,31 +603,40 @@ async def _check(db: Database, kind: str, binary: BinaryIO, found: _Format, ctx:
         except RowError as exc:
             report.problems.append(Problem(row.line, str(exc)))
         if len(batch) >= CHUNK_ROWS:
-            await _check_batch(db, kind, batch, report)
-    await _check_batch(db, kind, batch, report)
+            await _check_batch(db, kind, batch, report, spool)
+            batch = []
+    await _check_batch(db, kind, batch, report, spool)
 
 
-async def _check_batch(db: Database, kind: str, batch: list[tuple[int, Any]], report: ImportReport) -> None:
-    if batch:
-        async with db.read_session() as session:
-            report.problems += await _check_references(session, kind, batch)
-        batch.clear()
+async def _check_batch(
+    db: Database, kind: str, batch: list[tuple[int, Any]], report: ImportReport, spool: BinaryIO
+) -> None:
+    if not batch:
+        return
+    async with db.read_session() as session:
+        report.problems += await _check_references(session, kind, batch)
+    if not report.problems:  # once one row is bad nothing will be written: stop keeping them
+        pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _records(kind: str, binary: BinaryIO, found: _Format, ctx: _Context) -> Iterator[Any]:
-    """The write pass's records, re-read from the file; orders come whole, at their last line."""
-    parse = _PARSERS[kind](_Context(ctx.phone_region, ctx.today, ctx.decimal_comma, ctx.warehouses))
+def _records(kind: str, spool: BinaryIO, ctx: _Context) -> Iterator[Any]:
+    """The checked records, back from the spool; orders come whole, at their last line."""
+    spool.seek(0)
     open_orders: dict[str, tuple[str, list[LineInput]]] = {}
-    for row in _rows(binary, kind, found, None):
-        record = parse(row.values, row.line)
-        if kind != "orders":
-            yield record
-            continue
-        external_id, customer, line = record
-        open_orders.setdefault(external_id, (customer, []))[1].append(line)
-        if ctx.last_line[external_id] == row.line:
-            customer, lines = open_orders.pop(external_id)
-            yield OrderInput(external_id, customer, tuple(lines))
+    while True:
+        try:
+            batch = pickle.load(spool)  # our own file, written by the check pass just now
+        except EOFError:
+            return
+        for line, record in batch:
+            if kind != "orders":
+                yield record
+                continue
+            external_id, customer, given = record
+            open_orders.setdefault(external_id, (customer, []))[1].append(given)
+            if ctx.last_line[external_id] == line:
+                customer, lines = open_orders.pop(external_id)
+                yield OrderInput(external_id, customer, tuple(lines))
 
 
 async def _chunks(records: Iterator[Any], kind: str) -> AsyncIterator[list[Any]]:
@@ -645,16 +668,17 @@ async def import_csv(
     if kind == "history":
         async with db.read_session() as session:
             ctx.warehouses = {code: wid for code, wid in await session.execute(select(Warehouse.code, Warehouse.id))}
-    await _check(db, kind, binary, found, ctx, report)
-    report.problems.sort(key=lambda problem: problem.line)
-    if report.problems or dry_run:
-        return report
-    write = _WRITERS[kind]
-    async for batch in _chunks(_records(kind, binary, found, ctx), kind):
-        started = clock.monotonic()
-        async with db.transaction() as session:
-            await write(session, batch, report, actor)
-        if db.is_sqlite:
-            # Let the running bot's writers take the lock between chunks (see the docstring).
-            await asyncio.sleep(min(SQLITE_GAP_S, clock.monotonic() - started))
+    with tempfile.TemporaryFile() as spool:
+        await _check(db, kind, binary, found, ctx, report, spool)
+        report.problems.sort(key=lambda problem: problem.line)
+        if report.problems or dry_run:
+            return report
+        write = _WRITERS[kind]
+        async for batch in _chunks(_records(kind, spool, ctx), kind):
+            started = clock.monotonic()
+            async with db.transaction() as session:
+                await write(session, batch, report, actor)
+            if db.is_sqlite:
+                # Let the running bot's writers take the lock between chunks (see the docstring).
+                await asyncio.sleep(min(SQLITE_GAP_S, clock.monotonic() - started))
     return report
