@@ -92,6 +92,7 @@ class Sender:
         self._busy: set[int] = set()
         self._held: set[int] = set()  # ids in memory, so an expired lease is not claimed twice
         self._last_sent: dict[int, float] = {}
+        self._forget_after = 1024  # entries before _last_sent is pruned (it would grow with every chat)
         self._acks: list[tuple[int, int]] = []
         self._paused_until = 0.0
         self._seq = itertools.count()
@@ -203,10 +204,19 @@ class Sender:
                 continue
             self._busy.add(top.chat_id)
             message = self._queues[top.chat_id].popleft()
-            self._last_sent[top.chat_id] = time.monotonic()
+            sent_at = self._last_sent[top.chat_id] = time.monotonic()
+            if len(self._last_sent) > self._forget_after:
+                self._forget_quiet_chats(sent_at)
             task = asyncio.create_task(self._send(message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _forget_quiet_chats(self, now: float) -> None:
+        """Drop chats last sent to over `per_chat_interval` ago: they may be sent to at once, which
+        is what a missing entry means too. Amortised: the next prune waits for twice the survivors."""
+        horizon = now - self.per_chat_interval
+        self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
+        self._forget_after = max(1024, 2 * len(self._last_sent))
 
     async def _wait_changed(self, stop: asyncio.Event, timeout: float | None) -> None:
         waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stop.wait())]
