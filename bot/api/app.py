@@ -40,11 +40,11 @@ from bot.api.schemas import (
 from bot.api.signing import HEADER, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes
-from bot.models import Customer, Product
+from bot.models import Product
 from bot.recovery.redemption import RedeemStatus, redeem_coupon
 from bot.settings import Settings
 from bot.shop.customers import CustomerInput, upsert_customers
-from bot.shop.orders import LineInput, OrderInput, UnknownReference, upsert_orders
+from bot.shop.orders import LineInput, OrderInput, UnknownReference, check_references, upsert_orders
 
 log = logging.getLogger("bot.api")
 
@@ -345,15 +345,8 @@ class IntegrationApi:
                 if line.sku in first:
                     errors.append(item_error(index, f"lines[{j}].sku", f"duplicate SKU {line.sku!r} (first at lines[{first[line.sku]}])"))
                 first.setdefault(line.sku, j)
-        customers = await ids_by_key(session, Customer.external_id, Customer.id, {o.customer_external_id for _, o in items})
-        skus = await ids_by_key(session, Product.sku, Product.id, {line.sku for _, o in items for line in o.lines})
-        for index, order in items:
-            if order.customer_external_id not in customers:
-                errors.append(item_error(index, "customer_external_id", f"unknown customer {order.customer_external_id!r}"))
-            for j, line in enumerate(order.lines):
-                if line.sku not in skus:
-                    errors.append(item_error(index, f"lines[{j}].sku", f"unknown SKU {line.sku!r}"))
-        return errors
+        bad = await check_references(session, [(i, o.customer_external_id, [line.sku for line in o.lines]) for i, o in items])
+        return errors + [item_error(problem.at, problem.field, problem.message) for problem in bad]
 
     async def _write_orders(self, session: AsyncSession, items: list[tuple[int, OrderIn]]) -> dict[str, int]:
         given = [
@@ -386,7 +379,7 @@ class IntegrationApi:
     async def _write_customers(self, session: AsyncSession, items: list[tuple[int, CustomerIn]]) -> dict[str, int]:
         counts = await upsert_customers(
             session,
-            [CustomerInput(c.external_id, c.name, c.tier, c.phone, c.email, c.locale) for _, c in items],
+            [CustomerInput(c.external_id, c.name, c.tier, c.phone, c.email, c.locale, c.timezone) for _, c in items],
         )
         return {"created": counts.created, "updated": counts.updated}
 
