@@ -21,14 +21,16 @@ from sqlalchemy.orm import Session
 
 from bot.settings import Settings
 
-# How long work waits, in order: a statement waits up to LOCK_WAIT for a lock (SQLite's write
+# How long work waits, in order: a statement waits up to LOCK_WAIT_S for a lock (SQLite's write
 # lock, a PostgreSQL row lock) and then fails, which frees its connection; only after that does a
-# caller waiting for a pooled connection give up (POOL_TIMEOUT). The other way round, the holders
-# of every connection sit waiting on a lock while everyone else times out on the pool, and the
-# error people see is "QueuePool limit reached" instead of the lock that caused it.
-LOCK_WAIT_S = 15
+# caller waiting for a pooled connection give up (POOL_TIMEOUT_S). The other way round, the
+# holders of every connection sit waiting on a lock while everyone else times out on the pool,
+# and the error people see is "QueuePool limit reached" instead of the lock that caused it. The
+# lock wait stays long: the bot's own work (stock events, jobs, the sender) should wait out a big
+# import rather than fail; the API sheds load earlier, at its own queue (bot/api/app.py).
+LOCK_WAIT_S = 30
 SQLITE_BUSY_TIMEOUT_MS = LOCK_WAIT_S * 1000
-POOL_TIMEOUT_S = 20
+POOL_TIMEOUT_S = 40
 # Connections kept open, and extra ones opened under load. The integration API uses at most half
 # of POOL_SIZE at once (bot/api/app.py), so a burst of API requests never takes the connections
 # the bot's own work (stock events, the sender, chat updates, jobs) needs to finish what it holds.

@@ -36,7 +36,6 @@ from bot.models import Notification, utcnow
 
 log = logging.getLogger(__name__)
 SPACING_SLACK = 0.00025  # seconds
-FORGET_AFTER_CHATS = 4096
 
 
 @dataclass(slots=True)
@@ -95,6 +94,7 @@ class Sender:
         self._busy: set[int] = set()
         self._held: set[int] = set()  # ids in memory, so an expired lease is not claimed twice
         self._last_sent: dict[int, float] = {}
+        self._forget_after = 1024  # entries before _last_sent is pruned (it would grow with every chat)
         self._acks: list[tuple[int, int]] = []
         self._paused_until = 0.0
         self._seq = itertools.count()
@@ -231,6 +231,13 @@ class Sender:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _forget_quiet_chats(self, now: float) -> None:
+        """Drop chats last sent to over `per_chat_interval` ago: they may be sent to at once, which
+        is what a missing entry means too. Amortised: the next prune waits for twice the survivors."""
+        horizon = now - self.per_chat_interval
+        self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
+        self._forget_after = max(1024, 2 * len(self._last_sent))
+
     async def _wait_changed(self, stop: asyncio.Event, timeout: float | None) -> None:
         waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stop.wait())]
         try:
@@ -269,9 +276,9 @@ class Sender:
         finally:
             # The chat's next message waits a second from this send's answer, which comes after
             # it arrived: arrivals stay a second apart however long the request took on the way.
-            self._last_sent[chat_id] = time.monotonic()
-            if len(self._last_sent) > FORGET_AFTER_CHATS:
-                self._forget_quiet_chats()
+            answered_at = self._last_sent[chat_id] = time.monotonic()
+            if len(self._last_sent) > self._forget_after:
+                self._forget_quiet_chats(answered_at)
             self._busy.discard(chat_id)
             queue = self._queues.get(chat_id)
             if queue:
@@ -280,12 +287,6 @@ class Sender:
                 del self._queues[chat_id]
             self._slots.release()
             self._changed.set()
-
-    def _forget_quiet_chats(self) -> None:
-        """A chat last sent to over a second ago needs no wait: forgetting it keeps memory flat
-        over a fan-out to a hundred thousand chats."""
-        horizon = time.monotonic() - self.per_chat_interval
-        self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
 
     async def _unreachable(self, chat_id: int, error: str) -> None:
         dropped = self._queues.pop(chat_id, deque())

@@ -119,7 +119,8 @@ class Throttle(BaseMiddleware):
         limiter = self._limiters.pop(user_id, None) or AsyncLimiter(self.burst, self.burst / self.rate)
         self._limiters[user_id] = limiter
         if len(self._limiters) > self.remember:
-            self._limiters.popitem(last=False)
+            forgotten, _ = self._limiters.popitem(last=False)
+            self._warned.discard(forgotten)  # else a user who flooded once is remembered for ever
         return limiter
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:

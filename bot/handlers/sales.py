@@ -56,7 +56,7 @@ async def inline_stock(query: InlineQuery, session: AsyncSession, texts: Texts, 
         InlineQueryResultArticle(
             id=hashlib.sha1(f"{view.product.id}:{text}".encode()).hexdigest()[:32],
             title=f"{view.product.name} ({view.product.sku})",
-            description=texts("inline_available", available=view.available),
+            description=texts.plain("inline_available", available=view.available),
             input_message_content=InputTextMessageContent(
                 message_text=texts.render("stock_hits", views=[view], query=text[:60])
             ),
