@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database
@@ -26,7 +27,13 @@ from bot.inventory.substitutes import PriceBand, SubstituteIndex
 _OVERLAP = timedelta(seconds=2)
 
 
-def card_of(product: Product) -> ProductCard:
+# What a card is made of: `select(*CARD_COLUMNS)` rows work with `card_of` as Products do, and
+# loading 100k of them costs a fraction of 100k ORM objects (~2 KB each with their state).
+CARD_COLUMNS = (Product.id, Product.sku, Product.name, Product.category, Product.brand,
+                Product.price_cents, Product.attributes, Product.safety_stock)
+
+
+def card_of(product: Product | Row[Any]) -> ProductCard:
     """The lean snapshot the indexes keep: repeated strings and prices are shared (issue 9)."""
     return ProductCard(
         product_id=product.id,
