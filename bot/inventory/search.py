@@ -190,6 +190,8 @@ class SearchIndex:
 
     def upsert(self, card: ProductCard) -> None:
         """O(tokens of the card) plus a memmove per *new* vocabulary token."""
+        if not self._changes(card):
+            return
         prepared = _prepare(card)  # pinyin work happens outside the lock
         with self._lock:
             self._replace(self._entries.get(card.product_id), prepared, keep_sorted=True)
@@ -198,18 +200,24 @@ class SearchIndex:
         """Many cards: in a bulk load (large against the index) lists are appended to and sorted
         once at the end; until then a search may miss a card of this load by prefix or SKU."""
         size = len(cards) if isinstance(cards, Sized) else None
-        pending = iter(cards)
+        pending = filter(self._changes, cards)
         bulk: bool | None = None
         while chunk := [_prepare(card) for card in islice(pending, BULK_CHUNK)]:
             if bulk is None:  # re-sorting everything beats inserting one by one
-                bulk = (size if size is not None else len(chunk)) * 20 > len(self._entries)
+                changed = len(chunk) if len(chunk) < BULK_CHUNK or size is None else size
+                bulk = changed * 20 > len(self._entries)
             with self._lock:
                 for prepared in chunk:
                     old = self._entries.get(prepared.entry.card.product_id)
                     self._replace(old, prepared, keep_sorted=not bulk)
-        if bulk:
+        if bulk:  # None when nothing changed
             with self._lock:
                 self._resort()
+
+    def _changes(self, card: ProductCard) -> bool:
+        """A refresh re-reads cards that did not change; those cost one comparison."""
+        current = self._entries.get(card.product_id)
+        return current is None or current.card != card
 
     def remove(self, product_id: int) -> None:
         with self._lock:

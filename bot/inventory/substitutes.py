@@ -263,6 +263,9 @@ class SubstituteIndex:
 
     def upsert(self, card: ProductCard) -> None:
         """Add a card or replace the one with the same product_id."""
+        current = self._by_id.get(card.product_id)
+        if current is not None and current.card == card:
+            return  # a refresh re-reads unchanged cards: nothing to move
         self.remove(card.product_id)
         entry = _make_entry(card, self._attribute_sets)
         self._by_id[card.product_id] = entry
