@@ -183,6 +183,34 @@ def test_removed_product_is_gone(index: SearchIndex) -> None:
     index.remove(12345)  # unknown id: no error
 
 
+QUERIES = ["quinoa", "lentils", "PHN-99999", "PHN-00015", "longjing", "TEA-00001", "lipstik red", "chunyou",
+           "LIP-0004", "velvet rose", "kouhong", "红烧", "speaker mint"]
+CHANGED = [replace(LENTILS, name="Golden Quinoa 1kg"), replace(PHONE, sku="PHN-99999"),
+           ProductCard(9, "TEA-00001", "西湖龙井 绿茶 250g", "茶叶", "狮峰")]
+
+
+@pytest.mark.parametrize("reloaded", [CHANGED, [*CATALOG, *_noise(500), *CHANGED]], ids=["a-few", "everything"])
+def test_an_index_kept_fresh_answers_like_one_built_from_the_current_catalog(
+    index: SearchIndex, reloaded: list[ProductCard]
+) -> None:
+    # A refresh brings either a few changed cards or the whole catalog again (an import).
+    index.upsert_many(reloaded)
+    current = {card.product_id: card for card in [*CATALOG, *_noise(500), *CHANGED]}
+    fresh = SearchIndex(current.values())
+    assert len(index) == len(fresh)
+    for query in QUERIES:
+        assert index.search(query, limit=10) == fresh.search(query, limit=10), query
+
+
+def test_any_product_id_is_indexed() -> None:
+    teapot = ProductCard(2**40, "TEA-77777", "Clay Teapot 500ml", "Teaware")
+    index = SearchIndex([*CATALOG, teapot])
+    assert index.search("TEA-77777")[0].product_id == teapot.product_id
+    assert index.search("teapot")[0].product_id == teapot.product_id
+    index.remove(teapot.product_id)
+    assert index.search("teapot") == []
+
+
 def test_empty_index_answers_empty() -> None:
     assert SearchIndex().search("lipstick") == []
 

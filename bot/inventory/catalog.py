@@ -20,7 +20,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import Row, event, inspect, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,7 @@ from bot.inventory.substitutes import PriceBand, SubstituteIndex
 from bot.models import CatalogVersion, Product, StockLevel, Warehouse, cents_to_decimal
 
 # The card's fields: a change to any of them must reach the indexes.
-CARD_COLUMNS = ("sku", "name", "category", "brand", "price_cents", "attributes", "safety_stock")
+CARD_FIELDS = ("sku", "name", "category", "brand", "price_cents", "attributes", "safety_stock")
 
 
 def _next_version(dialect: str):  # type: ignore[no-untyped-def]
@@ -46,7 +46,13 @@ def _next_version(dialect: str):  # type: ignore[no-untyped-def]
     )
 
 
-def card_of(product: Any) -> ProductCard:
+# What a card is made of: `select(*CARD_COLUMNS)` rows work with `card_of` as Products do, and
+# loading 100k of them costs a fraction of 100k ORM objects (~2 KB each with their state).
+CARD_COLUMNS = (Product.id, Product.sku, Product.name, Product.category, Product.brand,
+                Product.price_cents, Product.attributes, Product.safety_stock)
+
+
+def card_of(product: Product | Row[Any]) -> ProductCard:
     """The lean snapshot the indexes keep: repeated strings and prices are shared (issue 9)."""
     return ProductCard(
         product_id=product.id,
@@ -86,13 +92,9 @@ def _stamp_orm_changes(session: Session, _context: Any, _instances: Any) -> None
 
 def _card_changed(product: Product) -> bool:
     state = inspect(product)
-    return any(state.attrs[name].history.has_changes() for name in CARD_COLUMNS)
+    return any(state.attrs[name].history.has_changes() for name in CARD_FIELDS)
 
 
-_CARD_QUERY = select(
-    Product.id, Product.sku, Product.name, Product.category, Product.brand, Product.price_cents,
-    Product.attributes, Product.safety_stock,
-)
 
 
 @lru_cache(maxsize=4096)
@@ -123,7 +125,7 @@ class Catalog:
             current = int(await session.scalar(select(CatalogVersion.value).where(CatalogVersion.id == 1)) or 0)
             if current == self._seen:
                 return 0
-            query = _CARD_QUERY.order_by(Product.id)
+            query = select(*CARD_COLUMNS).order_by(Product.id)
             if self._seen is not None:
                 query = query.where(Product.catalog_version > self._seen, Product.catalog_version <= current)
             loaded = 0

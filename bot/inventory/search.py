@@ -148,8 +148,8 @@ def _make_entry(card: ProductCard) -> _Entry:
         name=card.name if name == card.name else name,
         brand=brand,
         category=category,
-        pinyin=sys.intern(pinyin.joined) if not pinyin.joined else pinyin.joined,
-        initials=sys.intern(pinyin.initials) if not pinyin.initials else pinyin.initials,
+        pinyin=pinyin.joined,  # "" for most names: one shared object
+        initials=pinyin.initials,
     )
 
 
@@ -169,10 +169,13 @@ def _band(band: tuple[float, float], quality: float) -> float:
 
 class SearchIndex:
     """Thread-safe: ``search_async`` scans in a worker thread while the event
-    loop may ``upsert``; one lock serialises them (a scan holds it ~ms)."""
+    loop may ``upsert``; one lock serialises them (a scan holds it ~ms). Changes
+    also take a writers' lock for their whole length, so a bulk load in a worker
+    thread and an upsert or remove from the loop never interleave."""
 
     def __init__(self, cards: Iterable[ProductCard] = ()) -> None:
         self._lock = threading.RLock()
+        self._writer = threading.RLock()
         self._entries: dict[int, _Entry] = {}
         self._postings: dict[str, array[int]] = {}  # token -> sorted product ids
         self._vocab: list[str] = []  # sorted distinct tokens: prefix bisect + fuzzy scan
@@ -190,29 +193,41 @@ class SearchIndex:
 
     def upsert(self, card: ProductCard) -> None:
         """O(tokens of the card) plus a memmove per *new* vocabulary token."""
+        if not self._changes(card):
+            return
         prepared = _prepare(card)  # pinyin work happens outside the lock
-        with self._lock:
+        with self._writer, self._lock:
             self._replace(self._entries.get(card.product_id), prepared, keep_sorted=True)
 
     def upsert_many(self, cards: Iterable[ProductCard]) -> None:
         """Many cards: in a bulk load (large against the index) lists are appended to and sorted
         once at the end; until then a search may miss a card of this load by prefix or SKU."""
+        with self._writer:
+            self._upsert_many(cards)
+
+    def _upsert_many(self, cards: Iterable[ProductCard]) -> None:
         size = len(cards) if isinstance(cards, Sized) else None
-        pending = iter(cards)
+        pending = filter(self._changes, cards)
         bulk: bool | None = None
         while chunk := [_prepare(card) for card in islice(pending, BULK_CHUNK)]:
             if bulk is None:  # re-sorting everything beats inserting one by one
-                bulk = (size if size is not None else len(chunk)) * 20 > len(self._entries)
+                changed = len(chunk) if len(chunk) < BULK_CHUNK or size is None else size
+                bulk = changed * 20 > len(self._entries)
             with self._lock:
                 for prepared in chunk:
                     old = self._entries.get(prepared.entry.card.product_id)
                     self._replace(old, prepared, keep_sorted=not bulk)
-        if bulk:
+        if bulk:  # None when nothing changed
             with self._lock:
                 self._resort()
 
+    def _changes(self, card: ProductCard) -> bool:
+        """A refresh re-reads cards that did not change; those cost one comparison."""
+        current = self._entries.get(card.product_id)
+        return current is None or current.card != card
+
     def remove(self, product_id: int) -> None:
-        with self._lock:
+        with self._writer, self._lock:
             self._replace(self._entries.get(product_id), None, keep_sorted=True)
 
     def _resort(self) -> None:

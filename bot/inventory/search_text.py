@@ -11,9 +11,8 @@ import sys
 import unicodedata
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
-
-from pypinyin import Style, lazy_pinyin
+from functools import cache, lru_cache
+from types import ModuleType
 
 # Raw input is sliced before NFKC so a pasted novel costs nothing; the
 # normalised query is cut again because nobody types a 65-char product name.
@@ -63,6 +62,38 @@ def is_ascii_word(token: str) -> bool:
     return bool(_ASCII_LETTERS.fullmatch(token))
 
 
+@cache
+def _pypinyin() -> ModuleType:
+    """pypinyin, imported at the first Chinese name: its tables cost ~55 MB of RSS, which a
+    shop without Chinese names never pays, and which are made smaller once loaded."""
+    import pypinyin
+
+    _share_phrase_readings()
+    return pypinyin
+
+
+def _share_phrase_readings() -> None:
+    """pypinyin decodes its ~47k phrase readings from JSON into ~600k separate strings and
+    lists, ~35 MB; the readings are a few thousand distinct syllable lists, so equal ones can
+    be one object. pypinyin deep-copies a reading before using it, so sharing is safe; left
+    alone if the tables are not shaped as expected (another pypinyin version)."""
+    from pypinyin import constants, phrases_dict
+
+    tables = [constants.PHRASES_DICT, phrases_dict.phrases_dict]
+    if not all(isinstance(table, dict) for table in tables):
+        return
+    shared: dict[tuple[str, ...], list[str]] = {}
+    readings: dict[str, list[list[str]]] = {}
+    for phrase, reading in constants.PHRASES_DICT.items():
+        if not (isinstance(reading, list) and all(isinstance(r, list) for r in reading)):
+            return
+        readings[phrase] = [shared.setdefault(tuple(map(sys.intern, r)), [sys.intern(x) for x in r])
+                            for r in reading]
+    for table in tables:
+        for phrase in table.keys() & readings.keys():
+            table[phrase] = readings[phrase]
+
+
 @lru_cache(maxsize=65536)
 def run_pinyin(run: str) -> tuple[str, ...]:
     """Toneless pinyin per character of a CJK run (phrase-aware for polyphones).
@@ -70,11 +101,13 @@ def run_pinyin(run: str) -> tuple[str, ...]:
     pypinyin costs ~50 µs per name; catalogs repeat the same runs (brands,
     product types), so caching per run makes a 100k build affordable.
     """
-    syllables = lazy_pinyin(run, style=Style.NORMAL, errors="ignore")
+    pypinyin = _pypinyin()
+    normal = pypinyin.Style.NORMAL
+    syllables = pypinyin.lazy_pinyin(run, style=normal, errors="ignore")
     # errors="ignore" may drop unknown characters; keep the 1:1 alignment we
     # rely on for pair tokens by falling back to the character itself.
     if len(syllables) != len(run):
-        return tuple(lazy_pinyin(ch, style=Style.NORMAL, errors=lambda c: c)[0] for ch in run)
+        return tuple(pypinyin.lazy_pinyin(ch, style=normal, errors=lambda c: c)[0] for ch in run)
     return tuple(syllables)
 
 

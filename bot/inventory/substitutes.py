@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import re
 import sys
+import threading
 import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -236,9 +237,14 @@ def _stock_lookup(available: Callable[[int], int] | Mapping[int, int]) -> Callab
 
 
 class SubstituteIndex:
-    """Category-partitioned, price-sorted index of product cards."""
+    """Category-partitioned, price-sorted index of product cards.
+
+    Thread-safe, so a refresh may load cards in a worker thread while the event loop
+    chooses: the lock covers changes and the copy of one price band, not the scoring.
+    """
 
     def __init__(self, cards: Iterable[ProductCard] = ()) -> None:
+        self._lock = threading.RLock()
         self._by_id: dict[int, _Entry] = {}
         self._categories: dict[str, _Category] = {}
         # Catalogues repeat a few attribute sets (colour x finish) across thousands of cards.
@@ -265,25 +271,34 @@ class SubstituteIndex:
 
     def upsert(self, card: ProductCard) -> None:
         """Add a card or replace the one with the same product_id."""
-        self.remove(card.product_id)
-        entry = _make_entry(card, self._attribute_sets)
-        self._by_id[card.product_id] = entry
-        key = _category_key(card.category)
-        bucket = self._categories.get(key)
-        if bucket is None:
-            bucket = self._categories[key] = _Category()
-        bucket.add(entry)
+        current = self._by_id.get(card.product_id)
+        if current is not None and current.card == card:
+            return  # a refresh re-reads unchanged cards: nothing to move
+        with self._lock:
+            entry = _make_entry(card, self._attribute_sets)
+            self.remove(card.product_id)
+            self._by_id[card.product_id] = entry
+            key = _category_key(card.category)
+            bucket = self._categories.get(key)
+            if bucket is None:
+                bucket = self._categories[key] = _Category()
+            bucket.add(entry)
+
+    def upsert_many(self, cards: Iterable[ProductCard]) -> None:
+        for card in cards:
+            self.upsert(card)
 
     def remove(self, product_id: int) -> None:
         """Forget a product; unknown ids are ignored so deletes can be replayed."""
-        entry = self._by_id.pop(product_id, None)
-        if entry is None:
-            return
-        key = _category_key(entry.card.category)
-        bucket = self._categories[key]
-        bucket.discard(entry)
-        if not bucket.entries:
-            del self._categories[key]
+        with self._lock:
+            entry = self._by_id.pop(product_id, None)
+            if entry is None:
+                return
+            key = _category_key(entry.card.category)
+            bucket = self._categories[key]
+            bucket.discard(entry)
+            if not bucket.entries:
+                del self._categories[key]
 
     def choose(
         self,
@@ -301,15 +316,15 @@ class SubstituteIndex:
         """
         if limit <= 0:
             return []
-        bucket = self._categories.get(_category_key(product.category))
-        if bucket is None:
+        with self._lock:
+            bucket = self._categories.get(_category_key(product.category))
+            in_band = list(bucket.in_band(band.bounds(product.price))) if bucket else []
+        if not in_band:
             return []
         # Use the caller's card (it may be fresher than the indexed one) but
         # normalised exactly as indexed cards are.
         target = _make_entry(product)
-        candidates = self._eligible(
-            target, bucket.in_band(band.bounds(product.price)), available, exclude
-        )
+        candidates = self._eligible(target, in_band, available, exclude)
         if not candidates:
             return []
         scores = self._score(target, candidates, boost or {})
