@@ -23,6 +23,7 @@ from aiohttp import web
 
 from bot.db import Database, create_database
 from bot.delivery.sender import Sender
+from bot.delivery.shared_rate import create_rate_gate
 from bot.delivery.telegram import TelegramTransport
 from bot.events import Reaction, process_events
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle
@@ -100,7 +101,8 @@ class Runtime:
 
 def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = None) -> Runtime:
     sender = Sender(
-        services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate
+        services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate,
+        rate_gate=create_rate_gate(services.settings, services.db),  # scale-out: shared on PostgreSQL
     )
     services.wake_sender = sender.wake
     bot.session.middleware(CommitBeforeTelegram())
@@ -143,9 +145,9 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
     polling = None
     if not webhook:
         await bot.delete_webhook(drop_pending_updates=False)
-        polling = asyncio.create_task(
-            runtime.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
-        )
+        from bot.leadership import poll_updates  # scale-out: one poller among the processes
+
+        polling = asyncio.create_task(poll_updates(runtime.dispatcher, bot, settings.DATABASE_URL, stop))
     try:
         await stop.wait()
     finally:
@@ -156,6 +158,7 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
             await polling
         await scheduler.stop()
         await sender_task
+        log.info("delivery: %s", runtime.sender.stats)  # scale-out: each process's share
         await runner.cleanup()
         await bot.session.close()
         await db.dispose()

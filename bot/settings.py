@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     DAILY_MESSAGE_CAP: int = Field(3, ge=1)
     ATTRIBUTION_DAYS: int = Field(10, ge=1)
     DEMAND_DAYS: int = Field(28, ge=1)
+    # Scale-out: restock waves and stockout offers as Telegram paid broadcasts (charged in Stars).
+    PAID_BROADCAST: bool = False
+    PAID_BROADCAST_RATE: float = Field(1000, gt=0, le=10_000)  # messages/s, paid kinds only
 
     @field_validator("ADMIN_IDS", mode="before")
     @classmethod

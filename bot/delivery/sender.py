@@ -24,16 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from aiolimiter import AsyncLimiter
-
 from bot.db import Database
 from bot.delivery import outbox
 from bot.delivery.outbox import Gate
+from bot.delivery.shared_rate import LocalRateGate, RateGate
 from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
 from bot.models import Notification, utcnow
 
 log = logging.getLogger(__name__)
-SPACING_SLACK = 0.00025  # seconds
 
 
 @dataclass(slots=True)
@@ -69,6 +67,7 @@ class Sender:
         backoff_cap: float = 600.0,
         poll_interval: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
+        rate_gate: RateGate | None = None,
     ) -> None:
         self.db = db
         self.transport = transport
@@ -81,12 +80,11 @@ class Sender:
         self.poll_interval = poll_interval
         self.clock = clock
         self.stats = SenderStats()
-        # Capacity one: no burst after an idle spell. Telegram counts arrivals, not our send
-        # starts, so a little slack keeps uneven network delays from putting one
-        # message too many into a second.
-        self._limiter = AsyncLimiter(1, 1 / rate + SPACING_SLACK)
+        # scale-out: SEND_RATE and the 429 pause live in a RateGate, shared by all processes on
+        # PostgreSQL (bot/delivery/shared_rate.py); strict spacing, no burst after an idle spell.
+        self.rate_gate = rate_gate or LocalRateGate(rate)
         self._slots = asyncio.Semaphore(concurrency)
-        self._claim_size = max(20, min(1000, int(rate * 4)))
+        self._claim_size = self.rate_gate.claim_size
         self._queues: dict[int, deque[Notification]] = {}
         self._ready: list[_Ready] = []
         self._busy: set[int] = set()
@@ -160,7 +158,8 @@ class Sender:
     async def _claim(self) -> int:
         async with self.db.transaction() as session:
             rows = await outbox.claim_due(
-                session, limit=self._claim_size, gate=self.gate, now=self.clock()
+                session, limit=self._claim_size, gate=self.gate, now=self.clock(),
+                chat_interval=timedelta(seconds=self.per_chat_interval),  # scale-out
             )
         fresh = [row for row in rows if row.id not in self._held]
         for row in fresh:
@@ -176,7 +175,9 @@ class Sender:
     def _schedule(self, chat_id: int, at: float | None = None, *, first: bool = False) -> None:
         earliest = self._last_sent.get(chat_id, -1e9) + self.per_chat_interval
         head = self._queues[chat_id][0]
-        when = max(earliest, at or 0.0, self._paused_until)
+        # scale-out: a claim on PostgreSQL moves not_before past another process's last send here.
+        ahead = (head.not_before - self.clock()).total_seconds()
+        when = max(earliest, at or 0.0, self._paused_until, time.monotonic() + ahead if ahead > 0 else 0.0)
         heapq.heappush(self._ready, _Ready(0 if first else 1, when, head.priority, next(self._seq), chat_id))
 
     # --- dispatching -----------------------------------------------------------------------------
@@ -196,7 +197,8 @@ class Sender:
                 continue
             heapq.heappop(self._ready)
             await self._slots.acquire()
-            await self._limiter.acquire()
+            paid = self.rate_gate.is_paid(self._queues[top.chat_id][0].kind)  # scale-out
+            await self.rate_gate.acquire(paid=paid)  # scale-out
             if self._paused_until > time.monotonic():  # a 429 arrived while we waited
                 self._slots.release()
                 heapq.heappush(self._ready, top)
@@ -204,7 +206,7 @@ class Sender:
             self._busy.add(top.chat_id)
             message = self._queues[top.chat_id].popleft()
             self._last_sent[top.chat_id] = time.monotonic()
-            task = asyncio.create_task(self._send(message))
+            task = asyncio.create_task(self._send(message, paid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -216,17 +218,19 @@ class Sender:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _send(self, message: Notification) -> None:
+    async def _send(self, message: Notification, paid: bool = False) -> None:
         chat_id = message.chat_id
         requeue_at: float | None = None
         try:
-            message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
+            extra = {"paid": True} if paid else {}  # scale-out: Telegram's allow_paid_broadcast
+            message_id = await self.transport.send(chat_id, message.text, message.reply_markup, **extra)
         except RetryAfter as exc:
             self._paused_until = max(self._paused_until, time.monotonic() + exc.seconds)
             self.stats.paused_seconds += exc.seconds
             log.warning("flood control from Telegram: all sending paused for %s s", exc.seconds)
             self._queues[chat_id].appendleft(message)  # it goes first when the pause ends
             requeue_at = self._paused_until
+            await self._pause_everyone(exc.seconds)  # scale-out
         except Unreachable as exc:
             self._held.discard(message.id)
             await self._unreachable(chat_id, str(exc))
@@ -248,6 +252,13 @@ class Sender:
                 del self._queues[chat_id]
             self._slots.release()
             self._changed.set()
+
+    async def _pause_everyone(self, seconds: float) -> None:
+        """scale-out: the other processes sharing the budget hold off too."""
+        try:
+            await self.rate_gate.pause(seconds)
+        except Exception:  # this process is paused anyway; the others will meet their own 429
+            log.exception("recording the flood-control pause for the other processes failed")
 
     async def _unreachable(self, chat_id: int, error: str) -> None:
         dropped = self._queues.pop(chat_id, deque())

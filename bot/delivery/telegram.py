@@ -25,10 +25,14 @@ class TelegramTransport:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
 
-    async def send(self, chat_id: int, text: str, reply_markup: dict[str, Any] | None) -> int:
+    async def send(
+        self, chat_id: int, text: str, reply_markup: dict[str, Any] | None, *, paid: bool = False
+    ) -> int:
         markup = InlineKeyboardMarkup.model_validate(reply_markup) if reply_markup else None
         try:
-            message = await self.bot.send_message(chat_id, text, reply_markup=markup)
+            message = await self.bot.send_message(
+                chat_id, text, reply_markup=markup, allow_paid_broadcast=True if paid else None
+            )
         except TelegramRetryAfter as exc:
             raise RetryAfter(exc.retry_after) from None
         except TelegramForbiddenError as exc:
