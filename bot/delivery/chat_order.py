@@ -10,7 +10,9 @@ claim's `SELECT`, on PostgreSQL:
   locked). An earlier message that is pending but not yet due (quiet hours, a retry's backoff)
   does not hold the chat up.
 - a chat sent to within the per-chat interval gets its `not_before` moved past that send, which
-  the sender honours, so the one-a-second rule holds whichever process sent last;
+  the sender honours, so the one-a-second rule holds whichever process sent last (`sent_at` is the
+  acknowledging process's clock, written after the send: hosts' clocks must agree to well
+  under a second, as NTP keeps them; a send "from the future" up to an interval ahead counts);
 - each chat's rows are handed over in id order (queue order), whatever their priorities.
 
 Rows left out stay pending (the claim's row locks end with its transaction) for a later claim.
@@ -35,7 +37,8 @@ _EARLIER_UNSENT = text(
 )
 _LAST_SENT = text(
     "SELECT chat_id, max(sent_at) FROM notifications"
-    " WHERE chat_id = ANY(CAST(:chats AS bigint[])) AND sent_at > :since GROUP BY chat_id"
+    " WHERE chat_id = ANY(CAST(:chats AS bigint[])) AND sent_at > :since AND sent_at < :until"
+    " GROUP BY chat_id"
 )
 
 
@@ -51,10 +54,8 @@ async def keep_chat_order(
     held_up = set(
         (await session.execute(_EARLIER_UNSENT, {"chats": chats, "firsts": firsts, "now": now})).scalars()
     )
-    last_sent = dict(
-        (await session.execute(_LAST_SENT, {"chats": chats, "since": now - interval})).tuples().all()
-    )
-    for chat, sent_at in last_sent.items():
+    window = {"chats": chats, "since": now - interval, "until": now + interval}
+    for chat, sent_at in (await session.execute(_LAST_SENT, window)).all():
         for row in by_chat[chat]:
             row.not_before = max(row.not_before, sent_at + interval)
     # Keep the claim's overall order (priority first), but each chat's rows in id order.

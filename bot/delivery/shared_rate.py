@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from datetime import datetime
 from typing import Protocol
 
 from aiolimiter import AsyncLimiter
@@ -113,7 +114,7 @@ class _Bucket:
 _RESERVE = text(
     "UPDATE send_gates SET next_at = greatest(next_at, clock_timestamp(),"
     " coalesce(paused_until, '-infinity')) + make_interval(secs => :span)"
-    " WHERE name = :name RETURNING extract(epoch FROM next_at - clock_timestamp())"
+    " WHERE name = :name RETURNING next_at, extract(epoch FROM next_at - clock_timestamp())"
 )
 _PAUSE = text(
     "UPDATE send_gates SET paused_until = greatest(coalesce(paused_until, '-infinity'),"
@@ -156,18 +157,19 @@ class PostgresRateGate(_Paid):
             await self._ensure(session)
             await session.execute(_PAUSE, {"seconds": float(seconds)})
 
-    async def reserve_block(self, name: str, count: int, slot_spacing: float) -> float:
-        """Reserve `count` slots; seconds from now (database clock) to the end of the block."""
+    async def reserve_block(self, name: str, count: int, slot_spacing: float) -> tuple[datetime, float]:
+        """Reserve `count` slots: when the block ends, and how many seconds from now that is
+        (both by the database's clock)."""
         params = {"name": name, "span": count * slot_spacing}
         async with self.db.transaction() as session:
-            ahead = (await session.execute(_RESERVE, params)).scalar_one_or_none()
-            if ahead is None:  # a fresh database (or one a test emptied): make the rows
+            row = (await session.execute(_RESERVE, params)).first()
+            if row is None:  # a fresh database (or one a test emptied): make the rows
                 await self._ensure(session)
-                ahead = (await session.execute(_RESERVE, params)).scalar_one()
-        return float(ahead)
+                row = (await session.execute(_RESERVE, params)).one()
+        return row[0], float(row[1])
 
     async def _reserve(self, bucket: _Bucket) -> None:
-        ahead = await self.reserve_block(bucket.name, bucket.block, bucket.spacing)
+        _, ahead = await self.reserve_block(bucket.name, bucket.block, bucket.spacing)
         end = time.monotonic() + ahead
         bucket.slots.extend(end - (bucket.block - i) * bucket.spacing for i in range(bucket.block))
 
