@@ -181,3 +181,119 @@ async def test_one_process_holds_the_polling_lock_until_its_connection_dies(db: 
     finally:
         await first.close()
         await second.close()
+
+
+# --- two `stockbot run` processes -----------------------------------------------------------------
+
+# Arrivals are stamped by the sandbox, a send's dispatch by the sending process: on a loaded
+# machine the two differ by some ms. A missing rule shows up far beyond this (a chat's messages
+# 1/rate apart, dozens of sends inside a pause).
+PER_CHAT_JITTER = 0.1
+
+
+def max_in_sliding_second(times: list[float]) -> int:
+    """Most arrivals in any window [t, t+1); the maximum is reached by a window starting at an arrival."""
+    from bisect import bisect_left
+
+    times = sorted(times)
+    return max((bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+async def _until(predicate, what: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
+    """Wait for a condition; generous, since starting a process on a busy CI box is slow."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := await predicate() if asyncio.iscoroutinefunction(predicate) else predicate():
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@postgres_only
+async def test_two_processes_send_as_one_bot_and_hand_over_polling(db: Database, database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    from bot.settings import Settings
+    from tests.test_run import ADMIN, _free_port
+
+    rate, pause = 20, 2
+    with BotApiSandbox() as sandbox:  # on its own thread: the bots are other processes
+        env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+        env.update(BOT_TOKEN=sandbox.token, TELEGRAM_API_URL=sandbox.base_url, DATABASE_URL=database_url,
+                   ADMIN_IDS=str(ADMIN), QUIET_HOURS="", WEBHOOK_SECRET="s3cret", SEND_RATE=str(rate))
+        ports = [_free_port(), _free_port()]
+        logs = [tmp_path / f"bot{i}.log" for i in range(2)]
+        outputs = [log.open("w") for log in logs]
+        bots = [subprocess.Popen([sys.executable, "-m", "bot", "run"], env={**env, "API_PORT": str(port)},
+                                 cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT) for port, out in zip(ports, outputs)]
+        try:
+            async with aiohttp.ClientSession() as http:
+                async def serving() -> bool:  # the API starts after the sender: both can send now
+                    for port in ports:
+                        try:
+                            async with http.get(f"http://127.0.0.1:{port}/api/v1/health") as response:
+                                if response.status != 200:
+                                    return False
+                        except aiohttp.ClientError:
+                            return False
+                    return True
+
+                await _until(serving, "both processes to serve")
+            await _until(sandbox.is_polling, "one process to poll")
+
+            # 30 chats, two messages each; a 429 once a third has gone out.
+            chats = [9000 + i for i in range(30)]
+            await queue(db, *[(chat, "digest") for _ in range(2) for chat in chats])
+            await _until(lambda: sum(call.ok for call in sandbox.calls_to("sendMessage")) >= 20, "20 sends")
+            sandbox.fail_next("sendMessage", status=429, retry_after=pause)
+            await _until(lambda: len([m for m in sandbox.messages() if m.chat_id in chats]) >= 60, "every message",
+                         timeout=120)
+
+            calls = sandbox.calls_to("sendMessage")
+            sent = [call for call in calls if call.ok]
+            assert len(sent) == 60  # each message once: none lost, none twice
+            assert max_in_sliding_second([call.at for call in sent]) <= rate + 1
+            for chat in chats:
+                arrivals = [call.at for call in sent if call.params["chat_id"] == chat]
+                assert arrivals[1] - arrivals[0] >= 1.0 - PER_CHAT_JITTER, chat
+                first, second = (message.text for message in sandbox.messages(chat))
+                assert int(first.split()[1]) < int(second.split()[1])  # in the order queued
+            [flood] = [call for call in calls if call.status == 429]
+            during = [call for call in sent if flood.at < call.at < flood.at + pause]
+            # Sharing nothing, the other process would send ~rate x pause here; shared, at most
+            # what it had dispatched before the pause was recorded.
+            assert len(during) <= rate * pause // 4, len(during)
+
+            # One poller: no 409s; kill -9 it and the other takes over.
+            assert not [call for call in sandbox.calls_to("getUpdates") if call.status == 409]
+            leaders = [i for i, log in enumerate(logs) if "now long-polls" in log.read_text()]
+            assert len(leaders) == 1
+            bots[leaders[0]].send_signal(signal.SIGKILL)
+            bots[leaders[0]].wait(30)
+            survivor = 1 - leaders[0]
+            sandbox.send_text(ADMIN, "/help")
+            await _until(lambda: sandbox.messages(ADMIN), "the other process to answer", timeout=60)
+            assert "now long-polls" in logs[survivor].read_text()
+
+            bots[survivor].send_signal(signal.SIGTERM)
+            assert bots[survivor].wait(60) == 0
+        finally:
+            for bot in bots:
+                if bot.poll() is None:
+                    bot.kill()
+                    bot.wait()
+            for out in outputs:
+                out.close()
+    # Both took part: the survivor sent some of the 60, the killed one the rest.
+    import re
+
+    [stats] = re.findall(r"delivery: SenderStats\(sent=(\d+)", logs[survivor].read_text())
+    assert 0 < int(stats) < 60
