@@ -121,6 +121,7 @@ class Sender:
     async def drain(self, timeout: float = 30.0) -> SenderStats:
         """Send everything due now, then return (tests, the demo, one-shot CLI use)."""
         stop = asyncio.Event()
+        self._idle_claims = 0  # a count left from an earlier drain would end this one before its first claim
         runner = asyncio.create_task(self.run(stop))
         deadline = time.monotonic() + timeout
         try:
