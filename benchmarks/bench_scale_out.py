@@ -124,10 +124,11 @@ def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str,
                                  stderr=subprocess.STDOUT, env={**env, "API_PORT": str(free_port())})
                 for out in outs]
         try:
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + 900  # imports alone take a minute on a crowded 2-core box
             while not all("HTTP API on" in log.read_text() for log in logs):  # senders run from here on
                 if time.monotonic() > deadline or any(bot.poll() is not None for bot in bots):
-                    raise SystemExit("the bot processes did not start:\n" + "\n".join(l.read_text()[-2000:] for l in logs))
+                    raise SystemExit(f"the bot processes did not start (exit codes {[b.poll() for b in bots]}):\n"
+                                     + "\n".join(log.read_text()[-2000:] for log in logs))
                 time.sleep(0.2)
             asyncio.run(_queue(url, rows))
             deadline = time.monotonic() + timeout

@@ -4,9 +4,17 @@ Paid broadcasts (both backends) go out flagged and are counted by the sandbox.""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, timedelta
 
+import aiohttp
 import pytest
 from aiogram.client.default import DefaultBotProperties
 from sqlalchemy import select, text, update
@@ -19,8 +27,10 @@ from bot.delivery.telegram import TelegramTransport
 from bot.leadership import Leadership
 from bot.models import Notification, NotificationState, SendGate, utcnow
 from bot.sandbox import BotApiSandbox, sandbox_bot
-from bot.settings import load_settings
+from bot.settings import Settings, load_settings
 from tests.conftest import ON_POSTGRES
+from tests.test_delivery import max_in_sliding_second
+from tests.test_run import ADMIN, _free_port
 
 OPEN = Gate(quiet=None, zone=UTC)
 postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="several processes share PostgreSQL only")
@@ -74,8 +84,6 @@ def test_paid_kinds_draw_on_their_own_rate() -> None:
 
 @postgres_only
 async def test_processes_reserve_slots_that_never_overlap(db: Database) -> None:
-    import asyncio
-
     rate = 20
     gates = [PostgresRateGate(db, rate), PostgresRateGate(db, rate)]
     ends = await asyncio.gather(*(gates[i % 2].reserve_block("free", 1, spacing(rate)) for i in range(12)))
@@ -191,19 +199,8 @@ async def test_one_process_holds_the_polling_lock_until_its_connection_dies(db: 
 PER_CHAT_JITTER = 0.1
 
 
-def max_in_sliding_second(times: list[float]) -> int:
-    """Most arrivals in any window [t, t+1); the maximum is reached by a window starting at an arrival."""
-    from bisect import bisect_left
-
-    times = sorted(times)
-    return max((bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
-
-
 async def _until(predicate, what: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
     """Wait for a condition; generous, since starting a process on a busy CI box is slow."""
-    import asyncio
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := await predicate() if asyncio.iscoroutinefunction(predicate) else predicate():
@@ -214,16 +211,6 @@ async def _until(predicate, what: str, timeout: float = 180.0):  # type: ignore[
 
 @postgres_only
 async def test_two_processes_send_as_one_bot_and_hand_over_polling(db: Database, database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    import aiohttp
-
-    from bot.settings import Settings
-    from tests.test_run import ADMIN, _free_port
-
     rate, pause = 20, 2
     with BotApiSandbox() as sandbox:  # on its own thread: the bots are other processes
         env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
@@ -293,7 +280,5 @@ async def test_two_processes_send_as_one_bot_and_hand_over_polling(db: Database,
             for out in outputs:
                 out.close()
     # Both took part: the survivor sent some of the 60, the killed one the rest.
-    import re
-
     [stats] = re.findall(r"delivery: SenderStats\(sent=(\d+)", logs[survivor].read_text())
     assert 0 < int(stats) < 60
