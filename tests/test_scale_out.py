@@ -89,8 +89,9 @@ async def test_processes_reserve_slots_that_never_overlap(db: Database) -> None:
     ends = await asyncio.gather(*(gates[i % 2].reserve_block("free", 1, spacing(rate)) for i in range(12)))
     slots = sorted(end for end, _ in ends)
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(slots, slots[1:], strict=False)]
-    # One slot each, 1/rate apart: 20 slots cannot fit in a second, whoever reserved them.
-    assert all(gap == pytest.approx(spacing(rate), abs=1e-5) for gap in gaps)
+    # One slot each, at least 1/rate apart (more when the database was idle between two): 21
+    # slots cannot fit in a second, whoever reserved them.
+    assert len(slots) == 12 and min(gaps) >= spacing(rate) - 1e-6
 
 
 @postgres_only

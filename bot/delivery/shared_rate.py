@@ -14,14 +14,14 @@ per reservation and lets every process send:
 
 - A reservation moves `next_at` (the first slot nobody holds) on by n slots of 1/rate seconds and
   returns how far ahead, by the database's clock, the block ends; the process then waits for each
-  slot on its own clock. Slots never overlap, so every second holds at most rate + 1 sends, however
+  slot on its own clock, reserving the next block meanwhile. Slots never overlap, so every second holds at most rate + 1 sends, however
   many processes there are. n is one at ordinary rates and covers 20 ms at high ones, so a
   reservation is not a round trip per message at 1,000 a second.
 - A process that wakes for a slot later than a small tolerance gives the slot up rather than
   send into a second that may already be full (a busy event loop must not create bursts).
 - A 429 sets `paused_until` on every row; a reservation never starts before it, so every
   process holds off until the `retry_after` has passed. Slots reserved before the 429 was
-  recorded may still be used: at most a slot or two per process in practice.
+  recorded may still be used: at most two blocks per process (one slot each at ordinary rates).
 - Only the database's clock is compared with the row, so processes on different hosts need no
   synchronised clocks.
 
@@ -33,6 +33,7 @@ at PAID_BROADCAST_RATE; everything else stays within SEND_RATE.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from datetime import datetime
@@ -44,6 +45,7 @@ from sqlalchemy import text
 from bot.db import Database
 from bot.settings import Settings
 
+log = logging.getLogger(__name__)
 SPACING_SLACK = 0.00025  # seconds: Telegram counts arrivals, and network delays are uneven
 PAID_KINDS = frozenset({"restock_notice", "stockout_offer"})  # restock waves, stockout offers
 BLOCK_SECONDS = 0.02  # a reservation covers this much sending at high rates
@@ -109,6 +111,7 @@ class _Bucket:
         self.tolerance = max(self.spacing / 2, 0.005)
         self.slots: deque[float] = deque()  # reserved slot times, on this process's monotonic clock
         self.lock = asyncio.Lock()
+        self.next: asyncio.Task[None] | None = None  # the reservation made while a slot is awaited
 
 
 _RESERVE = text(
@@ -142,8 +145,20 @@ class PostgresRateGate(_Paid):
         async with bucket.lock:
             while True:
                 if not bucket.slots:
-                    await self._reserve(bucket)
+                    reservation, bucket.next = bucket.next or asyncio.create_task(self._reserve(bucket)), None
+                    try:
+                        await reservation
+                    except Exception:  # the database is away: no slot, so no send; try again soon
+                        log.exception("reserving send slots failed")
+                        await asyncio.sleep(1)
+                        continue
+                    if not bucket.slots:  # an earlier reservation, already used up
+                        continue
                 slot = bucket.slots.popleft()
+                if not bucket.slots and bucket.next is None:
+                    # Reserve the next slot while waiting for this one, so that a round trip to the
+                    # database does not sit between two sends.
+                    bucket.next = asyncio.create_task(self._reserve(bucket))
                 delay = slot - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
