@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bot.db import OUTBOX, STOCK_EVENTS, Database, create_database
 from bot.delivery.sender import Sender
+from bot.delivery.shared_rate import create_rate_gate
 from bot.delivery.telegram import TelegramTransport
 from bot.events import EventConsumer, Reaction, merge_reactions
 from bot.inventory.reorder import REORDER_REACTIONS
@@ -87,7 +88,10 @@ class Runtime:
 
 
 def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = None) -> Runtime:
-    sender = Sender(services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate)
+    sender = Sender(
+        services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate,
+        rate_gate=create_rate_gate(services.settings, services.db),  # shared by all processes on PostgreSQL
+    )
     consumer = EventConsumer(services, reactions())
     # Woken after the commit that wrote their work, never before (it would not be visible yet).
     services.db.on_commit(OUTBOX, sender.wake)
@@ -134,9 +138,9 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
     polling = None
     if not webhook:
         await bot.delete_webhook(drop_pending_updates=False)
-        polling = asyncio.create_task(
-            runtime.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
-        )
+        from bot.leadership import poll_updates  # scale-out: one poller among the processes
+
+        polling = asyncio.create_task(poll_updates(runtime.dispatcher, bot, settings.DATABASE_URL, stop))
     try:
         await stop.wait()
     finally:
@@ -148,6 +152,7 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
         await scheduler.stop()
         await consumer_task
         await sender_task
+        log.info("delivery: %s", runtime.sender.stats)  # scale-out: each process's share
         await runner.cleanup()
         await bot.session.close()
         await db.dispose()

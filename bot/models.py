@@ -443,6 +443,9 @@ class Notification(Base):
         Index("ix_notifications_due", "state", "not_before", "priority", "id"),
         Index("ix_notifications_chat", "chat_id", "id"),
         Index("ix_notifications_customer", "customer_id", "created_at"),
+        # Scale-out (0007): a claim looks up a chat's earlier unsent rows and its latest send.
+        Index("ix_notifications_chat_state", "chat_id", "state", "id"),
+        Index("ix_notifications_chat_sent", "chat_id", "sent_at"),
     )
 
 
@@ -625,6 +628,20 @@ class JobRun(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     ran_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendGate(Base):
+    """One shared send budget on PostgreSQL: the next free slot, and the pause after a 429.
+
+    Every `run` process reserves its send slots here (`bot/delivery/shared_rate.py`), so
+    SEND_RATE and a flood-control pause hold for all of them together. Rows are made on first use.
+    """
+
+    __tablename__ = "send_gates"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)  # free | paid
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)  # the first slot nobody holds
+    paused_until: Mapped[datetime | None] = mapped_column(default=None)
 
 
 # --- demand planning ---------------------------------------------------------------------------

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     SLOW_MOVER_DAYS: int = Field(60, ge=1)  # no sale in this many days
     SLOW_MOVER_COVER_DAYS: int = Field(180, ge=1)  # or more days of cover than this
 
+    # Scale-out: restock waves and stockout offers as Telegram paid broadcasts (charged in Stars).
+    PAID_BROADCAST: bool = False
+    PAID_BROADCAST_RATE: float = Field(1000, gt=0, le=10_000)  # messages/s, paid kinds only
+
     @field_validator("ADMIN_IDS", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:

@@ -16,6 +16,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import OUTBOX, chunked, dialect_insert, signal_after_commit
+from bot.delivery.chat_order import keep_chat_order
 from bot.delivery.quiet import local_day, next_local_midnight, quiet_until
 from bot.delivery.templates import TELEGRAM_TEXT_LIMIT
 from bot.models import Customer, DailyMessageCount, Notification, NotificationState, utcnow
@@ -25,6 +26,7 @@ VIP_PRIORITY = 10
 STAFF_PRIORITY = 50
 REGULAR_PRIORITY = 100
 LEASE = timedelta(minutes=2)
+CHAT_INTERVAL = timedelta(seconds=1)  # one message a second per chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class Gate:
 
 async def claim_due(
     session: AsyncSession, *, limit: int, gate: Gate, now: datetime | None = None,
-    lease: timedelta = LEASE,
+    lease: timedelta = LEASE, chat_interval: timedelta = CHAT_INTERVAL,
 ) -> list[Notification]:
     """Take up to `limit` due rows for sending (pending, or sending with an expired lease).
 
@@ -103,6 +105,8 @@ async def claim_due(
             .with_for_update(skip_locked=True)
         )
     )
+    if rows and session.get_bind().dialect.name == "postgresql":  # scale-out: other processes claim too
+        rows = await keep_chat_order(session, rows, now, chat_interval)
     customers = await _customers(session, {row.customer_id for row in rows if row.customer_id})
     claimed = []
     for row in _merge_plain_notices(rows):

@@ -26,16 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from aiolimiter import AsyncLimiter
-
 from bot.db import Database
 from bot.delivery import attachments, outbox
 from bot.delivery.outbox import Gate
+from bot.delivery.shared_rate import LocalRateGate, RateGate
 from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
 from bot.models import Notification, utcnow
 
 log = logging.getLogger(__name__)
-SPACING_SLACK = 0.00025  # seconds
 
 
 @dataclass(slots=True)
@@ -71,6 +69,7 @@ class Sender:
         backoff_cap: float = 600.0,
         poll_interval: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
+        rate_gate: RateGate | None = None,
     ) -> None:
         self.db = db
         self.transport = transport
@@ -83,12 +82,11 @@ class Sender:
         self.poll_interval = poll_interval
         self.clock = clock
         self.stats = SenderStats()
-        # Capacity one: no burst after an idle spell. Telegram counts arrivals, not our send
-        # starts, so a little slack keeps uneven network delays from putting one
-        # message too many into a second.
-        self._limiter = AsyncLimiter(1, 1 / rate + SPACING_SLACK)
+        # scale-out: SEND_RATE and the 429 pause live in a RateGate, shared by all processes on
+        # PostgreSQL (bot/delivery/shared_rate.py); strict spacing, no burst after an idle spell.
+        self.rate_gate = rate_gate or LocalRateGate(rate)
         self._slots = asyncio.Semaphore(concurrency)
-        self._claim_size = max(20, min(1000, int(rate * 4)))
+        self._claim_size = self.rate_gate.claim_size
         self._queues: dict[int, deque[Notification]] = {}
         self._ready: list[_Ready] = []
         self._busy: set[int] = set()
@@ -177,7 +175,8 @@ class Sender:
         try:
             async with self.db.transaction() as session:
                 rows = await outbox.claim_due(
-                    session, limit=self._claim_size, gate=self.gate, now=self.clock()
+                    session, limit=self._claim_size, gate=self.gate, now=self.clock(),
+                    chat_interval=timedelta(seconds=self.per_chat_interval),
                 )
             return self._hold(rows)
         finally:
@@ -198,7 +197,9 @@ class Sender:
     def _schedule(self, chat_id: int, at: float | None = None, *, first: bool = False) -> None:
         earliest = self._last_sent.get(chat_id, -1e9) + self.per_chat_interval
         head = self._queues[chat_id][0]
-        when = max(earliest, at or 0.0, self._paused_until)
+        # scale-out: a claim on PostgreSQL moves not_before past another process's last send here.
+        ahead = (head.not_before - self.clock()).total_seconds()
+        when = max(earliest, at or 0.0, self._paused_until, time.monotonic() + ahead if ahead > 0 else 0.0)
         heapq.heappush(self._ready, _Ready(0 if first else 1, when, head.priority, next(self._seq), chat_id))
 
     # --- dispatching -----------------------------------------------------------------------------
@@ -220,14 +221,15 @@ class Sender:
             if self._acks:  # record what was delivered before anything else leaves
                 await self._flush_acks()
             await self._slots.acquire()
-            await self._limiter.acquire()
+            paid = self.rate_gate.is_paid(self._queues[top.chat_id][0].kind)  # scale-out
+            await self.rate_gate.acquire(paid=paid)  # scale-out
             if self._paused_until > time.monotonic():  # a 429 arrived while we waited
                 self._slots.release()
                 heapq.heappush(self._ready, top)
                 continue
             self._busy.add(top.chat_id)
             message = self._queues[top.chat_id].popleft()
-            task = asyncio.create_task(self._send(message))
+            task = asyncio.create_task(self._send(message, paid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -246,20 +248,22 @@ class Sender:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _send(self, message: Notification) -> None:
+    async def _send(self, message: Notification, paid: bool = False) -> None:
         chat_id = message.chat_id
         requeue_at: float | None = None
         try:
             if message.kind in attachments.KINDS:  # a report: pictures and a document
                 message_id = await attachments.send(self.db, self.transport, message)
             else:
-                message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
+                extra = {"paid": True} if paid else {}  # Telegram's allow_paid_broadcast
+                message_id = await self.transport.send(chat_id, message.text, message.reply_markup, **extra)
         except RetryAfter as exc:
             self._paused_until = max(self._paused_until, time.monotonic() + exc.seconds)
             self.stats.paused_seconds += exc.seconds
             log.warning("flood control from Telegram: all sending paused for %s s", exc.seconds)
             self._queues[chat_id].appendleft(message)  # it goes first when the pause ends
             requeue_at = self._paused_until
+            await self._pause_everyone(exc.seconds)  # scale-out
         except Unreachable as exc:
             self._held.discard(message.id)
             await self._unreachable(chat_id, str(exc))
@@ -287,6 +291,13 @@ class Sender:
                 del self._queues[chat_id]
             self._slots.release()
             self._changed.set()
+
+    async def _pause_everyone(self, seconds: float) -> None:
+        """scale-out: the other processes sharing the budget hold off too."""
+        try:
+            await self.rate_gate.pause(seconds)
+        except Exception:  # this process is paused anyway; the others will meet their own 429
+            log.exception("recording the flood-control pause for the other processes failed")
 
     async def _unreachable(self, chat_id: int, error: str) -> None:
         dropped = self._queues.pop(chat_id, deque())

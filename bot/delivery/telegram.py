@@ -47,10 +47,14 @@ class TelegramTransport:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
 
-    async def send(self, chat_id: int, text: str, reply_markup: dict[str, Any] | None) -> int:
+    async def send(
+        self, chat_id: int, text: str, reply_markup: dict[str, Any] | None, *, paid: bool = False
+    ) -> int:
         markup = InlineKeyboardMarkup.model_validate(reply_markup) if reply_markup else None
         with _mapped_errors():
-            message = await self.bot.send_message(chat_id, text, reply_markup=markup)
+            message = await self.bot.send_message(
+                chat_id, text, reply_markup=markup, allow_paid_broadcast=True if paid else None
+            )
         return message.message_id
 
     async def send_album(self, chat_id: int, photos: Sequence[File], caption: str | None) -> int:

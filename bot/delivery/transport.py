@@ -42,8 +42,13 @@ class File:
 
 
 class Transport(Protocol):
-    async def send(self, chat_id: int, text: str, reply_markup: dict[str, Any] | None) -> int:
-        """Send an HTML message and return Telegram's message id; raise a `SendError`."""
+    async def send(
+        self, chat_id: int, text: str, reply_markup: dict[str, Any] | None, *, paid: bool = False
+    ) -> int:
+        """Send an HTML message and return Telegram's message id; raise a `SendError`.
+
+        `paid`: as a paid broadcast (Telegram's `allow_paid_broadcast`, charged in Stars).
+        """
         ...
 
     async def send_album(self, chat_id: int, photos: Sequence[File], caption: str | None) -> int:

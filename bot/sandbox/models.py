@@ -62,6 +62,11 @@ class ApiCall:
     def ok(self) -> bool:
         return self.status == 200
 
+    @property
+    def paid_broadcast(self) -> bool:
+        """Sent with `allow_paid_broadcast` (Telegram charges Stars for it beyond the free limits)."""
+        return self.params.get("allow_paid_broadcast") is True
+
 
 @dataclass(frozen=True, slots=True)
 class Button:

@@ -917,6 +917,11 @@ class BotApiSandbox:
         with self._lock:
             return [c for c in self._calls if c.method.lower() == wanted]
 
+    def paid_broadcasts(self) -> int:
+        """How many accepted calls asked for `allow_paid_broadcast` (each costs Stars on Telegram)."""
+        with self._lock:
+            return sum(1 for c in self._calls if c.ok and c.paid_broadcast)
+
     def messages(self, chat_id: int | None = None, *, include_deleted: bool = True) -> list[SentMessage]:
         """Bot messages in send order, each in its current state (after edits)."""
         with self._lock:

@@ -1,0 +1,218 @@
+"""Scale-out: N `stockbot run` processes on one PostgreSQL database, against one Bot API sandbox.
+
+    python benchmarks/bench_scale_out.py --database-url postgresql+asyncpg://postgres@127.0.0.1:55433/sb_bench
+    python benchmarks/bench_scale_out.py                       # starts a throw-away cluster, as .ci/run does
+    python benchmarks/bench_scale_out.py --rate-processes 2 4 --messages 10000 --paid-processes 1 2 4
+
+Two figures:
+
+- shared rate: M ordinary messages (two per chat) at SEND_RATE, with N processes. Printed: the
+  most arrivals in any sliding second (the contract allows SEND_RATE + 1), the smallest gap
+  between two messages of one chat (>= 1 s), messages lost or sent twice, and each process's share.
+- paid ceiling: M restock notices (one per chat) as paid broadcasts with the limit lifted
+  (PAID_BROADCAST_RATE=10000), with 1, 2 and 4 processes: messages/s handed to the sandbox.
+  One process is the baseline the others compare with.
+
+The database's schema is dropped and migrated before each run: give it a throw-away database
+(its name must contain "bench", or pass --i-know-it-is-dropped). The sandbox runs in this
+process on its own thread, on loopback; arrival times are the sandbox's (`ApiCall.at`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from bisect import bisect_left
+from collections import Counter
+from pathlib import Path
+
+from common import describe  # benchmarks/common.py, beside this script
+
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
+
+from bot.db import create_database
+from bot.migrate import recreate
+from bot.models import Notification, utcnow
+from bot.sandbox import BotApiSandbox
+from bot.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def max_in_sliding_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max((bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+class Cluster:
+    """A private PostgreSQL in a temp folder (as `.ci/run` starts one), removed on exit."""
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: float(p.parent.name))
+        if not bins:
+            raise SystemExit("no PostgreSQL under /usr/lib/postgresql: pass --database-url")
+        self.bin = bins[-1]
+        self.dir = Path(tempfile.mkdtemp(prefix="stockbot-bench-pg."))
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+
+    def _run(self, *args: str) -> None:
+        command = ["runuser", "-u", "postgres", "--", *args] if self.as_root else list(args)
+        subprocess.run(command, check=True, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def start(self) -> str:
+        if self.as_root:
+            shutil.chown(self.dir, "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "--auth=trust",
+                  "-E", "UTF8", "--locale=C.UTF-8")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "server.log"), "-w",
+                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+                  " -c max_connections=300", "start")
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "bench")
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/bench"
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def fresh(url: str) -> None:
+    db = create_database(url)
+    try:
+        await recreate(db)
+    finally:
+        await db.dispose()
+
+
+def outbox_rows(count: int, per_chat: int, kind: str) -> list[dict]:
+    now = utcnow()
+    chats = max(1, count // per_chat)
+    return [
+        {"dedup_key": f"bench:{n}", "chat_id": 100_000 + n % chats, "kind": kind, "text": f"m {n}",
+         "state": "pending", "not_before": now, "priority": 100, "to_customer": False}
+        for n in range(count)
+    ]
+
+
+def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str, str], timeout: float) -> dict:
+    asyncio.run(fresh(url))  # migrate before the processes start, so they do not race to
+    with BotApiSandbox() as sandbox, tempfile.TemporaryDirectory() as work:
+        env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+        env.update(BOT_TOKEN=sandbox.token, TELEGRAM_API_URL=sandbox.base_url, DATABASE_URL=url, QUIET_HOURS="",
+                   PYTHONPATH=str(ROOT), **settings)
+        logs = [Path(work) / f"bot{i}.log" for i in range(processes)]
+        outs = [log.open("w") for log in logs]
+        bots = [subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=work, stdout=out,
+                                 stderr=subprocess.STDOUT, env={**env, "API_PORT": str(free_port())})
+                for out in outs]
+        try:
+            deadline = time.monotonic() + 900  # imports alone take a minute on a crowded 2-core box
+            while not all("HTTP API on" in log.read_text() for log in logs):  # senders run from here on
+                if time.monotonic() > deadline or any(bot.poll() is not None for bot in bots):
+                    raise SystemExit(f"the bot processes did not start (exit codes {[b.poll() for b in bots]}):\n"
+                                     + "\n".join(log.read_text()[-2000:] for log in logs))
+                time.sleep(0.2)
+            asyncio.run(_queue(url, rows))
+            deadline = time.monotonic() + timeout
+            while len(sandbox.messages()) < len(rows) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(2)  # anything sent twice would arrive by now
+            calls = [c for c in sandbox.calls_to("sendMessage") if c.ok]
+            paid = sandbox.paid_broadcasts()
+        finally:
+            for bot in bots:
+                bot.send_signal(signal.SIGTERM)
+            for bot in bots:
+                try:
+                    bot.wait(60)
+                except subprocess.TimeoutExpired:
+                    bot.kill()
+            for out in outs:
+                out.close()
+        shares = [int(m.group(1)) if (m := re.search(r"SenderStats\(sent=(\d+)", log.read_text())) else -1
+                  for log in logs]
+    arrivals = sorted(c.at for c in calls)
+    texts = Counter(c.params["text"] for c in calls)
+    by_chat: dict[int, list[float]] = {}
+    for c in calls:
+        by_chat.setdefault(c.params["chat_id"], []).append(c.at)
+    gaps = [b - a for times in by_chat.values() for a, b in zip(sorted(times), sorted(times)[1:])]
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+    return {
+        "processes": processes, "sent": len(calls), "missing": len(rows) - len(texts),
+        "twice": sum(n - 1 for n in texts.values() if n > 1), "peak": max_in_sliding_second(arrivals),
+        "rate": (len(arrivals) - 1) / span if span else 0.0, "min_chat_gap": min(gaps, default=float("nan")),
+        "paid": paid, "shares": shares,
+    }
+
+
+async def _queue(url: str, rows: list[dict]) -> None:
+    db = create_database(url)
+    try:
+        async with db.transaction() as session:
+            for start in range(0, len(rows), 2000):
+                await session.execute(insert(Notification), rows[start : start + 2000])
+    finally:
+        await db.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
+    parser.add_argument("--i-know-it-is-dropped", action="store_true")
+    parser.add_argument("--rate", type=float, default=25)
+    parser.add_argument("--messages", type=int, default=10_000, help="shared-rate run: messages (two per chat)")
+    parser.add_argument("--rate-processes", type=int, nargs="*", default=[2, 4])
+    parser.add_argument("--paid-messages", type=int, default=10_000)
+    parser.add_argument("--paid-processes", type=int, nargs="*", default=[1, 2, 4])
+    args = parser.parse_args()
+
+    cluster = None
+    url = args.database_url
+    if not url:
+        cluster = Cluster()
+        url = cluster.start()
+    elif "bench" not in (make_url(url).database or "") and not args.i_know_it_is_dropped:
+        raise SystemExit("the database is dropped and migrated: use one whose name contains 'bench'")
+    print(f"# bench_scale_out on {describe()}")
+    print(f"# database {make_url(url).render_as_string(hide_password=True)}")
+    try:
+        for n in args.rate_processes:
+            rows = outbox_rows(args.messages, 2, "digest")
+            result = run_scenario(url, n, rows, {"SEND_RATE": str(args.rate)}, args.messages / args.rate * 2 + 120)
+            print(f"shared rate  SEND_RATE={args.rate:g} processes={n} messages={args.messages}: "
+                  f"peak/1s={result['peak']} (limit {int(args.rate) + 1}) achieved={result['rate']:.1f}/s "
+                  f"min same-chat gap={result['min_chat_gap']:.3f}s missing={result['missing']} "
+                  f"twice={result['twice']} per process={result['shares']}", flush=True)
+        for n in args.paid_processes:
+            rows = outbox_rows(args.paid_messages, 1, "restock_notice")
+            lifted = {"SEND_RATE": str(args.rate), "PAID_BROADCAST": "true", "PAID_BROADCAST_RATE": "10000"}
+            result = run_scenario(url, n, rows, lifted, 600)
+            print(f"paid ceiling processes={n} messages={args.paid_messages}: {result['rate']:.0f} msg/s "
+                  f"paid={result['paid']} missing={result['missing']} twice={result['twice']} "
+                  f"per process={result['shares']}", flush=True)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
