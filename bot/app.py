@@ -6,11 +6,8 @@ settings and database, exactly as `stockbot run` does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 from aiogram import Bot, Dispatcher
@@ -19,15 +16,13 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.memory import MemoryStorage
-from aiohttp import web
 
-from bot.db import Database, create_database
 from bot.delivery.sender import Sender
 from bot.delivery.telegram import TelegramTransport
 from bot.events import Reaction, process_events
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle
 from bot.models import StockEventKind
-from bot.services import Services, build_services
+from bot.services import Services
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,73 +103,6 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
 
 
 async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
-    from bot.jobs import create_scheduler
-    from bot.migrate import upgrade
+    from bot.runner import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    db = create_database(settings)
-    await upgrade(db)
-    services = build_services(settings, db)
-    await services.catalog.refresh(db)
-    bot = create_bot(settings)
-    runtime = create_runtime(services, bot)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    me = await bot.get_me()
-    log.info("running as @%s", me.username)
-    from bot.handlers.commands import publish_default_commands
-
-    await publish_default_commands(bot, services)
-    scheduler = create_scheduler(runtime)
-    scheduler.start()
-    sender_task = asyncio.create_task(runtime.sender.run(stop), name="sender")
-    app = web.Application()
-    _add_api(app, settings, db)
-    if webhook:
-        await _add_webhook(app, runtime, settings)
-    # No access log: raw paths carry coupon codes; the API logs each request by route pattern.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.API_HOST, settings.API_PORT)
-    await site.start()
-    log.info("HTTP API on http://%s:%s", settings.API_HOST, settings.API_PORT)
-    polling = None
-    if not webhook:
-        await bot.delete_webhook(drop_pending_updates=False)
-        polling = asyncio.create_task(
-            runtime.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
-        )
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        if polling is not None:
-            with suppress(RuntimeError):
-                await runtime.dispatcher.stop_polling()
-            await polling
-        await scheduler.stop()
-        await sender_task
-        await runner.cleanup()
-        await bot.session.close()
-        await db.dispose()
-    return 0
-
-
-def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
-    from bot.api.app import add_api_routes
-
-    add_api_routes(app, settings, db)
-
-
-async def _add_webhook(app: web.Application, runtime: Runtime, settings: Settings) -> None:
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
-
-    secret = settings.TELEGRAM_SECRET_TOKEN.get_secret_value() if settings.TELEGRAM_SECRET_TOKEN else None
-    SimpleRequestHandler(runtime.dispatcher, runtime.bot, secret_token=secret).register(
-        app, path=settings.WEBHOOK_PATH
-    )
-    await runtime.bot.set_webhook(
-        settings.WEBHOOK_URL + settings.WEBHOOK_PATH, secret_token=secret, drop_pending_updates=False
-    )
+    return await run(settings, webhook=webhook)
