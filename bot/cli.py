@@ -99,7 +99,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
 
     label = str(args.file)
     try:
-        data = args.file.read_bytes()
+        data = args.file.open("rb")  # streamed: the importer reads it twice, a chunk at a time
     except OSError as exc:
         print(f"{label}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -107,9 +107,10 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = await import_csv(
             db, args.kind, data, label=label, dry_run=args.dry_run,
-            actor="cli:import", phone_region=settings.PHONE_REGION,
+            actor="cli:import", phone_region=settings.PHONE_REGION, zone=settings.zone,
         )
     finally:
+        data.close()
         await db.dispose()
     for line in report.error_lines():
         print(line, file=sys.stderr)

@@ -117,7 +117,8 @@ async def run(settings: Settings, *, webhook: bool = False) -> int:
         raise
     log.info("running as @%s", me.username)
     services = build_services(settings, db)
-    await services.catalog.refresh(db)
+    # The catalog indexes load in the event worker's first pass, while polling starts: a large
+    # catalog no longer holds up start-up.
     runtime = create_runtime(services, bot)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,6 +128,7 @@ async def run(settings: Settings, *, webhook: bool = False) -> int:
     scheduler = create_scheduler(runtime)
     scheduler.start()
     sender_task = asyncio.create_task(runtime.sender.run(stop), name="sender")
+    consumer_task = asyncio.create_task(runtime.consumer.run(stop), name="stock-events")
     app = web.Application()
     _add_api(app, settings, db)
     if webhook:
@@ -152,6 +154,7 @@ async def run(settings: Settings, *, webhook: bool = False) -> int:
                 await runtime.dispatcher.stop_polling()
             await polling
         await scheduler.stop()
+        await consumer_task
         await sender_task
         await runner.cleanup()
         await bot.session.close()

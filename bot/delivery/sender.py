@@ -7,8 +7,10 @@
 - A 429 pauses all new sends until its `retry_after` has passed, then that message goes first.
 - Blocked or vanished chats are flagged unreachable and their queue dropped; server and network
   errors are retried with exponential backoff and jitter, then kept as failed.
-- Delivered rows are acknowledged in batches. A crash between a send and its acknowledgement
-  repeats at most the messages that were in flight, once their lease expires.
+- Each delivered row is recorded before the next message leaves (what finished meanwhile is
+  written together), so a crash repeats at most the messages that were in flight. On start the
+  sender frees the claims of this host's processes that are gone (a restart after `kill -9`), so
+  delivery resumes at once rather than after the lease.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from datetime import datetime, timedelta
 from aiolimiter import AsyncLimiter
 
 from bot.db import Database
-from bot.delivery import outbox
+from bot.delivery import attachments, outbox
 from bot.delivery.outbox import Gate
 from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
 from bot.models import Notification, utcnow
@@ -99,6 +101,9 @@ class Sender:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_claims = 0
+        self._claiming = False
+        self._ack_lock = asyncio.Lock()
+        self._ack_pending = asyncio.Event()
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -107,6 +112,11 @@ class Sender:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            async with self.db.transaction() as session:
+                await outbox.release_dead_claims(session, now=self.clock())
+        except Exception:  # the periodic sweep tries again; delivery must still start
+            log.exception("freeing claims of a previous run failed")
         feeder = asyncio.create_task(self._feed(stop), name="outbox-feeder")
         acker = asyncio.create_task(self._acknowledge(stop), name="outbox-acks")
         try:
@@ -123,12 +133,16 @@ class Sender:
     async def drain(self, timeout: float = 30.0) -> SenderStats:
         """Send everything due now, then return (tests, the demo, one-shot CLI use)."""
         stop = asyncio.Event()
+        self._idle_claims = 0  # counts empty claims of this drain only
         runner = asyncio.create_task(self.run(stop))
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-                if self._idle_claims >= 2 and not self._held and not self._busy:
+                # Idle means: two claims in a row found nothing, none is running now (its rows
+                # would not be held yet), nothing is held or being sent, every send recorded.
+                if (self._idle_claims >= 2 and not self._claiming and not self._held and not self._busy
+                        and not self._acks):
                     break
             else:
                 raise TimeoutError(f"outbox not drained in {timeout} s: {len(self._held)} in memory")
@@ -158,10 +172,17 @@ class Sender:
                 pass
 
     async def _claim(self) -> int:
-        async with self.db.transaction() as session:
-            rows = await outbox.claim_due(
-                session, limit=self._claim_size, gate=self.gate, now=self.clock()
-            )
+        self._claiming = True
+        try:
+            async with self.db.transaction() as session:
+                rows = await outbox.claim_due(
+                    session, limit=self._claim_size, gate=self.gate, now=self.clock()
+                )
+            return self._hold(rows)
+        finally:
+            self._claiming = False
+
+    def _hold(self, rows: list[Notification]) -> int:
         fresh = [row for row in rows if row.id not in self._held]
         for row in fresh:
             self._held.add(row.id)
@@ -195,6 +216,8 @@ class Sender:
                 await self._wait_changed(stop, start - now)
                 continue
             heapq.heappop(self._ready)
+            if self._acks:  # record what was delivered before anything else leaves
+                await self._flush_acks()
             await self._slots.acquire()
             await self._limiter.acquire()
             if self._paused_until > time.monotonic():  # a 429 arrived while we waited
@@ -220,7 +243,10 @@ class Sender:
         chat_id = message.chat_id
         requeue_at: float | None = None
         try:
-            message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
+            if message.kind in attachments.KINDS:  # a report: pictures and a document
+                message_id = await attachments.send(self.db, self.transport, message)
+            else:
+                message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
         except RetryAfter as exc:
             self._paused_until = max(self._paused_until, time.monotonic() + exc.seconds)
             self.stats.paused_seconds += exc.seconds
@@ -237,6 +263,7 @@ class Sender:
             await self._failed(message, Temporary(repr(exc)))
         else:
             self._acks.append((message.id, message_id))
+            self._ack_pending.set()
             self._held.discard(message.id)
             self.stats.sent += 1
         finally:
@@ -281,20 +308,24 @@ class Sender:
     # --- acknowledging -----------------------------------------------------------------------------
 
     async def _acknowledge(self, stop: asyncio.Event) -> None:
+        """Records deliveries as soon as they finish (the dispatcher also does, before a send)."""
         while not stop.is_set():
-            await asyncio.sleep(0.1)
+            await _wait_any(stop, self._ack_pending)
+            self._ack_pending.clear()
             await self._flush_acks()
 
     async def _flush_acks(self) -> None:
-        if not self._acks:
-            return
-        batch, self._acks = self._acks, []
-        try:
-            async with self.db.transaction() as session:
-                await outbox.mark_sent(session, batch)
-        except Exception:
-            log.exception("recording %d sent notifications failed; will retry", len(batch))
-            self._acks[:0] = batch
+        async with self._ack_lock:
+            if not self._acks:
+                return
+            batch, self._acks = self._acks, []
+            try:
+                async with self.db.transaction() as session:
+                    await outbox.mark_sent(session, batch)
+            except Exception:
+                log.exception("recording %d sent notifications failed; will retry", len(batch))
+                self._acks[:0] = batch
+                await asyncio.sleep(0.1)  # the database is struggling: do not spin on it
 
     async def _release_backlog(self) -> None:
         backlog = [row.id for queue in self._queues.values() for row in queue]
@@ -304,3 +335,12 @@ class Sender:
         if backlog:
             async with self.db.transaction() as session:
                 await outbox.release(session, backlog)
+
+
+async def _wait_any(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -13,7 +13,7 @@ from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.inventory.catalog import stock_views
 from bot.models import Role
-from bot.recovery.substitutes import PriceBand
+from bot.inventory.substitutes import PriceBand
 from bot.services import Services
 
 MAX_QUERY = 200
@@ -30,7 +30,7 @@ def create_router() -> Router:
 
 
 def _band(services: Services) -> PriceBand:
-    return PriceBand(services.settings.SUBSTITUTE_PRICE_BELOW, services.settings.SUBSTITUTE_PRICE_ABOVE)
+    return PriceBand.from_settings(services.settings)
 
 
 async def stock_command(

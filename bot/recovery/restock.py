@@ -128,7 +128,6 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
         restock.next_wave_at = now + timedelta(minutes=settings.WAVE_INTERVAL_MINUTES)
     else:
         restock.finished_at, restock.next_wave_at = now, None
-    services.wake_sender()
     return len(wave)
 
 
@@ -202,8 +201,6 @@ async def expire_waitlist(services: Services, *, now: datetime | None = None, li
                 chat_id=customer.chat_id, kind="waitlist_expired", text=text, customer_id=customer.id,
                 to_customer=True,
             ))
-        if rows:
-            services.wake_sender()
     return len(rows)
 
 

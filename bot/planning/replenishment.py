@@ -1,0 +1,200 @@
+"""Replenishment rules: cover, reorder point, order size, transfers, learned lead times (pure).
+
+Method (docs/forecast.md explains it for purchasers):
+
+- Days of cover = (available + what arrives within the lead time) / forecast daily demand; infinite
+  when nothing is expected to sell. The stockout date is today + whole days of cover.
+- Continuous review (s, S): with L the lead time (days), mu the daily demand, sigma its daily std
+  and z the normal quantile of the service level of the product's ABC class,
+  safety stock = z * sigma * sqrt(L), reorder point s = mu * L + safety stock,
+  order-up-to S = mu * (L + review_days) + safety stock. The service level is the chance a
+  replenishment cycle ends without a stockout (cycle service level); the share of demand served
+  (fill rate) is higher. Both s and S stay fractional; quantities are whole units.
+- Order when the inventory position (available + on order) is at or below s: order S - position
+  rounded up to whole units, then up to a multiple of the supplier's pack size. Above s: 0.
+- Transfer before buying: a warehouse at or below its reorder point may receive from another
+  warehouse of the same product when moving is faster than the supplier. The donor keeps its
+  reorder point + its lead-time demand + `margin_days` of demand; the receiver is filled to its
+  reorder point + `margin_days` of demand. The receiver's fill is below what a donor must keep, so
+  units never go back and forth.
+- Learned lead time: the p90 (nearest rank) of measured lead times once a supplier has
+  MIN_RECEIPTS receipts, else the catalog's; on-time rate = share received on or before the ETA.
+
+Invariants: quantities are integers >= 0; an order is never smaller than one pack; a transfer
+never leaves its source at or below its reorder point; nothing here reads a clock or a database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from statistics import NormalDist
+
+import numpy as np
+
+from bot.planning.forecast import Forecast
+
+SERVICE_LEVELS = {"A": 0.98, "B": 0.95, "C": 0.90}
+MIN_RECEIPTS = 3
+LEAD_TIME_PERCENTILE = 90
+
+
+def days_of_cover(available, arriving, daily_demand) -> np.ndarray:
+    """(available + arriving) / daily demand per series; inf where demand is 0; never negative."""
+    stock = np.maximum(np.asarray(available, dtype=float) + np.asarray(arriving, dtype=float), 0.0)
+    demand = np.asarray(daily_demand, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(demand > 0, stock / np.where(demand > 0, demand, 1.0), np.inf)
+
+
+def stockout_dates(today: date, cover: np.ndarray) -> list[date | None]:
+    """The day each series runs out: today + whole days of cover; None when it never does (or past year 9999)."""
+    out: list[date | None] = []
+    for days in np.asarray(cover, dtype=float):
+        try:
+            out.append(today + timedelta(days=math.floor(days)) if math.isfinite(days) else None)
+        except OverflowError:
+            out.append(None)
+    return out
+
+
+@dataclass(frozen=True)
+class Policy:
+    reorder_point: np.ndarray  # (S,) float: order when the position is at or below it
+    order_up_to: np.ndarray  # (S,) float: the position an order restores
+    safety_stock: np.ndarray  # (S,) float
+
+
+def service_z(abc: np.ndarray, service_levels: Mapping[str, float] = SERVICE_LEVELS) -> np.ndarray:
+    """The normal quantile of each series' service level; an unknown class is a ValueError."""
+    abc = np.asarray(abc)
+    unknown = set(np.unique(abc).tolist()) - set(service_levels)
+    if unknown:
+        raise ValueError(f"no service level for ABC classes {sorted(unknown)}")
+    z_of = {k: NormalDist().inv_cdf(v) for k, v in service_levels.items()}
+    z = np.zeros(abc.shape)
+    for k, v in z_of.items():
+        z[abc == k] = v
+    return z
+
+
+def policy(
+    forecast: Forecast,
+    lead_time_days: np.ndarray,
+    abc: np.ndarray,
+    *,
+    review_days: float = 7,
+    service_levels: Mapping[str, float] = SERVICE_LEVELS,
+) -> Policy:
+    """Reorder point and order-up-to level per series (see the module docstring)."""
+    lead = np.maximum(np.asarray(lead_time_days, dtype=float), 0.0)
+    mu = np.asarray(forecast.daily_demand, dtype=float)
+    safety = np.maximum(service_z(abc, service_levels), 0.0) * forecast.daily_sd * np.sqrt(lead)
+    return Policy(
+        reorder_point=mu * lead + safety,
+        order_up_to=mu * (lead + review_days) + safety,
+        safety_stock=safety,
+    )
+
+
+def order_quantity(position: np.ndarray, pol: Policy, pack_size: np.ndarray | None = None) -> np.ndarray:
+    """Units to order per series: 0 above the reorder point, else up to order-up-to in whole packs.
+
+    A pack size of 0, 1 or missing means single units.
+    """
+    position = np.asarray(position, dtype=float)
+    need = np.ceil(np.round(pol.order_up_to - position, 9))  # rounding: 2.0000000001 is 2, not 3
+    qty = np.where(position <= pol.reorder_point, np.maximum(need, 0.0), 0.0)
+    if pack_size is not None:
+        pack = np.nan_to_num(np.asarray(pack_size, dtype=float), nan=1.0)
+        pack = np.where(pack >= 1, np.floor(pack), 1.0)
+        qty = np.ceil(qty / pack) * pack
+    return qty.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    product: int
+    source: int
+    target: int
+    qty: int
+
+
+def plan_transfers(
+    product_ids,
+    warehouse_ids,
+    available,
+    daily_demand,
+    reorder_point,
+    lead_time_days,
+    *,
+    transfer_days: float = 1.0,
+    margin_days: float = 7.0,
+    min_qty: int = 1,
+) -> list[Transfer]:
+    """Moves between warehouses of the same product that beat buying (see the module docstring).
+
+    Arrays are aligned per (product, warehouse) series; `lead_time_days` is the supplier's lead time
+    to that warehouse. The most urgent receiver (least cover) is served first, from the donor with
+    the most to spare. Ids come back as given.
+    """
+    product_ids = np.asarray(product_ids)
+    warehouse_ids = np.asarray(warehouse_ids)
+    avail = np.asarray(available, dtype=float)
+    mu = np.maximum(np.asarray(daily_demand, dtype=float), 0.0)
+    rop = np.asarray(reorder_point, dtype=float)
+    lead = np.asarray(lead_time_days, dtype=float)
+
+    keep = rop + (lead + margin_days) * mu
+    spare = np.floor(np.round(avail - keep, 9))
+    need = np.ceil(np.round(rop + margin_days * mu - avail, 9))
+    receives = (avail <= rop) & (need >= min_qty) & (lead > transfer_days)
+    gives = spare >= min_qty
+    candidates = np.intersect1d(product_ids[receives], product_ids[gives])
+    if candidates.size == 0:
+        return []
+
+    cover = days_of_cover(avail, 0, mu)
+    moves: list[Transfer] = []
+    for product in candidates.tolist():
+        rows = np.flatnonzero(product_ids == product)
+        takers = [i for i in rows[np.argsort(cover[rows], kind="stable")] if receives[i]]
+        left = {int(i): int(spare[i]) for i in rows if gives[i]}
+        for t in takers:
+            wanted = int(need[t])
+            for s in sorted(left, key=lambda i: -left[i]):
+                qty = min(wanted, left[s])
+                if qty < min_qty:
+                    break
+                moves.append(Transfer(product=product, source=warehouse_ids[s].item(), target=warehouse_ids[t].item(), qty=qty))
+                left[s] -= qty
+                wanted -= qty
+                if wanted < min_qty:
+                    break
+    return moves
+
+
+@dataclass(frozen=True)
+class LeadTimeStats:
+    days: float
+    on_time_rate: float | None  # None when no sample had an ETA
+    samples: int  # usable receipts (received on or after the order date)
+
+
+def learned_lead_time(samples: Sequence[tuple[date, date | None, date]], catalog_days: int) -> LeadTimeStats:
+    """A supplier's lead time from its receipts (ordered, promised ETA or None, received).
+
+    p90 of the measured days (nearest rank: a lead time that actually happened) once there are
+    MIN_RECEIPTS usable receipts, else `catalog_days`. A receipt dated before its order is a data
+    error and is left out.
+    """
+    usable = [(o, eta, r) for o, eta, r in samples if r >= o]
+    days = sorted((r - o).days for o, _, r in usable)
+    with_eta = [(eta, r) for _, eta, r in usable if eta is not None]
+    on_time = sum(r <= eta for eta, r in with_eta) / len(with_eta) if with_eta else None
+    if len(days) < MIN_RECEIPTS:
+        return LeadTimeStats(days=float(catalog_days), on_time_rate=on_time, samples=len(days))
+    rank = math.ceil(LEAD_TIME_PERCENTILE / 100 * len(days))
+    return LeadTimeStats(days=float(days[rank - 1]), on_time_rate=on_time, samples=len(days))

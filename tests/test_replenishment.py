@@ -1,0 +1,177 @@
+"""Replenishment rules as tables: cover, stockout date, policy, order size, transfers, lead times."""
+
+from __future__ import annotations
+
+import datetime
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from bot.planning.forecast import Forecast, History, forecast
+from bot.planning.replenishment import (
+    Policy,
+    Transfer,
+    days_of_cover,
+    learned_lead_time,
+    order_quantity,
+    plan_transfers,
+    policy,
+    stockout_dates,
+)
+
+TODAY = datetime.date(2026, 12, 2)
+
+
+def known(mu, sd=0.0) -> Forecast:
+    mu = np.atleast_1d(np.asarray(mu, float))
+    return Forecast(
+        daily_demand=mu,
+        demand_class=np.full(mu.shape, "smooth"),
+        daily_sd=np.broadcast_to(np.asarray(sd, float), mu.shape),
+        weekday_profile=np.ones((mu.size, 7)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("available", "arriving", "demand", "cover"),
+    [
+        (20, 0, 4, 5.0),
+        (20, 8, 4, 7.0),
+        (0, 0, 2, 0.0),
+        (-3, 0, 2, 0.0),  # oversold: no cover, not negative cover
+        (5, 0, 0, np.inf),
+        (0, 0, 0, np.inf),
+    ],
+)
+def test_days_of_cover(available, arriving, demand, cover) -> None:
+    assert days_of_cover(np.array([available]), np.array([arriving]), np.array([demand]))[0] == cover
+
+
+def test_stockout_dates() -> None:
+    assert stockout_dates(TODAY, np.array([0.0, 2.9, 14.0, np.inf, 1e12])) == [
+        TODAY,
+        TODAY + datetime.timedelta(days=2),
+        TODAY + datetime.timedelta(days=14),
+        None,
+        None,
+    ]
+
+
+def test_policy_from_lead_time_demand_and_service_level() -> None:
+    pol = policy(known([4.0, 4.0, 4.0, 0.0], sd=2.0), np.array([9, 9, 9, 9]), np.array(["A", "B", "C", "A"]))
+    z = [NormalDist().inv_cdf(p) for p in (0.98, 0.95, 0.90)]
+    assert pol.safety_stock[:3] == pytest.approx([zi * 2.0 * 3 for zi in z])
+    assert pol.reorder_point[:3] == pytest.approx([36 + zi * 6 for zi in z])
+    assert pol.order_up_to[:3] == pytest.approx([36 + 28 + zi * 6 for zi in z])
+    assert pol.reorder_point[3] == pytest.approx(6 * z[0])  # no demand but a spread: only safety stock
+
+
+def test_unknown_abc_class_is_refused() -> None:
+    with pytest.raises(ValueError, match="D"):
+        policy(known([1.0]), np.array([7]), np.array(["D"]))
+
+
+@pytest.mark.parametrize(
+    ("position", "pack", "qty"),
+    [
+        (30, None, 0),  # above the reorder point
+        (20, None, 30),  # at it: up to 50
+        (19.5, None, 31),  # fractional need rounds up
+        (-4, None, 54),  # backorders are covered too
+        (20, 12, 36),  # 30 rounded up to packs of 12
+        (20, 10, 30),  # already whole packs
+        (20, 0, 30),  # no pack size
+        (20, np.nan, 30),
+        (49.9, 6, 0),  # above the reorder point: no pack either
+    ],
+)
+def test_order_quantity_in_whole_packs(position, pack, qty) -> None:
+    pol = Policy(reorder_point=np.array([20.0]), order_up_to=np.array([50.0]), safety_stock=np.array([5.0]))
+    packs = None if pack is None else np.array([pack])
+    assert order_quantity(np.array([position]), pol, packs).tolist() == [qty]
+
+
+@pytest.mark.parametrize("abc", ["A", "B", "C"])
+def test_a_slow_seller_with_a_few_units_is_not_pushed_to_buy(abc: str) -> None:
+    sold = np.zeros((1, 365))
+    sold[0, 3::10] = 1  # one unit every ten days
+    f = forecast(History(sold=sold, in_stock=np.ones(sold.shape, bool), first_day=np.zeros(1, int),
+                         category=np.zeros(1, int), end=TODAY))
+    assert f.demand_class[0] == "intermittent"
+    pol = policy(f, np.array([7]), np.array([abc]))
+    assert order_quantity(np.array([3]), pol).tolist() == [0]
+    assert order_quantity(np.array([0]), pol)[0] >= 1  # empty, it is bought
+
+
+def transfers(available, demand=(2.0, 2.0), rop=(10.0, 10.0), lead=(14, 14), **kw) -> list[Transfer]:
+    return plan_transfers(np.array([7, 7]), np.array([1, 2]), np.array(available), np.array(demand),
+                          np.array(rop), np.array(lead), **kw)
+
+
+def test_an_empty_warehouse_is_filled_from_a_piled_up_one() -> None:
+    # the target is filled to its reorder point + 7 days: 10 + 14 = 24
+    assert transfers([0, 200]) == [Transfer(product=7, source=2, target=1, qty=24)]
+
+
+@pytest.mark.parametrize(
+    ("available", "kw", "why"),
+    [
+        ([0, 51], {}, "the donor keeps 10 + 14 x 2 + 7 x 2 = 52"),
+        ([11, 200], {}, "the target is above its reorder point"),
+        ([0, 200], {"lead": (1, 1)}, "the supplier is as fast as a transfer"),
+        ([0, 53], {"min_qty": 2}, "one spare unit is below the minimum"),
+    ],
+)
+def test_no_transfer(available, kw, why) -> None:
+    assert transfers(available, **kw) == [], why
+
+
+def test_a_donor_short_of_units_gives_what_it_can_spare() -> None:
+    assert transfers([0, 60]) == [Transfer(product=7, source=2, target=1, qty=8)]
+
+
+def test_moved_units_never_move_back() -> None:
+    available = np.array([0.0, 80.0])
+    (move,) = transfers(available)
+    after = available + [move.qty, -move.qty]
+    assert transfers(after) == []
+    assert transfers(after[::-1]) == []
+
+
+def test_transfers_only_within_a_product_and_most_urgent_first() -> None:
+    moves = plan_transfers(
+        np.array([1, 1, 1, 2]), np.array([10, 20, 30, 10]), np.array([40, 2, 0, 500]),
+        np.array([1.0, 1.0, 1.0, 1.0]), np.array([5.0, 5.0, 5.0, 5.0]), np.array([7, 7, 7, 7]),
+    )
+    # product 1's donor (40) keeps 5 + 7 + 7 = 19 and spares 21; warehouse 30 is emptier than 20
+    assert moves == [Transfer(1, 10, 30, 12), Transfer(1, 10, 20, 9)]
+
+
+D = datetime.date
+
+
+@pytest.mark.parametrize(
+    ("samples", "days", "on_time", "n"),
+    [
+        ([], 10.0, None, 0),
+        ([(D(2026, 1, 1), D(2026, 1, 8), D(2026, 1, 6))], 10.0, 1.0, 1),  # too few: the catalog's
+        (
+            [(D(2026, 1, 1), D(2026, 1, 8), D(2026, 1, 1) + datetime.timedelta(days=d)) for d in (5, 7, 9)],
+            9.0, 2 / 3, 3,
+        ),
+        (
+            [(D(2026, 1, 1), None, D(2026, 1, 1) + datetime.timedelta(days=d)) for d in range(1, 21)],
+            18.0, None, 20,  # p90 of 1..20 by nearest rank: the 18th
+        ),
+        (
+            [(D(2026, 2, 1), D(2026, 2, 5), D(2026, 1, 20))] * 3,  # received before ordered: bad rows
+            10.0, None, 0,
+        ),
+    ],
+)
+def test_learned_lead_time(samples, days, on_time, n) -> None:
+    stats = learned_lead_time(samples, catalog_days=10)
+    assert stats.days == days
+    assert stats.samples == n
+    assert stats.on_time_rate == (None if on_time is None else pytest.approx(on_time))
