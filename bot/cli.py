@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole story offline and print every conversation",
                                description="Run the whole story offline: a temporary SQLite database, the "
                                            "built-in Bot API sandbox, a seeded catalog. Needs no settings.")
-    demo.add_argument("--locale", choices=("en", "zh", "both"), default="both",
-                      help="language of the shop's default messages: en, zh, or both one after the other "
-                           "(default: both)")
+    demo.add_argument("--locale", choices=("en", "zh", "both"), default="en",
+                      help="the language the staff speak and the shop's default: en, zh, or both (the story "
+                           "twice); customers keep their own, English or Chinese (default: en)")
 
     run = commands.add_parser("run", help="run the bot, HTTP API, scheduler and sender",
                               description="Run the bot, the integration HTTP API, the scheduler and the "

@@ -63,7 +63,9 @@ async def test_notify_joins_asks_when_ambiguous_and_says_when_in_stock(bot_harne
     [question] = await h.say(ANN, "/notify velvet lipstick")
     assert "Which product" in question.plain_text and len(question.buttons()) == 2
     await h.press(ANN, question, "Rose")
-    assert "in stock right now" in h.last(ANN).plain_text
+    in_stock = h.last(ANN).plain_text
+    assert "Velvet Lipstick Rose is in stock right now" in in_stock and "in case it runs out" in in_stock
+    assert "as soon as it is back" not in in_stock  # no promise to tell of an arrival that has happened
     assert "Usage: /notify" in await h.reply(ANN, "/notify")
     assert "found no product" in await h.reply(ANN, "/notify zzzqqqxxx")
     [waitlist] = await h.say(ANN, "/waitlist")
