@@ -92,7 +92,7 @@ async def issue_invites(
                    InviteToken.expires_at > now + timedelta(days=ttl_days) / 2)
             .order_by(InviteToken.expires_at)  # the latest wins below
         )
-        reusable = dict(rows.tuples().all())
+        reusable = {customer_id: token for customer_id, token in rows}
     issued = []
     for customer in customers:
         token = reusable.get(customer.id)
