@@ -85,6 +85,13 @@ def test_every_command_and_option_has_help() -> None:
     assert missing == []
 
 
+def test_the_cli_offers_exactly_the_importers_kinds() -> None:
+    from bot.cli import IMPORT_KINDS
+    from bot.inventory.importer import KINDS
+
+    assert IMPORT_KINDS == KINDS
+
+
 def test_import_help_lists_each_kinds_columns(tmp_path: Path) -> None:
     result = stockbot("import", "--help", cwd=tmp_path)
     assert result.returncode == 0
