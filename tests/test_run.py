@@ -44,7 +44,7 @@ def _env(tmp_path: Path, sandbox: BotApiSandbox, database_url: str, **extra: str
     return env
 
 
-def _wait(predicate, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout: float = 90.0, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := predicate():
@@ -67,7 +67,7 @@ def _stop_bot(bot: subprocess.Popen[str], sig: signal.Signals) -> str:
     """Stop as an operator would; the output, once the process is gone (killed if it hangs)."""
     try:
         bot.send_signal(sig)
-        output, _ = bot.communicate(timeout=30)
+        output, _ = bot.communicate(timeout=90)
     finally:
         if bot.poll() is None:
             bot.kill()
