@@ -6,10 +6,7 @@ settings and database, exactly as `stockbot run` does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-from contextlib import suppress
 from dataclasses import dataclass
 
 from aiogram import Bot, Dispatcher
@@ -18,9 +15,8 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.memory import MemoryStorage
-from aiohttp import web
 
-from bot.db import OUTBOX, STOCK_EVENTS, Database, create_database
+from bot.db import OUTBOX, STOCK_EVENTS
 from bot.delivery.sender import Sender
 from bot.delivery.shared_rate import create_rate_gate
 from bot.delivery.telegram import TelegramTransport
@@ -29,7 +25,7 @@ from bot.inventory.reorder import REORDER_REACTIONS
 from bot.recovery.reactions import RECOVERY_REACTIONS
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle
 from bot.models import StockEventKind
-from bot.services import Services, build_services
+from bot.services import Services
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,77 +97,6 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
 
 
 async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
-    from bot.jobs import create_scheduler
-    from bot.migrate import upgrade
+    from bot.runner import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    db = create_database(settings)
-    await upgrade(db)
-    services = build_services(settings, db)
-    # The catalog indexes load in the event worker's first pass, while polling starts: a large
-    # catalog no longer holds up start-up.
-    bot = create_bot(settings)
-    runtime = create_runtime(services, bot)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    me = await bot.get_me()
-    log.info("running as @%s", me.username)
-    from bot.handlers.commands import publish_default_commands
-
-    await publish_default_commands(bot, services)
-    scheduler = create_scheduler(runtime)
-    scheduler.start()
-    sender_task = asyncio.create_task(runtime.sender.run(stop), name="sender")
-    consumer_task = asyncio.create_task(runtime.consumer.run(stop), name="stock-events")
-    app = web.Application()
-    _add_api(app, settings, db)
-    if webhook:
-        await _add_webhook(app, runtime, settings)
-    # No access log: raw paths carry coupon codes; the API logs each request by route pattern.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.API_HOST, settings.API_PORT)
-    await site.start()
-    log.info("HTTP API on http://%s:%s", settings.API_HOST, settings.API_PORT)
-    polling = None
-    if not webhook:
-        await bot.delete_webhook(drop_pending_updates=False)
-        from bot.leadership import poll_updates  # scale-out: one poller among the processes
-
-        polling = asyncio.create_task(poll_updates(runtime.dispatcher, bot, settings.DATABASE_URL, stop))
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        if polling is not None:
-            with suppress(RuntimeError):
-                await runtime.dispatcher.stop_polling()
-            await polling
-        await scheduler.stop()
-        await consumer_task
-        await sender_task
-        log.info("delivery: %s", runtime.sender.stats)  # scale-out: each process's share
-        await runner.cleanup()
-        await bot.session.close()
-        await db.dispose()
-    return 0
-
-
-def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
-    from bot.api.app import add_api_routes
-
-    add_api_routes(app, settings, db)
-
-
-async def _add_webhook(app: web.Application, runtime: Runtime, settings: Settings) -> None:
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
-
-    secret = settings.TELEGRAM_SECRET_TOKEN.get_secret_value() if settings.TELEGRAM_SECRET_TOKEN else None
-    SimpleRequestHandler(runtime.dispatcher, runtime.bot, secret_token=secret).register(
-        app, path=settings.WEBHOOK_PATH
-    )
-    await runtime.bot.set_webhook(
-        settings.WEBHOOK_URL + settings.WEBHOOK_PATH, secret_token=secret, drop_pending_updates=False
-    )
+    return await run(settings, webhook=webhook)

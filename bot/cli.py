@@ -6,55 +6,110 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from bot.settings import Settings, SettingsError, load_settings
 
 
+def version() -> str:
+    try:
+        return metadata.version("stockbot")
+    except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH, never installed
+        return "unknown (not installed)"
+
+
+def _columns_help() -> str:
+    # The importer owns the columns; the help reads them so the two never disagree.
+    from bot.inventory.importer import COLUMNS
+
+    lines = ["columns (first row of the file is the header):"]
+    for kind, (required, optional) in COLUMNS.items():
+        line = f"  {kind}: {','.join(required)}"
+        if optional:
+            line += f"  optional: {','.join(optional)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# The importer's kinds, here so that the CLI starts without importing the importer (seconds:
+# it pulls in the catalog and search indexes); a test keeps the two in step.
+IMPORT_KINDS = ("catalog", "stock", "customers", "orders", "history")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog may be worked out only when help is shown."""
+
+    lazy_epilog = None
+
+    def format_help(self) -> str:
+        if self.lazy_epilog is not None:
+            self.epilog = self.lazy_epilog()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stockbot", description="Keep a shop's customers when stock runs out.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(
+        prog="stockbot", description="Keep a shop's customers when stock runs out.",
+        epilog="Settings come from the environment or .env in the working folder (see .env.example).",
+    )
+    parser.add_argument("--version", action="version", version=f"stockbot {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    demo = commands.add_parser("demo", help="run the whole story offline and print every conversation")
-    demo.add_argument("--locale", choices=("en", "zh", "both"), default="both")
+    demo = commands.add_parser("demo", help="run the whole story offline and print every conversation",
+                               description="Run the whole story offline: a temporary SQLite database, the "
+                                           "built-in Bot API sandbox, a seeded catalog. Needs no settings.")
+    demo.add_argument("--locale", choices=("en", "zh", "both"), default="en",
+                      help="the language the staff speak and the shop's default: en, zh, or both (the story "
+                           "twice); customers keep their own, English or Chinese (default: en)")
 
-    run = commands.add_parser("run", help="run the bot, HTTP API, scheduler and sender")
-    run.add_argument("--webhook", action="store_true", help="take updates by webhook instead of long polling")
+    run = commands.add_parser("run", help="run the bot, HTTP API, scheduler and sender",
+                              description="Run the bot, the integration HTTP API, the scheduler and the "
+                                          "delivery worker in one process until SIGINT or SIGTERM. "
+                                          "Needs BOT_TOKEN.")
+    run.add_argument("--webhook", action="store_true",
+                     help="take updates by webhook on API_HOST:API_PORT at WEBHOOK_PATH instead of long "
+                          "polling (needs WEBHOOK_URL)")
 
-    importer = commands.add_parser("import", help="import a CSV file")
-    importer.add_argument("kind", choices=("catalog", "stock", "customers", "orders", "history"))
-    importer.add_argument("file", type=Path)
+    importer = commands.add_parser(
+        "import", help="import a CSV file", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check the whole file, then import it; with any bad row nothing is written and "
+                    "each bad row is printed as FILE:LINE: reason (exit 1).",
+    )
+    importer.lazy_epilog = _columns_help
+    importer.add_argument("kind", choices=IMPORT_KINDS, help="what the file holds: " + ", ".join(IMPORT_KINDS))
+    importer.add_argument("file", type=Path, help="the CSV file, with a header row")
     importer.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
 
     customers = commands.add_parser("customers", help="customer tools")
     customer_commands = customers.add_subparsers(dest="customers_command", required=True, metavar="ACTION")
-    invite = customer_commands.add_parser("invite", help="print one-time deep links for unlinked customers")
-    invite.add_argument("--external-id", help="only this customer")
-    invite.add_argument("--token-only", action="store_true", help="print tokens instead of links")
+    invite = customer_commands.add_parser(
+        "invite", help="print one-time deep links for unlinked customers",
+        description="Print <external_id><TAB><link> for each customer not yet linked to a chat. A link "
+                    "stays valid for INVITE_TTL_DAYS; running this again prints the same valid link.",
+    )
+    invite.add_argument("--external-id", metavar="ID", help="only the customer with this external id")
+    invite.add_argument("--token-only", action="store_true",
+                        help="print tokens instead of t.me links (needs no BOT_TOKEN)")
 
     database = commands.add_parser("db", help="database tools")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_commands.add_parser("upgrade", help="apply migrations")
+    db_commands.add_parser("upgrade", help="apply migrations to DATABASE_URL (run does this too)")
     return parser
 
 
 async def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
-    from bot.db import create_database
-    from bot.migrate import upgrade
+    from bot.runner import open_database
 
-    db = create_database(settings)
-    try:
-        await upgrade(db)
-    finally:
-        await db.dispose()
+    db = await open_database(settings)
+    await db.dispose()
     print("database is up to date")
     return 0
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.db import create_database
     from bot.inventory.importer import import_csv
-    from bot.migrate import upgrade
+    from bot.runner import open_database
 
     label = str(args.file)
     try:
@@ -62,9 +117,8 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{label}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    db = create_database(settings)
+    db = await open_database(settings)
     try:
-        await upgrade(db)
         report = await import_csv(
             db, args.kind, data, label=label, dry_run=args.dry_run,
             actor="cli:import", phone_region=settings.PHONE_REGION, zone=settings.zone,
@@ -86,16 +140,14 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.db import create_database
-    from bot.migrate import upgrade
+    from bot.runner import bot_username, open_database
     from bot.shop.customers import issue_invites
 
-    username = None if args.token_only else await _bot_username(settings)
-    db = create_database(settings)
+    username = None if args.token_only else await bot_username(settings, "stockbot customers invite")
+    db = await open_database(settings)
     try:
-        await upgrade(db)
         async with db.transaction() as session:
-            issued = await issue_invites(session, args.external_id)
+            issued = await issue_invites(session, args.external_id, ttl_days=settings.INVITE_TTL_DAYS)
     finally:
         await db.dispose()
     if args.external_id and not issued:
@@ -107,21 +159,10 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _bot_username(settings: Settings) -> str:
-    from bot.app import create_bot
-
-    bot = create_bot(settings)
-    try:
-        me = await bot.get_me()
-    finally:
-        await bot.session.close()
-    return me.username or ""
-
-
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import run_forever
+    from bot.runner import run
 
-    return await run_forever(settings, webhook=args.webhook)
+    return await run(settings, webhook=args.webhook)
 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -142,10 +183,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        if args.command == "run" or (args.command == "customers" and not args.token_only):
-            settings.require_token()
-        if args.command == "run" and args.webhook and not settings.WEBHOOK_URL:
-            raise SettingsError("WEBHOOK_URL", "is required by `stockbot run --webhook`")
+        if args.command == "run":
+            settings.require_token("stockbot run")
+            if args.webhook:
+                if not settings.WEBHOOK_URL:
+                    raise SettingsError("WEBHOOK_URL", "is required by `stockbot run --webhook`")
+                from bot.runner import with_webhook_secret
+
+                settings = with_webhook_secret(settings)
+        elif args.command == "customers" and not args.token_only:
+            settings.require_token("stockbot customers invite (or use --token-only)")
+        if args.command != "demo":  # the demo prints conversations, and keeps its own quiet logging
+            from bot.logs import configure_logging
+
+            configure_logging(settings)
         return asyncio.run(_handler(args)(settings, args))
     except SettingsError as exc:
         print(f"stockbot: {exc}", file=sys.stderr)

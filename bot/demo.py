@@ -19,6 +19,7 @@ from bot.inventory.importer import import_csv
 from bot.inventory.stock import StockChange, apply_changes
 from bot.migrate import upgrade
 from bot.sandbox.conversation import Conversation, running_bot
+from bot.sandbox.models import ButtonNotFound, SentMessage
 from bot.settings import load_settings
 from bot.shop.customers import issue_invites
 
@@ -48,6 +49,7 @@ C-ANN,Ann Lee,vip,+8613800138000,ann@example.com,en
 C-LINA,李娜,regular,+8613900139000,,zh
 C-MAX,Max Müller,regular,+4915112345678,,en
 """
+LIP_RED_LEAD_DAYS = 10  # as in CATALOG: the purchaser takes the lead time as the ETA
 ORDERS = """external_id,customer_external_id,sku,qty,status
 SO-1001,C-ANN,LIP-RED,2,open
 SO-1002,C-MAX,LIP-RED,1,backordered
@@ -92,11 +94,28 @@ async def _sell(c: Conversation, sku: str, warehouse: str, units: int, tag: str)
     await c.settle()
 
 
-async def _story(c: Conversation, tokens: dict[str, str]) -> None:
+async def _press(c: Conversation, user_id: int, message: SentMessage, key: str, **context: object) -> None:
+    """Press the button the templates call `key`, in whatever language the bot spoke to this person."""
+    templates = c.runtime.services.templates
+    shown = [button.text for button in message.buttons()]
+    for locale in templates.locales:
+        label = templates.plain(locale, key, **context)
+        if label in shown:
+            await c.press(user_id, message, label)
+            return
+    raise ButtonNotFound(f"no {key!r} button on message {message.message_id}; buttons: {shown}")
+
+
+async def _story(c: Conversation, tokens: dict[str, str], staff_locale: str) -> int:
+    """Plays the story; returns how many lines of the admin's chat came before the funnel."""
+
+    async def staff(person: Person, text: str) -> None:
+        await c.say(person.user_id, text, first_name=person.name, language_code=staff_locale)
+
     _say("the admin opens the bot and hands out roles")
-    await c.say(ALICE.user_id, "/start", first_name=ALICE.name)
-    await c.say(ALICE.user_id, f"/grant {PETER.user_id} purchaser", first_name=ALICE.name)
-    await c.say(ALICE.user_id, f"/grant {RITA.user_id} sales", first_name=ALICE.name)
+    await staff(ALICE, "/start")
+    await staff(ALICE, f"/grant {PETER.user_id} purchaser")
+    await staff(ALICE, f"/grant {RITA.user_id} sales")
 
     _say("customers link their chats: Ann and Max by invite link, 李娜 by sharing her phone number")
     await c.say(ANN.user_id, f"/start {tokens['C-ANN']}", first_name="Ann")
@@ -106,77 +125,97 @@ async def _story(c: Conversation, tokens: dict[str, str]) -> None:
     await c.say(LINA.user_id, "/notify 唇釉 正红色", first_name="娜", language_code="zh")
 
     _say("a sales rep asks for stock with a typo, and in pinyin")
-    await c.say(RITA.user_id, "/stock velvet lipstik red", first_name=RITA.name)
-    await c.say(RITA.user_id, "/stock chunyou", first_name=RITA.name)
+    await staff(RITA, "/stock velvet lipstik red")
+    await staff(RITA, "/stock chunyou")
 
     _say("the shop sells LIP-RED until it reaches its reorder point: the purchaser is prompted")
     await _sell(c, "LIP-RED", "SH", 30, "pos-a")
     await _sell(c, "LIP-RED", "BJ", 4, "pos-b")
-    await c.press(PETER.user_id, c.last(PETER.user_id), "Ordered")
-    await c.say(PETER.user_id, "24", first_name=PETER.name)
-    await c.press(PETER.user_id, c.last(PETER.user_id), "lead time")
+    await _press(c, PETER.user_id, c.last(PETER.user_id), "btn_ordered")
+    await staff(PETER, "24")
+    await _press(c, PETER.user_id, c.last(PETER.user_id), "btn_eta_lead", days=LIP_RED_LEAD_DAYS)
 
     _say("LIP-RED sells out: Ann (VIP, open order) and Max (backorder) are contacted")
     await _sell(c, "LIP-RED", "BJ", 6, "pos-c")
     await _customers_answer_offers(c)
 
     _say("the supplier delivers early; waiting customers are told, VIP first")
-    await c.say(PETER.user_id, "/receive LIP-RED 24 SH", first_name=PETER.name)
+    await staff(PETER, "/receive LIP-RED 24 SH")
     await c.settle()
 
     _say("唇釉 正红色 sells out: 李娜, on its waitlist, is asked in Chinese; she keeps waiting; it returns")
     await _sell(c, "GLOSS-ZHENGHONG", "SH", 6, "pos-d")
     lina_offer = c.last(LINA.user_id)
     if lina_offer.buttons():
-        await c.press(LINA.user_id, lina_offer, "等待")
-    await c.say(PETER.user_id, "/receive GLOSS-ZHENGHONG 12 SH", first_name=PETER.name)
+        await _press(c, LINA.user_id, lina_offer, "recovery_btn_wait")
+    await staff(PETER, "/receive GLOSS-ZHENGHONG 12 SH")
     await c.settle()
 
     _say("the admin reads the funnel")
-    await c.say(ALICE.user_id, "/stats 7", first_name=ALICE.name)
+    before_funnel = len(c.sandbox.transcript(ALICE.user_id))
+    await staff(ALICE, "/stats 7")
+    return before_funnel
 
 
 async def _customers_answer_offers(c: Conversation) -> None:
     ann_offer = c.last(ANN.user_id)
     if ann_offer.buttons():
-        await c.press(ANN.user_id, ann_offer, "Ruby")
+        await c.press(ANN.user_id, ann_offer, "Ruby")  # a product name, the same in every language
     max_offer = c.last(MAX.user_id)
     if max_offer.buttons():
-        await c.press(MAX.user_id, max_offer, "Wait")
+        await _press(c, MAX.user_id, max_offer, "recovery_btn_wait")
 
 
-def _print_transcripts(c: Conversation) -> None:
+def _print_chat(lines: list[tuple[str, str]], name: str) -> None:
+    for who, text in lines:
+        speaker = name if who == "user" else "Stockbot"
+        body = textwrap.indent(text.strip(), "      ").lstrip()
+        print(f"  {speaker}: {body}")
+
+
+def _print_transcripts(c: Conversation, before_funnel: int) -> None:
+    """Each person's chat; the admin's funnel comes last, after the story that fills it."""
     for person in CAST:
+        lines = c.sandbox.transcript(person.user_id, show_buttons=True)
         print()
         print(f"━━ {person.name} ({person.role}) ━━")
-        for who, text in c.sandbox.transcript(person.user_id, show_buttons=True):
-            speaker = person.name if who == "user" else "Stockbot"
-            body = textwrap.indent(text.strip(), "      ").lstrip()
-            print(f"  {speaker}: {body}")
+        _print_chat(lines[:before_funnel] if person is ALICE else lines, person.name)
+    print()
+    print(f"━━ {ALICE.name} ({ALICE.role}) reads the recovery funnel ━━")
+    _print_chat(c.sandbox.transcript(ALICE.user_id, show_buttons=True)[before_funnel:], ALICE.name)
 
 
-async def run_demo(locales: tuple[str, ...] = ("en", "zh")) -> int:
+async def run_demo(locales: tuple[str, ...] = ("en",)) -> int:
+    """The story once per locale: the staff's language and the shop's default.
+
+    Customers keep their own language whatever it is: Ann and Max read English, 李娜 Chinese.
+    """
     logging.basicConfig(level=logging.WARNING)
+    for locale in locales:
+        await _run_story(locale)
+    return 0
+
+
+async def _run_story(locale: str) -> None:
     with tempfile.TemporaryDirectory(prefix="stockbot-demo-") as folder:
         url = f"sqlite+aiosqlite:///{Path(folder) / 'demo.db'}"
         settings = load_settings(
             _env_file=None, DATABASE_URL=url, BOT_TOKEN="123456:SANDBOX-TOKEN", ADMIN_IDS=str(ALICE.user_id),
-            QUIET_HOURS="", DEFAULT_LOCALE=locales[0],
+            QUIET_HOURS="", DEFAULT_LOCALE=locale,
         )
         db = create_database(settings)
         try:
-            print("Stockbot demo: a shop on a temporary database, Telegram played by the built-in sandbox.")
+            print(f"Stockbot demo ({locale}): a shop on a temporary database, Telegram played by the built-in sandbox.")
             await upgrade(db)
             tokens = await _seed(db)
             async with running_bot(settings, db) as conversation:
                 # The seed's own crossings (stock arriving) are handled before anyone waits,
                 # as the running bot does within a second of an import.
                 await conversation.runtime.process_events()
-                await _story(conversation, tokens)
-                _print_transcripts(conversation)
+                before_funnel = await _story(conversation, tokens, locale)
+                _print_transcripts(conversation, before_funnel)
         finally:
             await db.dispose()
-    return 0
 
 
 if __name__ == "__main__":

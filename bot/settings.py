@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Locale = Literal["en", "zh"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -40,6 +41,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True,
         frozen=True,
+        env_ignore_empty=True,  # `NAME=` (as in a fresh copy of .env.example) means unset, for every setting
     )
 
     BOT_TOKEN: SecretStr | None = None
@@ -53,12 +55,16 @@ class Settings(BaseSettings):
     QUIET_HOURS: str = "22:00-08:00"
     DEFAULT_LOCALE: Locale = "en"
     SEND_RATE: float = Field(25, gt=0, le=10_000)
+    LOG_LEVEL: LogLevel = "INFO"
 
     # Beyond the contract: tuning knobs with sensible defaults.
     PHONE_REGION: str = ""  # region for numbers written without a country code, e.g. CN or US
     WEBHOOK_URL: str = ""  # public base URL Telegram posts updates to, for `run --webhook`
     WEBHOOK_PATH: str = "/telegram/webhook"
-    TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls
+    TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls; made up when unset
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    INVITE_TTL_DAYS: int = Field(30, ge=1)
+    RESTOCK_MIN_UNITS: int = Field(0, ge=0)  # hold restock notices until this many units are available
     DIGEST_TIME: str = "09:00"
     COUPON_VIP_PERCENT: int = Field(15, ge=0, le=100)
     COUPON_VIP_DAYS: int = Field(14, ge=1)
@@ -96,6 +102,24 @@ class Settings(BaseSettings):
                 if not part.lstrip("-").isdigit():
                     raise ValueError(f"{part!r} is not a Telegram user id")
             return frozenset(int(part) for part in parts)
+        return value
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("LOG_FORMAT", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("TELEGRAM_SECRET_TOKEN")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram accepts 1-256 characters A-Z, a-z, 0-9, _ and - for the secret-token header.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
     @field_validator("TIMEZONE")
@@ -171,9 +195,9 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.DATABASE_URL.startswith("sqlite")
 
-    def require_token(self) -> str:
+    def require_token(self, command: str = "stockbot run") -> str:
         if self.BOT_TOKEN is None:
-            raise SettingsError("BOT_TOKEN", "is required by `stockbot run`")
+            raise SettingsError("BOT_TOKEN", f"is required by `{command}`")
         return self.BOT_TOKEN.get_secret_value()
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from bot.api.app import MAX_BODY, create_api_app
 from bot.api.schemas import MAX_BATCH
 from bot.api.signing import signature, verify
-from bot.db import Database
+from bot.db import Database, create_database
 from bot.models import (
     Coupon,
     Customer,
@@ -141,6 +141,18 @@ async def test_health_needs_no_signature(client: TestClient) -> None:
     response = await client.get("/api/v1/health")
     assert response.status == 200
     assert await response.json() == {"status": "ok"}
+
+
+async def test_health_answers_503_while_the_database_cannot_be_reached(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'no-such-folder' / 'shop.db'}"
+    unreachable = create_database(url)
+    try:
+        async with TestClient(TestServer(create_api_app(_settings(url), unreachable))) as down:
+            response = await down.get("/api/v1/health")
+            assert response.status == 503
+            assert await response.json() == {"status": "unavailable"}
+    finally:
+        await unreachable.dispose()
 
 
 SIGNED = [

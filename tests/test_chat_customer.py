@@ -1,8 +1,10 @@
 """Customers in chat, end to end: linking, /notify, /waitlist, /stop, /language."""
 
-from sqlalchemy import select
+from datetime import UTC, datetime, timedelta
 
-from bot.models import Customer, Notification, WaitlistEntry
+from sqlalchemy import delete, select
+
+from bot.models import Customer, InviteToken, Notification, WaitlistEntry
 from bot.shop.customers import issue_invites
 from tests.factories import add_product
 from tests.harness import Harness
@@ -18,6 +20,26 @@ async def _customers(h: Harness) -> dict[str, str]:
         ])
         await session.flush()
         return dict(await issue_invites(session))
+
+
+async def test_inviting_twice_gives_the_same_valid_link_and_an_expired_one_is_refused_clearly(
+    bot_harness: Harness,
+) -> None:
+    h = bot_harness
+    first = await _customers(h)
+    async with h.db.transaction() as session:
+        again = dict(await issue_invites(session, ttl_days=30))
+    assert again == first  # no second live link per customer
+    # Issued 31 days ago with a 30-day lifetime: expired, and replaced when asked again.
+    async with h.db.transaction() as session:
+        await session.execute(delete(InviteToken))
+        old = dict(await issue_invites(session, ttl_days=30, now=datetime.now(UTC) - timedelta(days=31)))
+    answer = await h.reply(ANN, f"/start {old['C-ANN']}")
+    assert "expired" in answer and "Ann" not in answer
+    async with h.db.transaction() as session:
+        fresh = dict(await issue_invites(session, ttl_days=30))
+    assert fresh["C-ANN"] != old["C-ANN"]
+    assert "Thank you, Ann" in await h.reply(ANN, f"/start {fresh['C-ANN']}")
 
 
 async def test_invite_link_links_once_and_only_once(bot_harness: Harness) -> None:
@@ -63,7 +85,9 @@ async def test_notify_joins_asks_when_ambiguous_and_says_when_in_stock(bot_harne
     [question] = await h.say(ANN, "/notify velvet lipstick")
     assert "Which product" in question.plain_text and len(question.buttons()) == 2
     await h.press(ANN, question, "Rose")
-    assert "in stock right now" in h.last(ANN).plain_text
+    in_stock = h.last(ANN).plain_text
+    assert "Velvet Lipstick Rose is in stock right now" in in_stock and "in case it runs out" in in_stock
+    assert "as soon as it is back" not in in_stock  # no promise to tell of an arrival that has happened
     assert "Usage: /notify" in await h.reply(ANN, "/notify")
     assert "found no product" in await h.reply(ANN, "/notify zzzqqqxxx")
     [waitlist] = await h.say(ANN, "/waitlist")

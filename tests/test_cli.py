@@ -97,8 +97,18 @@ def test_demo_tells_the_whole_story_offline_and_exits_0(tmp_path: Path) -> None:
     out = result.stdout
     for person in ("Alice (admin)", "Peter (purchaser)", "Rita (sales rep)", "Ann Lee (VIP", "李娜", "Max Müller"):
         assert f"━━ {person}" in out
-    assert "Reorder: Velvet Matte Lipstick Red" in out and "Recorded: 24 × LIP-RED" in out
+    assert "Reorder: Velvet Matte Lipstick Red" in out and out.count("24 × LIP-RED on the way") == 1
     assert "is out of stock" in out and "15% off" in out and "reserved for you" in out
     assert "back in stock" in out and "Revenue kept" in out
     assert "已绑定" in out and "唇釉 正红色" in out and "等待补货" in out and "已到货" in out
     assert not list(tmp_path.iterdir())  # nothing left behind
+    # The funnel comes after the story that fills it.
+    assert out.index("Revenue kept") > out.index("━━ Max Müller")
+
+
+def test_demo_in_chinese_presses_the_chinese_buttons(tmp_path: Path) -> None:
+    result = stockbot("demo", "--locale", "zh", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "[button: ✅ 已下单]" in out
+    assert out.count("已记录：24 × LIP-RED 在途") == 1  # one confirmation of the purchaser's order

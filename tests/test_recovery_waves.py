@@ -84,16 +84,25 @@ async def test_the_next_wave_waits_for_stock_and_resumes_on_the_next_restock(bot
     assert "Only a few" not in h.last(REGULARS[3]).plain_text  # one unit, one person waiting
 
 
-async def test_restock_waits_until_stock_is_above_the_minimum(bot_harness: Harness) -> None:
+async def test_restock_notices_go_whatever_the_safety_stock(bot_harness: Harness) -> None:
+    """A perfume with safety stock 10: two units arrive for five waiting customers."""
     h = bot_harness
-    await waiting_for_lip(h, safety_stock=2)
-    await change_stock(h, "LIP-1", +2)  # back, but not above its minimum of 2
+    await waiting_for_lip(h, safety_stock=10)
+    await change_stock(h, "LIP-1", +2)
     await h.settle()
-    assert notices(h) == []
-    await change_stock(h, "LIP-1", +1)  # one unit above the minimum: a wave of 2
-    assert await run_due_waves(h.services, now=utcnow() + timedelta(minutes=31)) == 2
-    await h.settle()
-    assert notices(h) == [VIP, REGULARS[0]]
+    assert notices(h) == [VIP, *REGULARS[:3]]  # 2 units x WAVE_FACTOR 2
+
+
+async def test_restock_min_units_holds_notices_until_that_many_are_available(settings: Settings, db: Database) -> None:
+    async with running_bot(settings.model_copy(update={"RESTOCK_MIN_UNITS": 3}), db) as h:
+        await waiting_for_lip(h)
+        await change_stock(h, "LIP-1", +2)
+        await h.settle()
+        assert notices(h) == []
+        await change_stock(h, "LIP-1", +1)  # three available: a wave of 6 covers all five
+        assert await run_due_waves(h.services, now=utcnow() + timedelta(minutes=31)) == 5
+        await h.settle()
+        assert notices(h) == [VIP, *REGULARS]
 
 
 def test_wave_size() -> None:

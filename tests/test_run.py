@@ -44,7 +44,7 @@ def _env(tmp_path: Path, sandbox: BotApiSandbox, database_url: str, **extra: str
     return env
 
 
-def _wait(predicate, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout: float = 90.0, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := predicate():
@@ -67,7 +67,7 @@ def _stop_bot(bot: subprocess.Popen[str], sig: signal.Signals) -> str:
     """Stop as an operator would; the output, once the process is gone (killed if it hangs)."""
     try:
         bot.send_signal(sig)
-        output, _ = bot.communicate(timeout=30)
+        output, _ = bot.communicate(timeout=90)
     finally:
         if bot.poll() is None:
             bot.kill()
@@ -111,41 +111,77 @@ def test_run_answers_acts_on_cli_changes_and_stops_cleanly_on_sigterm(
     assert "Traceback" not in output and sandbox.token.split(":")[1] not in output
 
 
-@pytest.mark.skipif(ON_POSTGRES, reason="one SQLite file is enough to show the webhook wiring")
-def test_webhook_mode_takes_updates_on_the_api_port_and_checks_the_secret(
-    tmp_path: Path, sandbox: BotApiSandbox, database_url: str
-) -> None:
+def _update(update_id: int, user_id: int, text: str) -> dict[str, object]:
+    command = text.split()[0]
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": 0, "text": text, "chat": {"id": user_id, "type": "private"},
+        "from": {"id": user_id, "is_bot": False, "first_name": "U"},
+        "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}]}}
+
+
+def _post(url: str, update: dict[str, object], secret: str | None) -> int:
+    """POST an update as Telegram would (or a forger); the HTTP status, 0 while nothing listens."""
     import json
     import urllib.error
     import urllib.request
 
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    request = urllib.request.Request(url, data=json.dumps(update).encode(), method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="one SQLite file is enough to show the webhook wiring")
+def test_webhook_mode_takes_updates_on_the_api_port_and_checks_the_secret(
+    tmp_path: Path, sandbox: BotApiSandbox, database_url: str
+) -> None:
     env = _env(tmp_path, sandbox, database_url, WEBHOOK_URL="https://shop.example", TELEGRAM_SECRET_TOKEN="tg-secret")
     bot = _start_bot(env, tmp_path, "--webhook")
     url = f"http://127.0.0.1:{env['API_PORT']}/telegram/webhook"
-    update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "/help",
-              "chat": {"id": ADMIN, "type": "private"}, "from": {"id": ADMIN, "is_bot": False, "first_name": "A"},
-              "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
-
-    def post(secret: str) -> int:
-        request = urllib.request.Request(url, data=json.dumps(update).encode(), method="POST", headers={
-            "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
-        except OSError:
-            return 0
-
     try:
         _wait(lambda: sandbox.webhook_url, what="setWebhook")
         assert sandbox.webhook_url == "https://shop.example/telegram/webhook"
-        assert _wait(lambda: post("wrong") or None, what="the webhook route") == 401
-        assert post("tg-secret") == 200
+        assert sandbox.webhook_secret == "tg-secret"
+        assert _wait(lambda: _post(url, _update(1, ADMIN, "/help"), "wrong") or None, what="the webhook route") == 403
+        assert _post(url, _update(2, ADMIN, "/help"), "tg-secret") == 200
         _wait(lambda: sandbox.messages(ADMIN), what="an answer to the webhook update")
     finally:
         output = _stop_bot(bot, signal.SIGINT)
     assert bot.returncode == 0, output
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="one SQLite file is enough to show the webhook wiring")
+def test_webhook_without_a_configured_secret_refuses_forged_updates(
+    tmp_path: Path, sandbox: BotApiSandbox, database_url: str
+) -> None:
+    """No TELEGRAM_SECRET_TOKEN set: a made-up one guards the path, so a forged /grant grants nothing."""
+    env = _env(tmp_path, sandbox, database_url, WEBHOOK_URL="https://shop.example")
+    bot = _start_bot(env, tmp_path, "--webhook")
+    url = f"http://127.0.0.1:{env['API_PORT']}/telegram/webhook"
+    forger = 666
+    try:
+        _wait(lambda: sandbox.webhook_secret, what="setWebhook with a secret token")
+        secret = sandbox.webhook_secret
+        assert 16 <= len(secret) <= 256 and all(c.isascii() and (c.isalnum() or c in "_-") for c in secret)
+        forged = _update(1, ADMIN, f"/grant {forger} admin")
+        assert _wait(lambda: _post(url, forged, None) or None, what="the webhook route") == 403
+        assert _post(url, forged, "guessed") == 403
+        # Telegram, which holds the registered secret, gets through; the forger got nothing.
+        assert _post(url, _update(2, forger, "/help"), secret) == 200
+        answer = _wait(lambda: sandbox.messages(forger), what="an answer to the real update")
+        assert "/grant" not in answer[0].plain_text
+        assert not sandbox.messages(ADMIN)
+    finally:
+        output = _stop_bot(bot, signal.SIGTERM)
+    assert bot.returncode == 0, output
+    assert secret not in output
 
 
 def test_invite_prints_deep_links_with_the_bots_username(

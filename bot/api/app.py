@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,6 +50,7 @@ from bot.shop.orders import LineInput, OrderInput, UnknownReference, check_refer
 log = logging.getLogger("bot.api")
 
 PREFIX = "/api/v1"
+HEALTH_DB_TIMEOUT = 5  # seconds: a health check that hangs is worse than one that says no
 MAX_BODY = 1024 * 1024  # 1 MiB
 ACTOR = "api"
 
@@ -293,6 +295,13 @@ class IntegrationApi:
     # health -------------------------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
+        # A bot that cannot reach its database is not healthy, whatever the process says.
+        try:
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT), self.db.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # any failure to answer counts; the reason is logged, never returned
+            log.warning("health: the database does not answer", exc_info=True)
+            return web.json_response({"status": "unavailable"}, status=503)
         return web.json_response({"status": "ok"})
 
     # stock events -------------------------------------------------------------------------------

@@ -16,18 +16,30 @@ import tomllib
 from datetime import datetime, tzinfo
 from decimal import Decimal
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-MESSAGES_DIR = Path(__file__).resolve().parents[2] / "messages"
 TELEGRAM_TEXT_LIMIT = 4096
 # The tags Telegram's HTML parse mode knows: a label's own markup, which plain text leaves out.
 _MARKUP_TAG = re.compile(
     r"</?(?:b|strong|i|em|u|ins|s|strike|del|code|pre|a|span|tg-spoiler|tg-emoji|blockquote)\b[^>]*>"
 )
+
+
+def messages_dir() -> Path:
+    """Where the texts are: inside the installed package, else `messages/` of a source checkout.
+
+    A wheel carries them as `bot/messages` (see setup.py); an editable install or a checkout on
+    PYTHONPATH reads the repository's own folder, so translators see their edits at once.
+    """
+    packaged = resources.files("bot") / "messages"
+    if packaged.is_dir():
+        return Path(str(packaged))  # `bot` is a regular package on disk, so this is a real folder
+    return Path(__file__).resolve().parents[2] / "messages"
 
 
 def money(value: Decimal | int | None) -> str:
@@ -42,8 +54,8 @@ def signed_money(value: Decimal) -> str:
 
 
 class Templates:
-    def __init__(self, root: Path = MESSAGES_DIR, *, zone: tzinfo | str = "UTC") -> None:
-        self.root = root
+    def __init__(self, root: Path | None = None, *, zone: tzinfo | str = "UTC") -> None:
+        self.root = root = root or messages_dir()
         self.zone = ZoneInfo(zone) if isinstance(zone, str) else zone
         self.locales = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
         self.env = Environment(

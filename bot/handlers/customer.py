@@ -57,11 +57,9 @@ async def _join(target: Message, session: AsyncSession, actor: Actor, texts: Tex
                 product: Product) -> None:
     assert actor.customer is not None
     _, fresh = await join_waitlist(session, actor.customer.id, product.id, days=services.settings.WAITLIST_DAYS)
-    key = "notify_joined" if fresh else "notify_already"
-    text = texts(key, name=product.name, days=services.settings.WAITLIST_DAYS)
-    if product.available > 0:
-        text += "\n" + texts("notify_in_stock_now")
-    await target.answer(text)
+    # In stock: "I'll tell you when it arrives" would contradict it; say so, and why they are listed.
+    key = "notify_in_stock" if product.available > 0 else "notify_joined" if fresh else "notify_already"
+    await target.answer(texts(key, name=product.name, days=services.settings.WAITLIST_DAYS))
 
 
 async def notify_picked(query: CallbackQuery, callback_data: NotifyPick, session: AsyncSession, actor: Actor,

@@ -219,12 +219,14 @@ async def _finish_order(
         return
     product = await session.get(Product, prompt.product_id)
     assert product is not None
-    note = texts("prompt_ordered", qty=prompt.ordered_qty, eta=eta.date().isoformat())
-    await target.answer(texts("order_recorded", sku=product.sku, qty=prompt.ordered_qty, eta=eta.date().isoformat()))
+    recorded = texts("order_recorded", sku=product.sku, qty=prompt.ordered_qty, eta=eta.date().isoformat())
     if data.get("prompt_message_id") and target.bot:
-        # The prompt itself loses its buttons, so nobody orders the same thing twice.
+        # The prompt itself loses its buttons, so nobody orders the same thing twice, and the one
+        # confirmation answers it.
         await target.bot.edit_message_reply_markup(chat_id=actor.chat_id, message_id=data["prompt_message_id"], reply_markup=None)
-        await target.bot.send_message(actor.chat_id, note, reply_to_message_id=data["prompt_message_id"])
+        await target.bot.send_message(actor.chat_id, recorded, reply_to_message_id=data["prompt_message_id"])
+    else:
+        await target.answer(recorded)
 
 
 async def eta_picked(query: CallbackQuery, callback_data: OrderEta, state: FSMContext, session: AsyncSession,

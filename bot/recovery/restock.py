@@ -80,9 +80,10 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
     if product is None or product.available <= 0:
         restock.finished_at, restock.next_wave_at = now, None  # gone again: resume on the next restock
         return 0
-    units = product.available - product.safety_stock
-    if units <= 0:
-        # Back, but not above its minimum yet: look again after the interval.
+    # Safety stock is the purchaser's buffer, not a reason to keep waiting customers in the dark:
+    # any available unit is news. Only a shop that asks for it (RESTOCK_MIN_UNITS) waits for more.
+    units = product.available
+    if units < settings.RESTOCK_MIN_UNITS:
         restock.next_wave_at = now + timedelta(minutes=settings.WAVE_INTERVAL_MINUTES)
         return 0
     queue = list(

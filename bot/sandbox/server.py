@@ -177,6 +177,7 @@ class BotApiSandbox:
         self._poll_generation = 0
         self._open_polls = 0
         self._webhook_url = ""
+        self._webhook_secret = ""  # what Telegram would send as X-Telegram-Bot-Api-Secret-Token
         self._failures: list[FailureRule] = []
         self._blocked: set[int] = set()
         self._unknown: set[int] = set()
@@ -594,6 +595,7 @@ class BotApiSandbox:
 
     def _api_setWebhook(self, params: dict[str, Any]) -> bool:
         self._webhook_url = str(params.get("url") or "")
+        self._webhook_secret = str(params.get("secret_token") or "")
         if params.get("drop_pending_updates"):
             self._queue.clear()
         return True
@@ -974,6 +976,10 @@ class BotApiSandbox:
     @property
     def webhook_url(self) -> str:
         return self._webhook_url
+
+    @property
+    def webhook_secret(self) -> str:
+        return self._webhook_secret
 
     def transcript(self, chat_id: int, *, show_buttons: bool = False) -> list[tuple[str, str]]:
         """The chat as a person would read it: ("user", text | "[button: label]" | ...) and ("bot", text)."""

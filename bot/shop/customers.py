@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
@@ -70,16 +71,34 @@ async def upsert_customers(session: AsyncSession, customers: Sequence[CustomerIn
 
 
 async def issue_invites(
-    session: AsyncSession, external_id: str | None = None
+    session: AsyncSession, external_id: str | None = None, *, ttl_days: int = 30, now: datetime | None = None,
 ) -> list[tuple[str, str]]:
-    """A fresh one-time token for each customer not yet linked (or the one asked for)."""
+    """A one-time token for each customer not yet linked (or the one asked for).
+
+    A customer who already holds an unused token that stays valid for at least half its lifetime
+    gets that one again, so running `customers invite` twice does not put two live links per
+    customer into the world; a token nearer its end is replaced by a fresh one.
+    """
+    now = now or utcnow()
     query = select(Customer).where(Customer.telegram_user_id.is_(None)).order_by(Customer.external_id)
     if external_id is not None:
         query = query.where(Customer.external_id == external_id)
+    customers = list(await session.scalars(query))
+    reusable: dict[int, str] = {}
+    if customers:
+        rows = await session.execute(
+            select(InviteToken.customer_id, InviteToken.token)
+            .where(InviteToken.customer_id.in_([c.id for c in customers]), InviteToken.used_at.is_(None),
+                   InviteToken.expires_at > now + timedelta(days=ttl_days) / 2)
+            .order_by(InviteToken.expires_at)  # the latest wins below
+        )
+        reusable = {customer_id: token for customer_id, token in rows}
     issued = []
-    for customer in await session.scalars(query):
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        session.add(InviteToken(token=token, customer_id=customer.id))
+    for customer in customers:
+        token = reusable.get(customer.id)
+        if token is None:
+            token = secrets.token_urlsafe(TOKEN_BYTES)
+            session.add(InviteToken(token=token, customer_id=customer.id, expires_at=now + timedelta(days=ttl_days)))
         issued.append((customer.external_id, token))
     return issued
 
@@ -96,6 +115,8 @@ async def link_by_token(session: AsyncSession, token: str, user_id: int, chat_id
     invite = await session.get(InviteToken, token[:64], with_for_update=True)
     if invite is None or invite.used_at is not None:
         raise LinkRefused("invite_invalid")
+    if invite.expires_at is not None and invite.expires_at <= utcnow():
+        raise LinkRefused("invite_expired")
     customer = await session.get(Customer, invite.customer_id)
     assert customer is not None
     if customer.telegram_user_id not in (None, user_id):
