@@ -12,6 +12,7 @@ second connection there waits for the lock its own caller holds).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,12 +133,15 @@ class Catalog:
             stream = await session.stream(query.execution_options(yield_per=5000))
             async for rows in stream.partitions():
                 cards = [card_of(row) for row in rows]  # a row has the fields card_of reads
-                self.search.upsert_many(cards)
-                for card in cards:
-                    self.substitutes.upsert(card)
+                # Off the event loop: loading 100k cards takes seconds of CPU (the indexes lock).
+                await asyncio.to_thread(self._load, cards)
                 loaded += len(cards)
         self._seen = current
         return loaded
+
+    def _load(self, cards: list[ProductCard]) -> None:
+        self.search.upsert_many(cards)
+        self.substitutes.upsert_many(cards)
 
 
 @dataclass(frozen=True, slots=True)
