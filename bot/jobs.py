@@ -91,6 +91,7 @@ class Jobs:
 
 
 def create_scheduler(runtime: Runtime) -> Jobs:
+    from bot.planning.jobs import PLANNING_JOBS
     from bot.recovery.jobs import RECOVERY_JOBS
 
     services = runtime.services
@@ -105,7 +106,7 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     every(30, "sweep-leases", sweep_expired_leases, services)
     every(60, "wake-snoozed", wake_snoozed_prompts, services)
     every(10, "refresh-catalog", refresh_catalog, services)
-    for name, seconds, work in RECOVERY_JOBS:
+    for name, seconds, work in (*RECOVERY_JOBS, *PLANNING_JOBS):
         every(seconds, name, work, services)
     digest = settings.digest_time
     jobs.scheduler.add_job(

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     DAILY_MESSAGE_CAP: int = Field(3, ge=1)
     ATTRIBUTION_DAYS: int = Field(10, ge=1)
     DEMAND_DAYS: int = Field(28, ge=1)
+    SERVICE_LEVEL_A: float = Field(0.98, gt=0.5, lt=1)
+    SERVICE_LEVEL_B: float = Field(0.95, gt=0.5, lt=1)
+    SERVICE_LEVEL_C: float = Field(0.90, gt=0.5, lt=1)
 
     @field_validator("ADMIN_IDS", mode="before")
     @classmethod

@@ -123,6 +123,7 @@ class Sender:
     async def drain(self, timeout: float = 30.0) -> SenderStats:
         """Send everything due now, then return (tests, the demo, one-shot CLI use)."""
         stop = asyncio.Event()
+        self._idle_claims = 0  # idle claims of an earlier drain say nothing about this one's rows
         runner = asyncio.create_task(self.run(stop))
         deadline = time.monotonic() + timeout
         try:
