@@ -38,14 +38,17 @@ def shop_today(zone: tzinfo, now: datetime | None = None) -> date:
 
 
 async def days_to_record(session: AsyncSession, zone: tzinfo, now: datetime | None = None) -> list[date]:
-    """Finished shop days not recorded yet: after the last recorded (or imported) day, through
-    yesterday. With no history at all, recording starts with yesterday."""
+    """Finished shop days not recorded yet, through yesterday."""
     yesterday = shop_today(zone, now) - timedelta(days=1)
     marker = await get_state(session, RECORDED_THROUGH)
-    last = date.fromisoformat(marker) if marker else await session.scalar(select(func.max(SalesDay.day)))
-    if last is None:
-        last = yesterday - timedelta(days=1)
-    first = max(last + timedelta(days=1), yesterday - timedelta(days=MAX_CATCH_UP_DAYS - 1))
+    if marker:
+        first = date.fromisoformat(marker) + timedelta(days=1)
+    else:
+        # The first run: from the end of the imported history (an import may cover only some
+        # products, and imported rows are never replaced, so yesterday is always recorded).
+        imported = await session.scalar(select(func.max(SalesDay.day)))
+        first = min(imported + timedelta(days=1), yesterday) if imported else yesterday
+    first = max(first, yesterday - timedelta(days=MAX_CATCH_UP_DAYS - 1))
     return [first + timedelta(days=n) for n in range((yesterday - first).days + 1)]
 
 
