@@ -13,10 +13,11 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from datetime import date, datetime, timedelta, tzinfo
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, func, select, true, update
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
@@ -113,19 +114,21 @@ async def load_history(
     sold = np.zeros((size, days), dtype=np.float64)
     seen = np.zeros((size, days), dtype=bool)
     out = np.zeros((size, days), dtype=bool)
-    origin = start.toordinal()
     for condition in chunked(SalesDay.product_id, product_ids):
+        # Integers only (the day as its column, a stockout as 0/1): no date or Row-to-object work
+        # per row, and each fetched block becomes one flat int64 array.
         result = await session.stream(
-            select(SalesDay.product_id, SalesDay.warehouse_id, SalesDay.day, SalesDay.sold, SalesDay.on_hand)
+            select(SalesDay.product_id, SalesDay.warehouse_id, _day_column(session, start), SalesDay.sold,
+                   case((SalesDay.on_hand == 0, 1), else_=0))
             .where(condition, SalesDay.day >= start, SalesDay.day <= end)
         )
         async for part in result.partitions(_PARTITION):
-            p, w, d, s, h = zip(*part, strict=True)
-            rows = np.searchsorted(keys, _pack(np.array(p), np.array(w)))
-            cols = np.fromiter((day.toordinal() - origin for day in d), dtype=np.int64, count=len(d))
-            sold[rows, cols] = s
+            block = np.fromiter(chain.from_iterable(part), dtype=np.int64, count=5 * len(part)).reshape(-1, 5)
+            rows = np.searchsorted(keys, _pack(block[:, 0], block[:, 1]))
+            cols = block[:, 2]
+            sold[rows, cols] = block[:, 3]
             seen[rows, cols] = True
-            out[rows, cols] = np.array([value == 0 for value in h], dtype=bool)
+            out[rows, cols] = block[:, 4] == 1
     has_any = seen.any(axis=1)
     first_day = np.where(has_any, seen.argmax(axis=1), days)
     alive = np.arange(days)[None, :] >= first_day[:, None]
@@ -136,6 +139,13 @@ async def load_history(
         category=np.asarray(codes, dtype=np.int64), end=end,
     )
     return Loaded(pids, wids, history)
+
+
+def _day_column(session: AsyncSession, start: date) -> ColumnElement[int]:
+    """The day as days since `start`, computed by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(SalesDay.day - start, Integer)
+    return cast(func.julianday(SalesDay.day) - func.julianday(start.isoformat()), Integer)
 
 
 async def _categories(session: AsyncSession, product_ids: list[int]) -> dict[int, str]:
