@@ -169,3 +169,22 @@ async def test_the_plan_speaks_chinese_too(bot_harness: Harness) -> None:
     await h.press(PURCHASER, h.last(PURCHASER), "中文")
     plan = (await h.say(PURCHASER, "/plan"))[-1]
     assert "补货计划" in plan.plain_text and "调拨" in plan.plain_text
+
+
+async def test_the_prompt_suggests_a_transfer_first_and_its_button_moves_the_units(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _staff(h)
+    async with h.db.transaction() as session:
+        product = await add_product(session, "MIX", reorder_point=5, lead_time_days=20, supplier="Rosa Ltd",
+                                    stock={"BJ": 60})
+        await add_history(session, product.id, "SH", [(4, 30)] * 60)
+        await add_history(session, product.id, "BJ", ([(1, 60)] + [(0, 60)] * 4) * 12)  # BJ barely sells
+    await daily_forecast(h.services)
+    await h.settle()
+    [prompt] = [m for m in h.sandbox.messages(PURCHASER) if m.plain_text.startswith("📦")]
+    assert "Move first" in prompt.plain_text and "from BJ to SH" in prompt.plain_text
+    button = prompt.button("Move")
+    qty = int(button.text.split("Move ")[1].split(" ")[0])
+    done = await h.press(PURCHASER, prompt, button.text)
+    assert f"Moved {qty} × MIX from BJ to SH" in done[-1].plain_text
+    assert await _levels(h) == {"BJ": (60 - qty, 0), "SH": (0, qty)}
