@@ -322,6 +322,7 @@ async def refresh_cover(
             .outerjoin(ReplenishmentPolicy, and_(ReplenishmentPolicy.product_id == DemandForecast.product_id,
                                                  ReplenishmentPolicy.warehouse_id == DemandForecast.warehouse_id))
             .where(condition)
+            .order_by(DemandForecast.product_id, DemandForecast.warehouse_id)  # one lock order for all
         )).all()
     if not rows:
         return 0
