@@ -168,7 +168,8 @@ def plan_transfers(
                 qty = min(wanted, left[s])
                 if qty < min_qty:
                     break
-                moves.append(Transfer(product=product, source=warehouse_ids[s].item(), target=warehouse_ids[t].item(), qty=qty))
+                source, target = warehouse_ids[s].item(), warehouse_ids[t].item()
+                moves.append(Transfer(product=product, source=source, target=target, qty=qty))
                 left[s] -= qty
                 wanted -= qty
                 if wanted < min_qty:
