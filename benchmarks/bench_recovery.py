@@ -31,7 +31,7 @@ from sqlalchemy import func, insert, select
 
 from bot.app import reactions
 from bot.db import create_database
-from bot.events import process_events
+from bot.events import EventConsumer
 from bot.inventory.stock import StockChange, apply_change, apply_changes
 from bot.migrate import upgrade
 from bot.models import (
@@ -113,18 +113,15 @@ async def one_run(customers: int, vip_share: float, seed_value: int) -> tuple[fl
         await upgrade(db)
         await seed_catalog(db, rng)
         services = build_services(settings, db)
-        await services.catalog.refresh(db)
-        table = reactions()
-        while await process_events(services, table):  # the seed's own crossings (back in stock)
-            pass
+        consumer = EventConsumer(services, reactions())
+        await consumer.process()  # the seed's own crossings (back in stock)
         await seed_customers(db, customers, vip_share, rng)
         async with db.transaction() as session:
             await apply_change(session, StockChange("LIP-0000", "SH", on_hand=0, reason="sale"))
         started = time.perf_counter()
         found: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         watcher = asyncio.create_task(watch_first_vip(db, started, found))
-        while await process_events(services, table):
-            pass
+        await consumer.process()
         await continue_plans(services)
         planned = time.perf_counter() - started
         first_vip = await asyncio.wait_for(found, 5)

@@ -1,11 +1,14 @@
 """Benchmark for bot.inventory.search.SearchIndex on a synthetic catalog.
 
-    python benchmarks/bench_search.py [--products 100000] [--queries 1000] [--seed 7]
+    python benchmarks/bench_search.py [--products 100000] [--queries 1000] [--seed 7] [--impl both|new|old]
 
 Builds a deterministic English + Chinese catalog (cosmetics, groceries,
 electronics), then reports build time, memory growth, query latency
 percentiles per query kind, a simple relevance check per kind, upsert/remove
 cost, and a naive ``process.extract(WRatio)`` baseline for comparison.
+``--impl both`` (the default) builds the index as it was before issue 9
+(``search_baseline.py``) beside the current one, prints both side by side and
+checks that every query gets the same hits from both.
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
-from common import percentile  # benchmarks/common.py, beside this script
+from common import describe, percentile  # benchmarks/common.py, beside this script
 from rapidfuzz import fuzz, process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.inventory.cards import ProductCard  # noqa: E402
 from bot.inventory.search import SearchHit, SearchIndex  # noqa: E402
-from bot.inventory.search_text import normalise  # noqa: E402
+from search_baseline import SearchIndex as BaselineIndex  # noqa: E402
+from bot.inventory.search_text import normalise, pinyin_forms  # noqa: E402
 
 # --- vocabulary ------------------------------------------------------------------
 # (sku prefix, english type, english category, chinese type, chinese category)
@@ -267,10 +271,75 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def row(label: str, samples: list[float], ok: int | None = None) -> str:
-    ok_text = f"{ok}/{len(samples)}" if ok is not None else ""
-    return (f"| {label} | {len(samples)} | {percentile(samples, 50):.2f} | {percentile(samples, 95):.2f} | "
-            f"{percentile(samples, 99):.2f} | {max(samples):.2f} | {ok_text} |")
+@dataclass
+class Run:
+    impl: str
+    index: SearchIndex | BaselineIndex
+    build_s: float
+    grown_mib: float
+    by_kind: dict[str, list[float]]
+    ok_by_kind: dict[str, int]
+    every: list[float]
+    results: list[list[SearchHit]]
+
+
+IMPLS = {"new": SearchIndex, "old": BaselineIndex}
+CLOCK = time.perf_counter  # --clock cpu: time.thread_time, for a machine other jobs keep busy
+
+
+def build(impl: str, cards: list[ProductCard]) -> tuple[SearchIndex | BaselineIndex, float, float]:
+    before = rss_mib()
+    t0 = CLOCK()
+    index = IMPLS[impl](cards)
+    build_s = CLOCK() - t0
+    return index, build_s, rss_mib() - before
+
+
+def warm_pinyin(cards: list[ProductCard]) -> None:
+    """Fill pypinyin's lazy tables and the per-run cache first, so neither build is charged for them."""
+    for card in cards:
+        pinyin_forms((normalise(card.name), normalise(card.brand or ""), normalise(card.category)))
+
+
+def retained_bytes(index: object) -> int:
+    """getsizeof over everything the index reaches, except the cards it shares with the caller
+    and interned strings (brands, categories, tokens of the vocabulary count once)."""
+    seen: set[int] = set()
+    stack = [index]
+    total = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (ProductCard, type)) or callable(obj) and not hasattr(obj, "__dict__"):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif hasattr(obj, "__slots__") or hasattr(obj, "__dict__"):
+            names = list(getattr(obj, "__dict__", {}))
+            for klass in type(obj).__mro__:
+                names.extend(getattr(klass, "__slots__", ()))
+            stack.extend(getattr(obj, name) for name in names if hasattr(obj, name) and name != "_lock")
+    return total
+
+
+def measure(impl: str, index: SearchIndex | BaselineIndex, build_s: float, grown: float,
+            queries: list[Query]) -> Run:
+    for q in queries[:50]:  # warm caches (lru_cache, allocator) before timing
+        index.search(q.text)
+    run = Run(impl, index, build_s, grown, {}, {}, [], [])
+    for q in queries:
+        t = CLOCK()
+        hits = index.search(q.text)
+        ms = (CLOCK() - t) * 1000
+        run.every.append(ms)
+        run.results.append(hits)
+        run.by_kind.setdefault(q.kind, []).append(ms)
+        run.ok_by_kind[q.kind] = run.ok_by_kind.get(q.kind, 0) + q.ok(hits)
+    return run
 
 
 def main() -> None:
@@ -278,63 +347,71 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--impl", choices=("both", "new", "old"), default="both")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this thread's CPU time, unaffected by other processes on the machine")
+    parser.add_argument("--walk", action="store_true", help="also sum getsizeof over each index (slow)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.thread_time if args.clock == "cpu" else time.perf_counter
     rng = random.Random(args.seed)
 
     cards = build_catalog(args.products, rng)
     queries = make_queries(cards, args.queries, rng)
+    warm_pinyin(cards)
+    impls = ["new", "old"] if args.impl == "both" else [args.impl]
+    # Both indexes stay alive while the other is built, so neither RSS delta reuses
+    # memory the other freed; the queries then run on each in turn.
+    built = {impl: build(impl, cards) for impl in impls}
+    runs = [measure(impl, *built[impl], queries) for impl in impls]
 
-    before = rss_mib()
-    t0 = time.perf_counter()
-    index = SearchIndex(cards)
-    build_s = time.perf_counter() - t0
-    grown = rss_mib() - before
-
-    for q in queries[:50]:  # warm caches (lru_cache, allocator) before timing
-        index.search(q.text)
-
-    by_kind: dict[str, list[float]] = {}
-    ok_by_kind: dict[str, int] = {}
-    every: list[float] = []
-    for q in queries:
-        t = time.perf_counter()
-        hits = index.search(q.text)
-        ms = (time.perf_counter() - t) * 1000
-        every.append(ms)
-        by_kind.setdefault(q.kind, []).append(ms)
-        ok_by_kind[q.kind] = ok_by_kind.get(q.kind, 0) + q.ok(hits)
-
-    upsert_ms = _time_upserts(index, cards, rng)
+    print(f"{describe()} | products={len(cards)} queries={len(queries)} seed={args.seed} clock={args.clock}")
+    for run in runs:
+        walked = f", getsizeof walk {retained_bytes(run.index) / 2**20:.0f} MiB" if args.walk else ""
+        print(f"{run.impl}: build {run.build_s:.2f} s, RSS growth {run.grown_mib:.0f} MiB "
+              f"({run.grown_mib * 2**20 / len(cards):,.0f} B per product){walked}, "
+              f"vocabulary {len(run.index._vocab)} tokens")  # noqa: SLF001 - diagnostics only
+    print()
+    head = " | ".join(f"{run.impl} p50 ms | {run.impl} p95 ms | {run.impl} max ms | {run.impl} relevant" for run in runs)
+    print(f"| query kind | n | {head} |")
+    print("|---|---:|" + "---:|---:|---:|---:|" * len(runs))
+    for kind in sorted(runs[0].by_kind):
+        print(f"| {kind} | {len(runs[0].by_kind[kind])} | " + " | ".join(cells(run.by_kind[kind], run.ok_by_kind[kind]) for run in runs) + " |")
+    print("| **all** | " + f"{len(queries)} | " + " | ".join(cells(run.every, sum(run.ok_by_kind.values())) for run in runs) + " |")
+    if len(runs) == 2:
+        same = sum(_hits_key(a) == _hits_key(b) for a, b in zip(runs[0].results, runs[1].results))
+        print(f"\nsame hits (id, score, matched_on, order) from old and new: {same}/{len(queries)} queries")
+    print()
+    for run in runs:
+        upsert_ms = _time_upserts(run.index, cards, random.Random(args.seed + 1))
+        print(f"{run.impl}: upsert (rename) p50/p95/max: {upsert_ms[0]:.3f} / {upsert_ms[1]:.3f} / "
+              f"{upsert_ms[2]:.3f} ms; remove p50: {upsert_ms[3]:.3f} ms")
     baseline = _baseline(cards, queries, rng)
-
-    print(f"python {platform.python_version()} | products={len(index)} queries={len(queries)} seed={args.seed}")
-    print(f"build: {build_s:.2f} s, RSS growth: {grown:.0f} MiB, "
-          f"vocabulary: {len(index._vocab)} tokens")  # noqa: SLF001 - diagnostics only
-    print()
-    print("| query kind | n | p50 ms | p95 ms | p99 ms | max ms | relevant top hit |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for kind in sorted(by_kind):
-        print(row(kind, by_kind[kind], ok_by_kind[kind]))
-    print(row("**all**", every, sum(ok_by_kind.values())))
-    print()
-    print(f"upsert (rename) p50/p95/max: {upsert_ms[0]:.3f} / {upsert_ms[1]:.3f} / {upsert_ms[2]:.3f} ms; "
-          f"remove p50: {upsert_ms[3]:.3f} ms")
     print(f"baseline process.extract(WRatio) over all names, {baseline[2]} queries: "
           f"p50 {baseline[0]:.1f} ms, p95 {baseline[1]:.1f} ms")
 
 
-def _time_upserts(index: SearchIndex, cards: list[ProductCard], rng: random.Random) -> tuple[float, float, float, float]:
+def cells(samples: list[float], ok: int) -> str:
+    return (f"{percentile(samples, 50):.2f} | {percentile(samples, 95):.2f} | {max(samples):.2f} | "
+            f"{ok}/{len(samples)}")
+
+
+def _hits_key(hits: list[SearchHit]) -> list[tuple[int, float, str]]:
+    return [(h.product_id, h.score, h.matched_on) for h in hits]
+
+
+def _time_upserts(index: SearchIndex | BaselineIndex, cards: list[ProductCard], rng: random.Random) -> tuple[float, float, float, float]:
     upserts: list[float] = []
     removes: list[float] = []
     for card in rng.sample(cards, 200):
         renamed = replace(card, name=card.name + f" v{rng.randint(2, 9)} {rng.choice(EN_VARIANT)}")
-        t = time.perf_counter()
+        t = CLOCK()
         index.upsert(renamed)
-        upserts.append((time.perf_counter() - t) * 1000)
+        upserts.append((CLOCK() - t) * 1000)
     for card in rng.sample(cards, 200):
-        t = time.perf_counter()
+        t = CLOCK()
         index.remove(card.product_id)
-        removes.append((time.perf_counter() - t) * 1000)
+        removes.append((CLOCK() - t) * 1000)
         index.upsert(card)
     return statistics.median(upserts), percentile(upserts, 95), max(upserts), statistics.median(removes)
 

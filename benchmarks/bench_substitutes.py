@@ -22,7 +22,7 @@ from decimal import Decimal
 from common import percentile  # benchmarks/common.py, beside this script
 
 from bot.inventory.cards import ProductCard
-from bot.recovery.substitutes import SubstituteIndex
+from bot.inventory.substitutes import SubstituteIndex
 
 EN_NOUNS = [
     "lipstick", "lip gloss", "mascara", "eyeliner", "foundation", "concealer",

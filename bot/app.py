@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -21,10 +20,12 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiohttp import web
 
-from bot.db import Database, create_database
+from bot.db import OUTBOX, STOCK_EVENTS, Database, create_database
 from bot.delivery.sender import Sender
 from bot.delivery.telegram import TelegramTransport
-from bot.events import Reaction, process_events
+from bot.events import EventConsumer, Reaction, merge_reactions
+from bot.inventory.reorder import REORDER_REACTIONS
+from bot.recovery.reactions import RECOVERY_REACTIONS
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle
 from bot.models import StockEventKind
 from bot.services import Services, build_services
@@ -61,19 +62,9 @@ def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -
     return dispatcher
 
 
-def reactions() -> Mapping[StockEventKind, Sequence[Reaction]]:
-    """What happens on each stock event: purchasing and recovery each add theirs."""
-    from bot.inventory import reorder
-    from bot.recovery.reactions import RECOVERY_REACTIONS
-
-    table: dict[StockEventKind, list[Reaction]] = {kind: [] for kind in StockEventKind}
-    table[StockEventKind.LOW_STOCK].append(reorder.on_low_stock)
-    table[StockEventKind.RECOVERED].append(
-        lambda session, services, event: reorder.on_recovered(session, event.product_id)
-    )
-    for kind, handlers in RECOVERY_REACTIONS.items():
-        table[kind].extend(handlers)
-    return table
+def reactions() -> dict[StockEventKind, list[Reaction]]:
+    """What happens on each stock event: each package declares its own reactions beside its code."""
+    return merge_reactions(REORDER_REACTIONS, RECOVERY_REACTIONS)
 
 
 @dataclass(slots=True)
@@ -84,13 +75,10 @@ class Runtime:
     bot: Bot
     dispatcher: Dispatcher
     sender: Sender
-    reactions: Mapping[StockEventKind, Sequence[Reaction]] = field(default_factory=dict)
+    consumer: EventConsumer
 
     async def process_events(self) -> int:
-        total = 0
-        while handled := await process_events(self.services, self.reactions):
-            total += handled
-        return total
+        return await self.consumer.process()
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Handle every pending event and deliver everything due now."""
@@ -99,12 +87,13 @@ class Runtime:
 
 
 def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = None) -> Runtime:
-    sender = Sender(
-        services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate
-    )
-    services.wake_sender = sender.wake
+    sender = Sender(services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate)
+    consumer = EventConsumer(services, reactions())
+    # Woken after the commit that wrote their work, never before (it would not be visible yet).
+    services.db.on_commit(OUTBOX, sender.wake)
+    services.db.on_commit(STOCK_EVENTS, consumer.wake)
     bot.session.middleware(CommitBeforeTelegram())
-    return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, reactions())
+    return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, consumer)
 
 
 async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
@@ -115,7 +104,8 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
     db = create_database(settings)
     await upgrade(db)
     services = build_services(settings, db)
-    await services.catalog.refresh(db)
+    # The catalog indexes load in the event worker's first pass, while polling starts: a large
+    # catalog no longer holds up start-up.
     bot = create_bot(settings)
     runtime = create_runtime(services, bot)
     stop = asyncio.Event()
@@ -130,6 +120,7 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
     scheduler = create_scheduler(runtime)
     scheduler.start()
     sender_task = asyncio.create_task(runtime.sender.run(stop), name="sender")
+    consumer_task = asyncio.create_task(runtime.consumer.run(stop), name="stock-events")
     app = web.Application()
     _add_api(app, settings, db)
     if webhook:
@@ -155,6 +146,7 @@ async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
                 await runtime.dispatcher.stop_polling()
             await polling
         await scheduler.stop()
+        await consumer_task
         await sender_task
         await runner.cleanup()
         await bot.session.close()

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--webhook", action="store_true", help="take updates by webhook instead of long polling")
 
     importer = commands.add_parser("import", help="import a CSV file")
-    importer.add_argument("kind", choices=("catalog", "stock", "customers", "orders"))
+    importer.add_argument("kind", choices=("catalog", "stock", "customers", "orders", "history"))
     importer.add_argument("file", type=Path)
     importer.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
 
@@ -58,7 +58,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
 
     label = str(args.file)
     try:
-        data = args.file.read_bytes()
+        data = args.file.open("rb")  # streamed: the importer reads it twice, a chunk at a time
     except OSError as exc:
         print(f"{label}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -67,9 +67,10 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
         await upgrade(db)
         report = await import_csv(
             db, args.kind, data, label=label, dry_run=args.dry_run,
-            actor="cli:import", phone_region=settings.PHONE_REGION,
+            actor="cli:import", phone_region=settings.PHONE_REGION, zone=settings.zone,
         )
     finally:
+        data.close()
         await db.dispose()
     for line in report.error_lines():
         print(line, file=sys.stderr)

@@ -8,26 +8,50 @@ PostgreSQL needs none of this.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import TypeVar
 
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 from bot.settings import Settings
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long work waits, in order: a statement waits up to LOCK_WAIT for a lock (SQLite's write
+# lock, a PostgreSQL row lock) and then fails, which frees its connection; only after that does a
+# caller waiting for a pooled connection give up (POOL_TIMEOUT). The other way round, the holders
+# of every connection sit waiting on a lock while everyone else times out on the pool, and the
+# error people see is "QueuePool limit reached" instead of the lock that caused it.
+LOCK_WAIT_S = 15
+SQLITE_BUSY_TIMEOUT_MS = LOCK_WAIT_S * 1000
+POOL_TIMEOUT_S = 20
+# Connections kept open, and extra ones opened under load. The integration API uses at most half
+# of POOL_SIZE at once (bot/api/app.py), so a burst of API requests never takes the connections
+# the bot's own work (stock events, the sender, chat updates, jobs) needs to finish what it holds.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
+IN_CHUNK = 5_000  # keys per IN list: well under SQLite's 32,766 and asyncpg's 32,767 parameters
 _BEGIN_OPTION = "stockbot_sqlite_begin"
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     url = make_url(database_url)
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # lock_timeout: a row lock held too long fails the waiter (SQLSTATE 55P03) instead of
+        # holding its connection indefinitely; the API answers that with 503 and Retry-After.
+        server_settings = {"lock_timeout": f"{LOCK_WAIT_S * 1000}"}
+        return create_async_engine(
+            url, echo=echo, pool_pre_ping=True, connect_args={"server_settings": server_settings}, **pool
+        )
+    if url.database in (None, "", ":memory:"):
+        pool = {}  # an in-memory database lives in one connection; the pool options do not apply
     engine = create_async_engine(
-        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool
     )
     _tune_sqlite(engine)
     return engine
@@ -51,6 +75,37 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+# --- after-commit signals ------------------------------------------------------------------------
+# A worker in this process (the sender, the event consumer) is told that a transaction wrote work
+# for it only once that transaction has committed: told earlier, it could look before the rows
+# are visible and go back to sleep. Code that writes such rows marks its session; the listeners
+# run where every transaction ends, here.
+
+OUTBOX = "outbox"  # notifications were queued
+STOCK_EVENTS = "stock_events"  # threshold crossings were written
+_TOPICS = "stockbot_after_commit"
+_LISTENERS = "stockbot_listeners"
+
+
+def signal_after_commit(session: AsyncSession | Session, topic: str) -> None:
+    """Have `topic`'s listeners run once the session's current transaction commits."""
+    session.info.setdefault(_TOPICS, set()).add(topic)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_listeners(session: Session) -> None:
+    topics = session.info.pop(_TOPICS, None)
+    listeners: dict[str, list[Callable[[], None]]] = session.info.get(_LISTENERS) or {}
+    for topic in topics or ():
+        for listener in listeners.get(topic, ()):
+            listener()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_topics(session: Session) -> None:
+    session.info.pop(_TOPICS, None)
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     """The engine with its two session factories: one for writes, one for read-only work."""
@@ -58,6 +113,12 @@ class Database:
     engine: AsyncEngine
     session: async_sessionmaker[AsyncSession]
     read_session: async_sessionmaker[AsyncSession]
+    listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
+
+    def on_commit(self, topic: str, listener: Callable[[], None]) -> None:
+        """Call `listener` (on the event loop, without blocking) after each commit that signalled
+        `topic` through this database's sessions."""
+        self.listeners.setdefault(topic, []).append(listener)
 
     @property
     def is_sqlite(self) -> bool:
@@ -78,10 +139,13 @@ def create_database(settings: Settings | str) -> Database:
     engine = create_engine(url)
     # Reads take no write lock on SQLite, so lookups never queue behind a long import.
     reader = engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+    listeners: dict[str, list[Callable[[], None]]] = {}
+    info = {_LISTENERS: listeners}
     return Database(
         engine=engine,
-        session=async_sessionmaker(engine, expire_on_commit=False),
-        read_session=async_sessionmaker(reader, expire_on_commit=False),
+        session=async_sessionmaker(engine, expire_on_commit=False, info=info),
+        read_session=async_sessionmaker(reader, expire_on_commit=False, info=info),
+        listeners=listeners,
     )
 
 
@@ -94,11 +158,20 @@ def dialect_insert(session: AsyncSession, table):  # type: ignore[no-untyped-def
     return insert(table)
 
 
-async def ids_by_key(session: AsyncSession, key_column, id_column, keys: Iterable[str], *, chunk: int = 500) -> dict[str, int]:  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def chunked(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items: the one place key lists are cut for IN."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+async def ids_by_key(session: AsyncSession, key_column, id_column, keys: Iterable[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Map unique keys (SKUs, external ids) to row ids, in chunks that fit any driver's limits."""
     found: dict[str, int] = {}
-    ordered = sorted(set(keys))
-    for start in range(0, len(ordered), chunk):
-        rows = await session.execute(select(key_column, id_column).where(key_column.in_(ordered[start : start + chunk])))
+    for batch in chunked(sorted(set(keys))):
+        rows = await session.execute(select(key_column, id_column).where(key_column.in_(batch)))
         found.update({key: row_id for key, row_id in rows})
     return found

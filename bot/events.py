@@ -1,72 +1,344 @@
-"""Consumes stock event rows (threshold crossings) and hands each to the parts that react.
+"""Consumes stock event rows (threshold crossings) in sets and hands them to the parts that react.
 
 Whichever process wrote an event (CLI import, HTTP API, chat), the running bot finds it here.
-Each event is handled in its own transaction together with its effects (prompts, offers, outbox
-rows), and marked processed in that same transaction: a crash re-handles it, and the effects
-are keyed in the database (unique cause keys), so handling twice does nothing twice.
+
+Two lanes, customer first. Events a customer waits on (out of stock, an order line short, back in
+stock) are lane 0; the shop's bookkeeping (low stock, recovered) is lane 1. Each pass takes lane 0
+before lane 1, so a fresh stockout never waits behind an import's hundred thousand crossings.
+
+Coalescing. Of one product's pending events only its latest state matters: the last of its
+stockout/restock flips decides (a product that ran out and came back in one batch gets its restock,
+not an apology; order lines short before it are moot), and of low-stock/recovered only the last
+counts. The events passed over are marked processed with the
+rest.
+
+Set-based. A reaction may say which products it concerns (`Reaction.concerns`, one query for a
+whole batch); events of products no reaction concerns are marked processed in bulk and cost
+nothing else: a back-in-stock for a product nobody waits for opens no restock.
+
+Transactions. Claiming is one short transaction that decides, leases the products that have work
+and marks the rest processed. Customer-lane work then runs one product per transaction; the
+bookkeeping lane one transaction per batch. An event is marked processed in the transaction of its
+effects: a crash re-handles it, and the effects are keyed in the database (unique cause keys), so
+handling twice does nothing twice. The lease (`EventLease`, one row per product) is the lock per
+product that lets several processes consume one backlog in parallel, each product in order. No
+reaction may open a second connection inside its transaction (on SQLite it would wait for the
+lock its own caller holds): what needs one, like the catalog refresh, runs before the claim.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.models import StockEvent, StockEventKind, utcnow
+from bot.db import chunked, dialect_insert
+from bot.models import EventLease, StockEvent, StockEventKind, utcnow
+from bot.process import holder_id, is_dead_local_holder
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-Reaction = Callable[[AsyncSession, Services, StockEvent], Awaitable[object]]
 MAX_ATTEMPTS = 5
+LEASE = timedelta(seconds=60)
+CUSTOMER_LANE, BOOKKEEPING_LANE = 0, 1
+CLAIM_SIZE = {CUSTOMER_LANE: 500, BOOKKEEPING_LANE: 5000}
+_FLIPS = (StockEventKind.OUT_OF_STOCK.value, StockEventKind.BACK_IN_STOCK.value)
+_LEVELS = (StockEventKind.LOW_STOCK.value, StockEventKind.RECOVERED.value)
+
+React = Callable[[AsyncSession, Services, Sequence[StockEvent]], Awaitable[object]]
+Concerns = Callable[[AsyncSession, Collection[int]], Awaitable[set[int]]]
 
 
-async def process_events(
-    services: Services, reactions: Mapping[StockEventKind, Sequence[Reaction]], *, limit: int = 200
-) -> int:
-    """Handle up to `limit` pending events, oldest first; returns how many were handled."""
-    handled = 0
-    failed: list[int] = []  # retried on the next call, not in a tight loop now
-    while handled < limit:
-        event_id: int | None = None
-        try:
-            async with services.db.transaction() as session:
-                event = await session.scalar(
-                    select(StockEvent)
-                    .where(StockEvent.processed_at.is_(None), StockEvent.id.not_in(failed))
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """What one part of the bot does with a kind of event.
+
+    `react` gets the coalesced events of its kind (one product's in the customer lane, a whole
+    batch's in the bookkeeping lane), in the transaction that marks them processed. `concerns`,
+    when given, returns which of the products it could do anything for; the others skip `react`.
+    """
+
+    react: React
+    concerns: Concerns | None = None
+
+
+Reactions = Mapping[StockEventKind, Sequence[Reaction]]
+
+
+def merge_reactions(*tables: Reactions) -> dict[StockEventKind, list[Reaction]]:
+    """Each package declares its reactions beside its code; the composition root merges them."""
+    merged: dict[StockEventKind, list[Reaction]] = {kind: [] for kind in StockEventKind}
+    for table in tables:
+        for kind, reactions in table.items():
+            merged[kind].extend(reactions)
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    id: int
+    product_id: int
+    kind: str
+
+
+def coalesce(events: Sequence[_Pending]) -> list[_Pending]:
+    """The events of one product (oldest first) that still need a reaction; see the docstring."""
+    flips = [event for event in events if event.kind in _FLIPS]
+    levels = [event for event in events if event.kind in _LEVELS]
+    shorts = [event for event in events if event.kind == StockEventKind.ORDER_SHORT.value]
+    kept: list[_Pending] = []
+    if flips:
+        last = flips[-1]
+        kept.append(last)
+        if last.kind == StockEventKind.OUT_OF_STOCK.value:
+            # Usually covered by the stockout's own offers (one per customer per stockout); kept
+            # for when that stockout was planned before (a replay), where only they reach the line.
+            kept += [event for event in shorts if event.id > last.id]
+    else:
+        kept += shorts
+    if levels:
+        kept.append(levels[-1])
+    return sorted(kept, key=lambda event: event.id)
+
+
+@dataclass(slots=True)
+class _Claim:
+    work: dict[int, list[int]] = field(default_factory=dict)  # product -> event ids to react to
+    covered: dict[int, list[int]] = field(default_factory=dict)  # product -> every claimed event id
+    done: int = 0  # events marked processed without any work
+
+
+class EventConsumer:
+    """Consumes the event backlog: `process()` until nothing is left, or `run()` as a worker."""
+
+    def __init__(self, services: Services, reactions: Reactions, *, poll_interval: float = 1.0) -> None:
+        self.services = services
+        self.reactions = reactions
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Events were committed in this process: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: consume, then sleep until woken or the poll interval passes. A stop is
+        honoured between batches; what is half done was not committed and is taken again."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.services.catalog.refresh(self.services.db)
+                while not stop.is_set() and await self.process_once():
+                    pass
+            except Exception:  # the worker must outlive a bad batch; the rows stay pending
+                log.exception("consuming stock events failed")
+            await _wait_any(stop, self._wake, self.poll_interval)
+
+    async def process(self) -> int:
+        """Handle every pending event (tests, the demo); returns how many were handled."""
+        await self.services.catalog.refresh(self.services.db)
+        total = 0
+        while handled := await self.process_once():
+            total += handled
+        return total
+
+    async def process_once(self) -> int:
+        """One pass: a customer-lane batch, then a bookkeeping batch. Returns events handled."""
+        handled = 0
+        for lane in (CUSTOMER_LANE, BOOKKEEPING_LANE):
+            claim = await self._claim(lane)
+            handled += claim.done
+            if lane == CUSTOMER_LANE:
+                for product_id in sorted(claim.work, key=lambda p: claim.work[p][0]):
+                    handled += await self._react(claim, [product_id])
+            elif claim.work:
+                try:
+                    handled += await self._react(claim, list(claim.work), record_failure=False)
+                except Exception:
+                    # One bad product must not hold up the rest: find it by going one by one.
+                    for product_id in claim.work:
+                        handled += await self._react(claim, [product_id])
+        return handled
+
+    # --- claiming ---------------------------------------------------------------------------------
+
+    async def _claim(self, lane: int) -> _Claim:
+        claim = _Claim()
+        now = utcnow()
+        async with self.services.db.transaction() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # Claims are short; taking them one at a time keeps two processes from splitting
+                # one product's events between them.
+                await session.execute(select(_claim_lock()))
+            rows = (
+                await session.execute(
+                    select(StockEvent.id, StockEvent.product_id, StockEvent.kind)
+                    .where(StockEvent.processed_at.is_(None), StockEvent.lane == lane)
                     .order_by(StockEvent.id)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
+                    .limit(CLAIM_SIZE[lane])
                 )
-                if event is None:
-                    return handled
-                event_id = event.id
-                for react in reactions.get(StockEventKind(event.kind), ()):
-                    await react(session, services, event)
-                event.processed_at = utcnow()
+            ).all()
+            if not rows:
+                return claim
+            by_product: dict[int, list[_Pending]] = defaultdict(list)
+            for row in rows:
+                by_product[row.product_id].append(_Pending(row.id, row.product_id, row.kind))
+            held = await _leased(session, by_product.keys(), now)
+            for product_id in held:
+                del by_product[product_id]
+            kept = {product_id: coalesce(events) for product_id, events in by_product.items()}
+            concerned = await self._concerned(session, kept)
+            for product_id, events in by_product.items():
+                work = [event.id for event in kept[product_id] if product_id in concerned.get(event.kind, ())]
+                if work:
+                    claim.work[product_id] = work
+                    claim.covered[product_id] = [event.id for event in events]
+            idle = [event.id for product_id, events in by_product.items() if product_id not in claim.work
+                    for event in events]
+            await _mark_processed(session, idle, now)
+            claim.done = len(idle)
+            if claim.work:
+                await _lease(session, claim.work.keys(), now + LEASE)
+        return claim
+
+    async def _concerned(self, session: AsyncSession, kept: Mapping[int, Sequence[_Pending]]) -> dict[str, set[int]]:
+        """Per kind, the products some reaction of that kind could act on."""
+        products_by_kind: dict[str, set[int]] = defaultdict(set)
+        for product_id, events in kept.items():
+            for event in events:
+                products_by_kind[event.kind].add(product_id)
+        concerned: dict[str, set[int]] = {}
+        for kind, products in products_by_kind.items():
+            reactions = self.reactions.get(StockEventKind(kind), ())
+            found: set[int] = set()
+            for reaction in reactions:
+                if reaction.concerns is None:
+                    found = set(products)
+                    break
+                found |= await reaction.concerns(session, products)
+            concerned[kind] = found
+        return concerned
+
+    # --- reacting ---------------------------------------------------------------------------------
+
+    async def _react(self, claim: _Claim, product_ids: list[int], *, record_failure: bool = True) -> int:
+        """React to the claimed work of `product_ids` in one transaction; returns events handled.
+        A failure is recorded on the events (or, without `record_failure`, raised)."""
+        work_ids = [event_id for product_id in product_ids for event_id in claim.work[product_id]]
+        covered = [event_id for product_id in product_ids for event_id in claim.covered[product_id]]
+        try:
+            async with self.services.db.transaction() as session:
+                events = list(await session.scalars(
+                    select(StockEvent).where(StockEvent.id.in_(work_ids), StockEvent.processed_at.is_(None))
+                    .order_by(StockEvent.id)
+                ))
+                by_kind: dict[StockEventKind, list[StockEvent]] = defaultdict(list)
+                for event in events:
+                    by_kind[StockEventKind(event.kind)].append(event)
+                for kind, kind_events in by_kind.items():
+                    for reaction in self.reactions.get(kind, ()):
+                        await reaction.react(session, self.services, kind_events)
+                await _mark_processed(session, covered, utcnow())
+                await _release(session, product_ids)
+        except asyncio.CancelledError:
+            # A stop that cannot wait: nothing was committed; hand the products back at once.
+            await asyncio.shield(self._release_quietly(product_ids))
+            raise
         except Exception as exc:
-            if event_id is None:
+            if not record_failure:
                 raise
-            log.exception("stock event %s failed", event_id)
-            failed.append(event_id)
-            await _record_failure(services, event_id, exc)
-        handled += 1
-    return handled
+            log.exception("stock events %s failed", work_ids[:20])
+            await self._record_failure(work_ids, covered, product_ids, exc)
+        return len(covered)
+
+    async def _release_quietly(self, product_ids: list[int]) -> None:
+        try:
+            async with self.services.db.transaction() as session:
+                await _release(session, product_ids)
+        except Exception:  # the leases run out on their own
+            log.warning("could not hand back %d products' events", len(product_ids), exc_info=True)
+
+    async def _record_failure(
+        self, work_ids: list[int], covered: list[int], product_ids: list[int], exc: Exception
+    ) -> None:
+        now = utcnow()
+        async with self.services.db.transaction() as session:
+            failed = list(await session.scalars(select(StockEvent).where(StockEvent.id.in_(work_ids))))
+            parked = False
+            for event in failed:
+                event.attempts += 1
+                event.last_error = repr(exc)[:2000]
+                if event.attempts >= MAX_ATTEMPTS:
+                    # Parked, not lost: the row keeps its error for an operator to see and replay.
+                    parked = True
+                    log.error("stock event %s parked after %d attempts: %r", event.id, event.attempts, exc)
+            if parked:
+                await _mark_processed(session, covered, now)
+                await _release(session, product_ids)
+            else:
+                # Not retried in a tight loop: the products stay leased a little while.
+                await session.execute(
+                    update(EventLease).where(EventLease.product_id.in_(product_ids))
+                    .values(lease_until=now + timedelta(seconds=1))
+                )
 
 
-async def _record_failure(services: Services, event_id: int, exc: Exception) -> None:
-    async with services.db.transaction() as session:
-        event = await session.get(StockEvent, event_id)
-        if event is None:
-            return
-        event.attempts += 1
-        event.last_error = repr(exc)[:2000]
-        if event.attempts >= MAX_ATTEMPTS:
-            # Parked, not lost: the row keeps its error for an operator to see and replay.
-            event.processed_at = utcnow()
-            log.error("stock event %s parked after %d attempts: %r", event_id, event.attempts, exc)
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _claim_lock():  # type: ignore[no-untyped-def]
+    return func.pg_advisory_xact_lock(0x570CE7)  # any constant, shared by every Stockbot process
+
+
+async def _leased(session: AsyncSession, product_ids: Collection[int], now) -> set[int]:  # type: ignore[no-untyped-def]
+    """Products another consumer is working on (a live lease held by someone)."""
+    held: set[int] = set()
+    for chunk in chunked(sorted(product_ids)):
+        rows = await session.execute(
+            select(EventLease.product_id, EventLease.holder)
+            .where(EventLease.product_id.in_(chunk), EventLease.lease_until > now)
+        )
+        held.update(product_id for product_id, holder in rows if not is_dead_local_holder(holder))
+    return held
+
+
+async def _lease(session: AsyncSession, product_ids: Collection[int], until) -> None:  # type: ignore[no-untyped-def]
+    holder = holder_id()
+    insert = dialect_insert(session, EventLease.__table__)
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["product_id"],
+            set_={"holder": insert.excluded.holder, "lease_until": insert.excluded.lease_until},
+        ),
+        [{"product_id": product_id, "holder": holder, "lease_until": until} for product_id in product_ids],
+    )
+
+
+async def _release(session: AsyncSession, product_ids: Collection[int]) -> None:
+    for chunk in chunked(sorted(product_ids)):
+        await session.execute(delete(EventLease).where(EventLease.product_id.in_(chunk)))
+
+
+async def _mark_processed(session: AsyncSession, event_ids: Sequence[int], now) -> None:  # type: ignore[no-untyped-def]
+    for chunk in chunked(sorted(event_ids)):
+        await session.execute(
+            update(StockEvent).where(StockEvent.id.in_(chunk), StockEvent.processed_at.is_(None))
+            .values(processed_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def replay_event(session: AsyncSession, event_id: int) -> None:

@@ -12,12 +12,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.delivery import outbox
 from bot.delivery.quiet import local_day
 from bot.inventory import reorder
-from bot.models import Notification, NotificationState, utcnow
-from bot.services import Services
+from bot.models import utcnow
+from bot.planning.jobs import PLANNING_JOBS
+from bot.planning.report_service import REPORT_JOBS, weekly_report
+from bot.recovery.jobs import RECOVERY_JOBS
+from bot.services import Services, Work, in_transaction
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -25,36 +29,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def sweep_expired_leases(services: Services) -> int:
-    """Rows whose sender died mid-send go back to the queue (the claim would take them too;
-    this makes them visible as pending again for /stats and other processes)."""
-    async with services.db.transaction() as session:
-        result = await session.execute(
-            update(Notification)
-            .where(Notification.state == NotificationState.SENDING.value, Notification.lease_until < utcnow())
-            .values(state=NotificationState.PENDING.value, lease_until=None)
-            .returning(Notification.id)
-        )
-        swept = len(result.all())
+async def _sweep_expired_leases(session: AsyncSession, services: Services) -> int:
+    """Rows whose sender died mid-send go back to the queue: at once when the holder was a process
+    of this host that is gone (a restart after a crash), else when the lease has run out."""
+    swept = await outbox.release_dead_claims(session)
     if swept:
         log.warning("%d notifications had expired leases and were queued again", swept)
-        services.wake_sender()
     return swept
 
 
-async def purchaser_digest(services: Services) -> int:
-    day = local_day(utcnow(), services.settings.zone)
-    async with services.db.transaction() as session:
-        return await reorder.send_digest(session, services, day)
+async def _purchaser_digest(session: AsyncSession, services: Services) -> int:
+    return await reorder.send_digest(session, services, local_day(utcnow(), services.settings.zone))
 
 
-async def wake_snoozed_prompts(services: Services) -> int:
-    async with services.db.transaction() as session:
-        return await reorder.wake_snoozed(session, services)
+async def _wake_snoozed_prompts(session: AsyncSession, services: Services) -> int:
+    return await reorder.wake_snoozed(session, services)
 
 
-async def refresh_catalog(services: Services) -> int:
-    return await services.catalog.refresh(services.db)
+sweep_expired_leases = in_transaction(_sweep_expired_leases)
+purchaser_digest = in_transaction(_purchaser_digest)
+wake_snoozed_prompts = in_transaction(_wake_snoozed_prompts)
 
 
 class Jobs:
@@ -83,34 +77,40 @@ class Jobs:
     def start(self) -> None:
         self.scheduler.start()
 
-    async def stop(self, timeout: float = 30.0) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Let running jobs finish for up to `timeout`, then cancel them: each job is one or more
+        transactions, so a cancelled one rolls back and its work is simply done again later."""
         self.scheduler.pause()
         if self.running:
-            await asyncio.wait(set(self.running), timeout=timeout)
+            _done, late = await asyncio.wait(set(self.running), timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         self.scheduler.shutdown(wait=False)
 
 
 def create_scheduler(runtime: Runtime) -> Jobs:
-    from bot.planning.jobs import PLANNING_JOBS
-    from bot.recovery.jobs import RECOVERY_JOBS
-
     services = runtime.services
     settings = services.settings
     jobs = Jobs(AsyncIOScheduler(timezone=settings.zone))
     options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
 
-    def every(seconds: float, job_id: str, work: Callable[..., Awaitable[object]], *args: object) -> None:
-        jobs.scheduler.add_job(jobs.job(work, *args), "interval", seconds=seconds, id=job_id, **options)
+    def every(seconds: float, job_id: str, work: Work) -> None:
+        jobs.scheduler.add_job(jobs.job(work, services), "interval", seconds=seconds, id=job_id, **options)
 
-    every(1, "stock-events", runtime.process_events)
-    every(30, "sweep-leases", sweep_expired_leases, services)
-    every(60, "wake-snoozed", wake_snoozed_prompts, services)
-    every(10, "refresh-catalog", refresh_catalog, services)
-    for name, seconds, work in (*RECOVERY_JOBS, *PLANNING_JOBS):
-        every(seconds, name, work, services)
+    # Stock events and the outbox have their own workers (bot/events.py, bot/delivery/sender.py).
+    every(30, "sweep-leases", sweep_expired_leases)
+    every(60, "wake-snoozed", wake_snoozed_prompts)
+    for name, seconds, work in (*RECOVERY_JOBS, *REPORT_JOBS, *PLANNING_JOBS):
+        every(seconds, name, work)
     digest = settings.digest_time
     jobs.scheduler.add_job(
         jobs.job(purchaser_digest, services), "cron", hour=digest.hour, minute=digest.minute,
         id="purchaser-digest", **options,
+    )
+    jobs.scheduler.add_job(
+        jobs.job(weekly_report, services), "cron", day_of_week="mon", hour=digest.hour, minute=digest.minute,
+        id="weekly-report", **options,
     )
     return jobs

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     JSON,
     BigInteger,
     CheckConstraint,
@@ -21,7 +22,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -100,6 +103,10 @@ class Product(Base):
     reserved_total: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Which catalog change last touched the product's card (name, price, ...), from
+    # `CatalogVersion`; stock changes leave it alone, so the in-memory indexes reload only what
+    # changed. 0: never stamped (rows written before versions existed, or by test seeds).
+    catalog_version: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
 
     __table_args__ = (CheckConstraint("price_cents >= 0", name="price_not_negative"),)
 
@@ -111,6 +118,20 @@ class Product(Base):
     def available(self) -> int:
         """On hand minus what Stockbot holds reserved, all warehouses; a SQL expression too."""
         return self.on_hand_total - self.reserved_total
+
+
+class CatalogVersion(Base):
+    """One row: the number of the latest catalog change.
+
+    A catalog write takes the next number with `UPDATE ... RETURNING` and stamps the products it
+    touches with it; the row lock (PostgreSQL) makes catalog writers take their numbers in commit
+    order, so a reader that has seen number N has seen every product stamped N or lower.
+    """
+
+    __tablename__ = "catalog_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Warehouse(Base):
@@ -169,6 +190,18 @@ class StockEventKind(enum.StrEnum):
     LOW_COVER = "low_cover"  # the forecast says it runs out before a new order could arrive
 
 
+CUSTOMER_FACING = frozenset({StockEventKind.OUT_OF_STOCK, StockEventKind.ORDER_SHORT, StockEventKind.BACK_IN_STOCK})
+
+
+def event_lane(kind: str) -> int:
+    """0 for events a customer waits on (consumed first), 1 for the shop's own bookkeeping."""
+    return 0 if kind in CUSTOMER_FACING else 1
+
+
+def _lane_default(context: Any) -> int:
+    return event_lane(context.get_current_parameters()["kind"])
+
+
 class StockEvent(Base):
     __tablename__ = "stock_events"
 
@@ -185,11 +218,30 @@ class StockEvent(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set from `kind` on insert, whoever writes the row: each lane is one index range, oldest first.
+    lane: Mapped[int] = mapped_column(SmallInteger, default=_lane_default)
 
-    __table_args__ = (Index("ix_stock_events_pending", "processed_at", "id"),)
+    __table_args__ = (Index("ix_stock_events_pending", "processed_at", "lane", "id"),)
+
+
+class EventLease(Base):
+    """A product whose pending events one consumer is working on; others leave it alone.
+
+    The lock per product that lets several processes consume one backlog in parallel while each
+    product's events are still handled in order, once. A crashed holder's lease runs out.
+    """
+
+    __tablename__ = "event_leases"
+
+    product_id: Mapped[int] = mapped_column(primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    lease_until: Mapped[datetime]
 
 
 # --- people ------------------------------------------------------------------------------------
+
+
+VIP_TIER = "vip"
 
 
 class Customer(Base):
@@ -212,9 +264,21 @@ class Customer(Base):
 
     __table_args__ = (CheckConstraint("tier IN ('regular', 'vip')", name="tier_known"),)
 
-    @property
+    @hybrid_property
     def is_vip(self) -> bool:
-        return self.tier == "vip"
+        """VIPs are contacted first and may get more (coupons, restock holds); a SQL expression too."""
+        return self.tier == VIP_TIER
+
+    @hybrid_property
+    def contactable(self) -> bool:
+        """May the bot message this customer on its own: linked to a chat, not opted out, not
+        blocking the bot. The one answer to that question; a SQL expression too."""
+        return self.chat_id is not None and not self.opted_out and not self.unreachable
+
+    @contactable.inplace.expression
+    @classmethod
+    def _contactable_expression(cls) -> Any:
+        return and_(cls.chat_id.is_not(None), cls.opted_out.is_(False), cls.unreachable.is_(False))
 
 
 class InviteToken(Base):
@@ -368,6 +432,9 @@ class Notification(Base):
     not_before: Mapped[datetime] = mapped_column(default=utcnow)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(default=0)
+    # Who holds the lease ("host:pid:start"), so a restarted process frees its dead run's rows
+    # at once instead of waiting for the lease to run out.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
     last_error: Mapped[str | None] = mapped_column(Text)
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -599,6 +666,25 @@ class DemandForecast(Base):
     days_of_cover: Mapped[float | None] = mapped_column(Float, default=None)  # None: no demand
     stockout_date: Mapped[date | None] = mapped_column(Date, default=None)
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationFile(Base):
+    """Pictures and documents an outbox row carries (a report), written with the row.
+
+    Position orders them: the photos go out as one album, then each document.
+    """
+
+    __tablename__ = "notification_files"
+
+    notification_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("notifications.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    position: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # photo | document
+    filename: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    caption: Mapped[str | None] = mapped_column(Text)  # HTML, a document's own caption
 
 
 # --- replenishment -----------------------------------------------------------------------------

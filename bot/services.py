@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database
 from bot.delivery.outbox import Gate
@@ -18,8 +20,6 @@ class Services:
     db: Database
     templates: Templates
     catalog: Catalog = field(default_factory=Catalog)
-    # Called after something was queued in the outbox, so the sender looks now, not at its poll.
-    wake_sender: Callable[[], None] = lambda: None
 
     @property
     def gate(self) -> Gate:
@@ -35,3 +35,18 @@ class Services:
 
 def build_services(settings: Settings, db: Database) -> Services:
     return Services(settings=settings, db=db, templates=Templates(zone=settings.zone))
+
+
+Work = Callable[[Services], Awaitable[object]]
+UnitOfWork = Callable[[AsyncSession, Services], Awaitable[object]]
+
+
+def in_transaction(work: UnitOfWork) -> Work:
+    """A job that is one unit of work: the wrapper owns its transaction (commit on success)."""
+
+    async def run(services: Services) -> object:
+        async with services.db.transaction() as session:
+            return await work(session, services)
+
+    run.__qualname__ = getattr(work, "__qualname__", "job")
+    return run

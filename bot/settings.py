@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Locale = Literal["en", "zh"]
@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     DAILY_MESSAGE_CAP: int = Field(3, ge=1)
     ATTRIBUTION_DAYS: int = Field(10, ge=1)
     DEMAND_DAYS: int = Field(28, ge=1)
+    # Reports (docs/reports.md): ABC by cumulative share of revenue; slow movers.
+    ABC_A_SHARE: float = Field(0.80, gt=0, lt=1)
+    ABC_B_SHARE: float = Field(0.95, gt=0, le=1)
+    SLOW_MOVER_DAYS: int = Field(60, ge=1)  # no sale in this many days
+    SLOW_MOVER_COVER_DAYS: int = Field(180, ge=1)  # or more days of cover than this
     SERVICE_LEVEL_A: float = Field(0.98, gt=0.5, lt=1)
     SERVICE_LEVEL_B: float = Field(0.95, gt=0.5, lt=1)
     SERVICE_LEVEL_C: float = Field(0.90, gt=0.5, lt=1)
@@ -116,6 +121,13 @@ class Settings(BaseSettings):
     @classmethod
     def _clock(cls, value: str) -> str:
         _parse_clock(value)
+        return value
+
+    @field_validator("ABC_B_SHARE")
+    @classmethod
+    def _b_after_a(cls, value: float, info: ValidationInfo) -> float:
+        if value <= info.data.get("ABC_A_SHARE", 0):
+            raise ValueError("must be above ABC_A_SHARE (B classes the revenue after A)")
         return value
 
     @field_validator("DATABASE_URL")

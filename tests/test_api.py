@@ -544,6 +544,21 @@ async def test_coupon_redeem_200_then_409_404_410(client: TestClient, db: Databa
     assert await snapshot(db) == before
 
 
+async def test_a_coupon_code_typed_in_any_case_is_redeemed_once(client: TestClient, db: Database,
+                                                                 catalog: None) -> None:
+    from bot.recovery.coupons import new_code
+
+    code = new_code()  # as issued: upper case, grouped, e.g. K7QX-93TM-HW4R
+    await add_coupon(db, code)
+    typed = code.lower()
+    response = await post(client, f"/api/v1/coupons/%20{typed}%20/redeem", {})
+    assert response.status == 200
+    assert (await response.json())["code"] == code
+    mixed = "".join(c.lower() if i % 2 else c for i, c in enumerate(code))
+    response = await post(client, f"/api/v1/coupons/{mixed}/redeem", {})
+    assert response.status == 409  # the same coupon: still redeemed once
+
+
 async def test_racing_redemptions_in_two_transactions_give_one_success(db: Database, catalog: None) -> None:
     await add_coupon(db, "RACE1")
 

@@ -148,7 +148,7 @@ async def test_admin_imports_a_csv_sent_as_a_document(bot_harness: Harness) -> N
     assert "2 created" in h.last(ADMIN).plain_text
     assert "GLO-1" in await h.reply(REP, "/stock doushase")  # the search index is fresh at once
     await h.act(h.sandbox.send_document(ADMIN, "notes.csv", good, caption="holiday photos"))
-    assert "caption catalog, stock, customers or orders" in h.last(ADMIN).plain_text
+    assert "caption catalog, stock, customers, orders or history" in h.last(ADMIN).plain_text
     await h.act(h.sandbox.send_document(PURCHASER, "catalog.csv", good, caption="catalog"))
     assert "only read text" in h.last(PURCHASER).plain_text  # not an admin: no import
 

@@ -7,7 +7,8 @@ from sqlalchemy import func, select, update
 
 from bot.inventory.stock import StockChange, apply_change
 from bot.jobs import create_scheduler, purchaser_digest, sweep_expired_leases, wake_snoozed_prompts
-from bot.models import Notification, ReorderPrompt, StockEvent, utcnow
+from bot.events import MAX_ATTEMPTS, EventConsumer, Reaction
+from bot.models import EventLease, Notification, Product, ReorderPrompt, StockEvent, StockEventKind, utcnow
 from tests.factories import add_product
 from tests.harness import Harness
 
@@ -39,18 +40,27 @@ async def test_events_handled_by_two_consumers_at_once_prompt_once(bot_harness: 
 async def test_a_failing_reaction_is_retried_then_parked_without_blocking_others(bot_harness: Harness) -> None:
     h = bot_harness
     await _low(h, "A")
-    from bot.events import MAX_ATTEMPTS, process_events
-    from bot.models import StockEventKind
+    await _low(h, "B")
 
-    async def broken(session, services, event):  # type: ignore[no-untyped-def]
-        raise RuntimeError("supplier system down")
+    async def broken_for_a(session, services, events):  # type: ignore[no-untyped-def]
+        if any(event.product_id == a_id for event in events):
+            raise RuntimeError("supplier system down")
+        handled.extend(event.product_id for event in events)
 
-    for _ in range(MAX_ATTEMPTS):
-        await process_events(h.services, {StockEventKind.LOW_STOCK: [broken]})
     async with h.db.read_session() as session:
-        event = await session.scalar(select(StockEvent).where(StockEvent.kind == "low_stock"))
+        a_id = await session.scalar(select(Product.id).where(Product.sku == "A"))
+    handled: list[int] = []
+    consumer = EventConsumer(h.services, {StockEventKind.LOW_STOCK: [Reaction(broken_for_a)]})
+    for attempt in range(MAX_ATTEMPTS):
+        await consumer.process()
+        async with h.db.transaction() as session:  # the back-off before a retry has passed
+            await session.execute(update(EventLease).values(lease_until=utcnow() - timedelta(seconds=1)))
+    async with h.db.read_session() as session:
+        event = await session.scalar(select(StockEvent).where(StockEvent.kind == "low_stock", StockEvent.product_id == a_id))
+        pending = await session.scalar(select(func.count()).select_from(StockEvent).where(StockEvent.processed_at.is_(None)))
     assert event.processed_at is not None and event.attempts == MAX_ATTEMPTS
     assert "supplier system down" in event.last_error
+    assert handled and a_id not in handled and pending == 0  # B was handled on the first pass
 
 
 async def test_the_daily_digest_goes_out_once_per_day(bot_harness: Harness) -> None:
@@ -95,20 +105,24 @@ async def test_the_scheduler_runs_every_job_on_the_loop_and_stops_cleanly(bot_ha
     h = bot_harness
     await _low(h, "A")
     await h.runtime.process_events()  # A's prompt exists before the digest may run
-    await _low(h, "B")  # B's crossing is left for the scheduled events job
+    await _low(h, "B")  # B's crossing is left for the event worker
     jobs = create_scheduler(h.runtime)
     scheduler = jobs.scheduler
     ids = {job.id for job in scheduler.get_jobs()}
-    assert {"stock-events", "sweep-leases", "wake-snoozed", "refresh-catalog", "purchaser-digest"} <= ids
+    assert {"sweep-leases", "wake-snoozed", "purchaser-digest"} <= ids
     digest = scheduler.get_job("purchaser-digest")
     assert str(digest.trigger).startswith("cron[") and "hour='9'" in str(digest.trigger)
     jobs.start()
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(h.runtime.consumer.run(stop))
     try:
         for job in scheduler.get_jobs():  # run everything now, as the clock would
             job.modify(next_run_time=datetime.now(UTC))
         await asyncio.sleep(1.5)
     finally:
+        stop.set()
+        await consumer
         await jobs.stop()
-    assert await _notifications(h, "reorder_prompt") == 2  # the events job ran
+    assert await _notifications(h, "reorder_prompt") == 2  # the event worker ran
     assert await _notifications(h, "digest") == 1  # and the daily digest
     assert not jobs.running

@@ -30,7 +30,7 @@ from bot.recovery.sales import send_digest
 from bot.recovery.waitlist import join_waitlist
 from bot.events import replay_event
 from bot.shop.orders import LineInput, OrderInput, upsert_orders
-from tests.factories import add_product
+from tests.factories import add_customer, add_order, add_product, available, change_stock
 from tests.harness import Harness
 
 ADMIN, REP = 1, 300
@@ -38,29 +38,6 @@ VIP, REG, WAITER, ZH = 101, 102, 103, 104
 
 
 # --- helpers (no test_ prefix: other recovery test modules import them) -----------------------------
-
-
-async def add_customer(session, external_id: str, user: int | None = None, *, tier: str = "regular",
-                       locale: str | None = None, name: str | None = None) -> Customer:
-    customer = Customer(external_id=external_id, name=name or f"Cust {external_id}", tier=tier, locale=locale,
-                        telegram_user_id=user, chat_id=user)
-    session.add(customer)
-    await session.flush()
-    return customer
-
-
-async def add_order(session, customer: Customer, product: Product, qty: int, *, status: str = "open",
-                    external_id: str | None = None) -> OrderLine:
-    order = Order(external_id=external_id or f"O-{customer.external_id}-{product.sku}", customer_id=customer.id,
-                  lines=[OrderLine(product_id=product.id, qty=qty, status=status)])
-    session.add(order)
-    await session.flush()
-    return order.lines[0]
-
-
-async def change_stock(h: Harness, sku: str, delta: int) -> None:
-    async with h.db.transaction() as session:
-        await apply_change(session, StockChange(sku, "SH", delta=delta, actor="test"))
 
 
 async def catalog(h: Harness) -> dict[str, Product]:
@@ -107,12 +84,6 @@ async def customers(h: Harness, products: dict[str, Product], *, zh: bool = Fals
 async def offers_of(h: Harness) -> dict[int, StockoutOffer]:
     async with h.db.read_session() as session:
         return {o.customer_id: o for o in await session.scalars(select(StockoutOffer))}
-
-
-async def available(h: Harness, sku: str) -> int:
-    async with h.db.read_session() as session:
-        product = await session.scalar(select(Product).where(Product.sku == sku))
-        return product.on_hand_total - product.reserved_total
 
 
 def offer_message(h: Harness, chat: int):

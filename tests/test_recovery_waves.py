@@ -11,9 +11,8 @@ from bot.models import Customer, Notification, Product, Reservation, Restock, Wa
 from bot.recovery.restock import expire_waitlist, release_expired_holds, run_due_waves, wave_size
 from bot.recovery.waitlist import join_waitlist
 from bot.settings import Settings
-from tests.factories import add_product
+from tests.factories import add_customer, add_order, add_product, available, change_stock
 from tests.harness import Harness, running_bot
-from tests.test_recovery import add_customer, add_order, available, change_stock
 
 VIP, REGULARS = 501, (502, 503, 504, 505)
 

@@ -11,7 +11,7 @@ from bot.inventory.stock import (
     apply_change,
     apply_changes,
 )
-from bot.inventory.thresholds import crossings
+from bot.inventory.thresholds import crossings, threshold_moved
 from bot.models import Product, StockEvent, StockEventKind, StockLevel, StockMovement
 from tests.factories import add_product
 
@@ -134,3 +134,20 @@ async def test_fifty_concurrent_decrements_end_at_the_exact_sum(db: Database) ->
     assert (product.on_hand_total, level, movements) == (50, 50, 51)
     # Exactly one decrement crossed the reorder point, however the race went.
     assert (await _events(db)).count("low_stock") == 1
+
+
+@pytest.mark.parametrize(
+    ("available", "old_point", "new_point", "expected"),
+    [
+        (5, 3, 5, [StockEventKind.LOW_STOCK]),  # raised to the stock: now at the reorder point
+        (5, 3, 8, [StockEventKind.LOW_STOCK]),
+        (5, 8, 4, [StockEventKind.RECOVERED]),  # lowered below the stock
+        (5, 5, 4, [StockEventKind.RECOVERED]),
+        (5, 6, 7, []),  # low before and after
+        (5, 1, 4, []),  # above before and after
+        (5, 5, 5, []),
+    ],
+)
+def test_moving_the_reorder_point_past_the_stock(available: int, old_point: int, new_point: int,
+                                                 expected: list) -> None:
+    assert threshold_moved(available, old_point, new_point) == expected

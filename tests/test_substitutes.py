@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from bot.inventory.cards import ProductCard
-from bot.recovery.substitutes import PriceBand, Substitute, SubstituteIndex, normalise_name
+from bot.inventory.substitutes import PriceBand, Substitute, SubstituteIndex, normalise_name
+from bot.settings import Settings
 
 PLENTY = 100
 
@@ -149,6 +150,15 @@ def test_custom_price_band() -> None:
     assert index.choose(wanted, in_stock(pricier)) == []
     wide = PriceBand(below=Decimal("0.10"), above=Decimal("0.50"))
     assert ids(index.choose(wanted, in_stock(pricier), band=wide)) == [2]
+
+
+def test_price_band_comes_from_the_shop_settings(settings: Settings) -> None:
+    wanted = card(1, "Lipstick Red", price="100.00")
+    pricier = card(2, "Lipstick Red", price="150.00")
+    index = SubstituteIndex([wanted, pricier])
+    shop = settings.model_copy(update={"SUBSTITUTE_PRICE_ABOVE": Decimal("0.50")})
+    assert ids(index.choose(wanted, in_stock(pricier), band=PriceBand.from_settings(shop))) == [2]
+    assert index.choose(wanted, in_stock(pricier), band=PriceBand.from_settings(settings)) == []
 
 
 def test_unpriced_product_has_no_price_filter() -> None:

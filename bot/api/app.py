@@ -13,6 +13,7 @@ and request-log middlewares to an app the caller owns (the Telegram webhook shar
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -21,7 +22,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.api.schemas import (
@@ -36,21 +38,29 @@ from bot.api.schemas import (
     validation_errors,
 )
 from bot.api.signing import HEADER, verify
-from bot.db import Database, ids_by_key
+from bot.db import POOL_SIZE, Database, ids_by_key
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes
-from bot.models import Customer, Product
+from bot.models import Product
 from bot.planning.purchasing import settle_applied
 from bot.recovery.redemption import RedeemStatus, redeem_coupon
 from bot.settings import Settings
 from bot.shop.customers import CustomerInput, upsert_customers
-from bot.shop.orders import LineInput, OrderInput, UnknownReference, upsert_orders
+from bot.shop.orders import LineInput, OrderInput, UnknownReference, check_references, upsert_orders
 
 log = logging.getLogger("bot.api")
 
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024  # 1 MiB
 ACTOR = "api"
-_CHUNK = 500  # keys per IN (...) lookup
+
+# Load: at most API_CONCURRENCY requests do database work at once (half the pool: the rest is the
+# bot's own, see bot/db.py); the others queue for up to QUEUE_WAIT_S, then get 503 + Retry-After.
+API_CONCURRENCY = max(1, POOL_SIZE // 2)
+QUEUE_WAIT_S = 5.0
+RETRY_AFTER_S = 2
+_BUSY = "the server is busy; retry after the Retry-After seconds"
+# PostgreSQL states that mean "too busy right now, the same request may well work later".
+_RETRYABLE_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01"})  # lock timeout, cancelled, serialization, deadlock
 
 _MIDDLEWARES_KEY = web.AppKey("stockbot_api_middlewares", bool)
 Item = TypeVar("Item", bound=BaseModel)
@@ -79,6 +89,18 @@ class _Answer(Exception):
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def _busy() -> web.Response:
+    return _error(503, _BUSY, **{"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _is_overload(exc: DBAPIError) -> bool:
+    """A lock or connection wait that ran out (SQLite's busy timeout, PostgreSQL's lock_timeout):
+    the request was refused for load, not because anything is wrong with it."""
+    if "database is locked" in str(exc.orig):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 def _unprocessable(errors: ErrorList) -> web.Response:
@@ -213,6 +235,7 @@ class IntegrationApi:
         self.settings = settings
         self.db = db
         self._secret = settings.WEBHOOK_SECRET.get_secret_value() if settings.WEBHOOK_SECRET else None
+        self._slots = asyncio.Semaphore(API_CONCURRENCY)
 
     def signed(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def check(request: web.Request) -> web.StreamResponse:
@@ -222,13 +245,34 @@ class IntegrationApi:
                 body = await _read_body(request)
                 if not verify(self._secret, body, request.headers.get(HEADER)):
                     return _error(401, f"bad or missing {HEADER} signature")
-                return await handler(request, body)
+                return await self._bounded(handler, request, body)
             except _Answer as answer:
                 return _error(answer.status, answer.message)
 
         check.__name__ = handler.__name__
         check.__doc__ = handler.__doc__
         return check
+
+    async def _bounded(self, handler: Handler, request: web.Request, body: bytes) -> web.StreamResponse:
+        """Run `handler` in one of the API's slots; answer 503 rather than fail when overloaded."""
+        try:
+            async with asyncio.timeout(QUEUE_WAIT_S):
+                await self._slots.acquire()
+        except TimeoutError:
+            log.warning("%s %s: no slot within %.0fs; answered 503", request.method, _route_of(request), QUEUE_WAIT_S)
+            return _busy()
+        try:
+            return await handler(request, body)
+        except PoolTimeout:
+            log.warning("%s %s: no database connection in time; answered 503", request.method, _route_of(request))
+            return _busy()
+        except DBAPIError as exc:
+            if not _is_overload(exc):
+                raise
+            log.warning("%s %s: %s; answered 503", request.method, _route_of(request), type(exc.orig).__name__)
+            return _busy()
+        finally:
+            self._slots.release()
 
     async def _write_batch(
         self, items: list[tuple[int, Any]], errors: ErrorList, check: Callable[..., Awaitable[ErrorList]],
@@ -281,7 +325,8 @@ class IntegrationApi:
                 for problem in refused.problems if problem.index is not None
             ]) from None
         except StockError as exc:
-            raise BatchRejected([_stock_error_item(items, exc)]) from None
+            where = items[exc.index][0] if exc.index is not None else None
+            raise BatchRejected([item_error(where, exc.field, str(exc))]) from None
         await settle_applied(session, results)  # receipts settle what was on its way, as /receive does
         duplicates = sum(1 for result in results if result.duplicate)
         return {"applied": len(results) - duplicates, "duplicates": duplicates}
@@ -302,15 +347,8 @@ class IntegrationApi:
                 if line.sku in first:
                     errors.append(item_error(index, f"lines[{j}].sku", f"duplicate SKU {line.sku!r} (first at lines[{first[line.sku]}])"))
                 first.setdefault(line.sku, j)
-        customers = await ids_by_key(session, Customer.external_id, Customer.id, {o.customer_external_id for _, o in items})
-        skus = await ids_by_key(session, Product.sku, Product.id, {line.sku for _, o in items for line in o.lines})
-        for index, order in items:
-            if order.customer_external_id not in customers:
-                errors.append(item_error(index, "customer_external_id", f"unknown customer {order.customer_external_id!r}"))
-            for j, line in enumerate(order.lines):
-                if line.sku not in skus:
-                    errors.append(item_error(index, f"lines[{j}].sku", f"unknown SKU {line.sku!r}"))
-        return errors
+        bad = await check_references(session, [(i, o.customer_external_id, [line.sku for line in o.lines]) for i, o in items])
+        return errors + [item_error(problem.at, problem.field, problem.message) for problem in bad]
 
     async def _write_orders(self, session: AsyncSession, items: list[tuple[int, OrderIn]]) -> dict[str, int]:
         given = [
@@ -343,7 +381,7 @@ class IntegrationApi:
     async def _write_customers(self, session: AsyncSession, items: list[tuple[int, CustomerIn]]) -> dict[str, int]:
         counts = await upsert_customers(
             session,
-            [CustomerInput(c.external_id, c.name, c.tier, c.phone, c.email, c.locale) for _, c in items],
+            [CustomerInput(c.external_id, c.name, c.tier, c.phone, c.email, c.locale, c.timezone) for _, c in items],
         )
         return {"created": counts.created, "updated": counts.updated}
 
@@ -382,28 +420,7 @@ class IntegrationApi:
         })
 
 
-def _stock_error_item(items: list[tuple[int, StockEventIn]], exc: StockError) -> dict[str, Any]:
-    """Best effort: the index of the event the service refused (its message names SKU and warehouse)."""
-    text = str(exc)
-    for index, event in items:
-        if text.startswith(f"{event.sku} in {event.warehouse} ") and (event.delta or 0) < 0:
-            return item_error(index, exc.field, text)
-        if f"{event.sku!r}" in text or f"{event.warehouse!r}" in text:
-            return item_error(index, exc.field, text)
-    return item_error(None, exc.field, text)
-
-
 # --- assembly ------------------------------------------------------------------------------------
-
-
-ROUTES = (
-    ("GET", f"{PREFIX}/health"),
-    ("POST", f"{PREFIX}/stock-events"),
-    ("POST", f"{PREFIX}/orders"),
-    ("POST", f"{PREFIX}/customers"),
-    ("POST", f"{PREFIX}/coupons/{{code}}/redeem"),
-    ("GET", f"{PREFIX}/replenishment"),
-)
 
 
 def add_api_routes(app: web.Application, settings: Settings, db: Database) -> IntegrationApi:

@@ -1,7 +1,7 @@
 """Request bodies of the integration API and how their validation errors are reported.
 
 The rules mirror the CSV importer (`bot/inventory/importer.py`): the same lengths, statuses,
-tiers, locales, e-mail shape and phone normalisation. Types are strict: `"5"` is not a quantity
+tiers, locales, time zones, e-mail shape and phone normalisation. Types are strict: `"5"` is not a quantity
 and `true` is not a number. Every problem is reported as `{"index", "field", "message"}`, where
 `index` is the item's position in the batch (null for the envelope) and `field` its path inside
 the item, e.g. `lines[0].qty`.
@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.shop.customers import zone_name
 from bot.shop.phones import BadPhone, to_e164
 
 MAX_BATCH = 5_000  # items per request; a 5,000-event batch is about 0.4 MiB of JSON
@@ -39,6 +40,10 @@ def _no_control(value: str) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("contains control characters")
     return value
+
+
+def _zone(value: str | None) -> str | None:
+    return None if value is None else zone_name(value)
 
 
 def _lower(value: Any) -> Any:
@@ -124,6 +129,7 @@ class CustomerIn(_Strict):
     phone: Annotated[Text32 | None, BeforeValidator(_empty_is_none)] = None
     email: Annotated[Text256 | None, BeforeValidator(_empty_is_none)] = None
     locale: Annotated[Literal["en", "zh"] | None, BeforeValidator(_empty_is_none), BeforeValidator(_lower)] = None
+    timezone: Annotated[Text64 | None, BeforeValidator(_empty_is_none), AfterValidator(_zone)] = None
 
     @field_validator("phone")
     @classmethod

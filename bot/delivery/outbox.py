@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import dialect_insert
+from bot.db import OUTBOX, chunked, dialect_insert, signal_after_commit
 from bot.delivery.quiet import local_day, next_local_midnight, quiet_until
 from bot.delivery.templates import TELEGRAM_TEXT_LIMIT
 from bot.models import Customer, DailyMessageCount, Notification, NotificationState, utcnow
+from bot.process import holder_id, is_dead_local_holder
 
 VIP_PRIORITY = 10
 STAFF_PRIORITY = 50
@@ -41,26 +42,32 @@ class Outgoing:
 
 async def enqueue(session: AsyncSession, message: Outgoing) -> int | None:
     """Queue a message; None when this cause was already queued for this chat."""
-    row = await session.execute(
+    return (await enqueue_many(session, [message])).get(message.dedup_key[:255])
+
+
+async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing]) -> dict[str, int]:
+    """Queue messages in one statement; returns the new rows' ids by dedup key (a key queued
+    before is left out). The sender in this process is woken when the transaction commits."""
+    if not messages:
+        return {}
+    now = utcnow()
+    rows = await session.execute(
         dialect_insert(session, Notification.__table__)
-        .values(
-            dedup_key=message.dedup_key[:255],
-            chat_id=message.chat_id,
-            customer_id=message.customer_id,
-            kind=message.kind,
-            text=message.text,
-            reply_markup=message.reply_markup,
-            priority=message.priority,
-            to_customer=message.to_customer,
-            state=NotificationState.PENDING.value,
-            not_before=message.not_before or utcnow(),
-            attempts=0,
-            created_at=utcnow(),
-        )
         .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(Notification.id)
+        .returning(Notification.id, Notification.dedup_key),
+        [
+            {"dedup_key": message.dedup_key[:255], "chat_id": message.chat_id,
+             "customer_id": message.customer_id, "kind": message.kind, "text": message.text,
+             "reply_markup": message.reply_markup, "priority": message.priority,
+             "to_customer": message.to_customer, "state": NotificationState.PENDING.value,
+             "not_before": message.not_before or now, "attempts": 0, "created_at": now}
+            for message in messages
+        ],
     )
-    return row.scalar_one_or_none()
+    queued = {key: notification_id for notification_id, key in rows}
+    if queued:
+        signal_after_commit(session, OUTBOX)
+    return queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,7 @@ async def claim_due(
         (Notification.state == NotificationState.PENDING.value) & (Notification.not_before <= now),
         (Notification.state == NotificationState.SENDING.value) & (Notification.lease_until < now),
     )
+    holder = holder_id()
     rows = list(
         await session.scalars(
             select(Notification)
@@ -101,7 +109,7 @@ async def claim_due(
         customer = customers.get(row.customer_id) if row.customer_id else None
         verdict = await _gate(session, row, customer, gate, now)
         if verdict is None:
-            row.state, row.lease_until = NotificationState.SENDING.value, now + lease
+            row.state, row.lease_until, row.claimed_by = NotificationState.SENDING.value, now + lease, holder
             row.attempts += 1
             claimed.append(row)
         elif verdict is _DROP:
@@ -148,6 +156,7 @@ async def _gate(
     session: AsyncSession, row: Notification, customer: Customer | None, gate: Gate, now: datetime
 ) -> datetime | object | None:
     """None to send now, _DROP to never send, or the time to try again."""
+    # Not `Customer.contactable`: the row names its chat; what matters now is the customer's say.
     if customer is not None and (customer.opted_out or customer.unreachable):
         return _DROP
     if not row.to_customer:
@@ -219,6 +228,29 @@ async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, int]]) -> N
                 for nid, mid in sent
             ],
         )
+
+
+async def release_dead_claims(session: AsyncSession, *, now: datetime | None = None) -> int:
+    """Rows claimed by a sender that is gone go back to the queue: those whose lease ran out, and
+    at once those held by a process of this host that no longer runs (a restart after a crash)."""
+    now = now or utcnow()
+    sending = await session.execute(
+        select(Notification.id, Notification.claimed_by, Notification.lease_until)
+        .where(Notification.state == NotificationState.SENDING.value)
+    )
+    dead = [
+        row.id for row in sending
+        if (row.lease_until is not None and row.lease_until < now) or is_dead_local_holder(row.claimed_by)
+    ]
+    for chunk in chunked(dead):
+        await session.execute(
+            update(Notification)
+            .where(Notification.id.in_(chunk), Notification.state == NotificationState.SENDING.value)
+            .values(state=NotificationState.PENDING.value, lease_until=None, claimed_by=None)
+        )
+    if dead:
+        signal_after_commit(session, OUTBOX)
+    return len(dead)
 
 
 async def mark_retry(session: AsyncSession, notification_id: int, error: str, at: datetime) -> None:

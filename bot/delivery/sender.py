@@ -7,8 +7,10 @@
 - A 429 pauses all new sends until its `retry_after` has passed, then that message goes first.
 - Blocked or vanished chats are flagged unreachable and their queue dropped; server and network
   errors are retried with exponential backoff and jitter, then kept as failed.
-- Delivered rows are acknowledged in batches. A crash between a send and its acknowledgement
-  repeats at most the messages that were in flight, once their lease expires.
+- Each delivered row is recorded before the next message leaves (what finished meanwhile is
+  written together), so a crash repeats at most the messages that were in flight. On start the
+  sender frees the claims of this host's processes that are gone (a restart after `kill -9`), so
+  delivery resumes at once rather than after the lease.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from datetime import datetime, timedelta
 from aiolimiter import AsyncLimiter
 
 from bot.db import Database
-from bot.delivery import outbox
+from bot.delivery import attachments, outbox
 from bot.delivery.outbox import Gate
 from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
 from bot.models import Notification, utcnow
 
 log = logging.getLogger(__name__)
 SPACING_SLACK = 0.00025  # seconds
+FORGET_AFTER_CHATS = 4096
 
 
 @dataclass(slots=True)
@@ -99,6 +102,9 @@ class Sender:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_claims = 0
+        self._claiming = False
+        self._ack_lock = asyncio.Lock()
+        self._ack_pending = asyncio.Event()
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -107,6 +113,11 @@ class Sender:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            async with self.db.transaction() as session:
+                await outbox.release_dead_claims(session, now=self.clock())
+        except Exception:  # the periodic sweep tries again; delivery must still start
+            log.exception("freeing claims of a previous run failed")
         feeder = asyncio.create_task(self._feed(stop), name="outbox-feeder")
         acker = asyncio.create_task(self._acknowledge(stop), name="outbox-acks")
         try:
@@ -123,13 +134,16 @@ class Sender:
     async def drain(self, timeout: float = 30.0) -> SenderStats:
         """Send everything due now, then return (tests, the demo, one-shot CLI use)."""
         stop = asyncio.Event()
-        self._idle_claims = 0  # idle claims of an earlier drain say nothing about this one's rows
+        self._idle_claims = 0  # counts empty claims of this drain only
         runner = asyncio.create_task(self.run(stop))
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-                if self._idle_claims >= 2 and not self._held and not self._busy:
+                # Idle means: two claims in a row found nothing, none is running now (its rows
+                # would not be held yet), nothing is held or being sent, every send recorded.
+                if (self._idle_claims >= 2 and not self._claiming and not self._held and not self._busy
+                        and not self._acks):
                     break
             else:
                 raise TimeoutError(f"outbox not drained in {timeout} s: {len(self._held)} in memory")
@@ -159,10 +173,17 @@ class Sender:
                 pass
 
     async def _claim(self) -> int:
-        async with self.db.transaction() as session:
-            rows = await outbox.claim_due(
-                session, limit=self._claim_size, gate=self.gate, now=self.clock()
-            )
+        self._claiming = True
+        try:
+            async with self.db.transaction() as session:
+                rows = await outbox.claim_due(
+                    session, limit=self._claim_size, gate=self.gate, now=self.clock()
+                )
+            return self._hold(rows)
+        finally:
+            self._claiming = False
+
+    def _hold(self, rows: list[Notification]) -> int:
         fresh = [row for row in rows if row.id not in self._held]
         for row in fresh:
             self._held.add(row.id)
@@ -196,6 +217,8 @@ class Sender:
                 await self._wait_changed(stop, start - now)
                 continue
             heapq.heappop(self._ready)
+            if self._acks:  # record what was delivered before anything else leaves
+                await self._flush_acks()
             await self._slots.acquire()
             await self._limiter.acquire()
             if self._paused_until > time.monotonic():  # a 429 arrived while we waited
@@ -204,7 +227,6 @@ class Sender:
                 continue
             self._busy.add(top.chat_id)
             message = self._queues[top.chat_id].popleft()
-            self._last_sent[top.chat_id] = time.monotonic()
             task = asyncio.create_task(self._send(message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -221,7 +243,10 @@ class Sender:
         chat_id = message.chat_id
         requeue_at: float | None = None
         try:
-            message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
+            if message.kind in attachments.KINDS:  # a report: pictures and a document
+                message_id = await attachments.send(self.db, self.transport, message)
+            else:
+                message_id = await self.transport.send(chat_id, message.text, message.reply_markup)
         except RetryAfter as exc:
             self._paused_until = max(self._paused_until, time.monotonic() + exc.seconds)
             self.stats.paused_seconds += exc.seconds
@@ -238,9 +263,15 @@ class Sender:
             await self._failed(message, Temporary(repr(exc)))
         else:
             self._acks.append((message.id, message_id))
+            self._ack_pending.set()
             self._held.discard(message.id)
             self.stats.sent += 1
         finally:
+            # The chat's next message waits a second from this send's answer, which comes after
+            # it arrived: arrivals stay a second apart however long the request took on the way.
+            self._last_sent[chat_id] = time.monotonic()
+            if len(self._last_sent) > FORGET_AFTER_CHATS:
+                self._forget_quiet_chats()
             self._busy.discard(chat_id)
             queue = self._queues.get(chat_id)
             if queue:
@@ -249,6 +280,12 @@ class Sender:
                 del self._queues[chat_id]
             self._slots.release()
             self._changed.set()
+
+    def _forget_quiet_chats(self) -> None:
+        """A chat last sent to over a second ago needs no wait: forgetting it keeps memory flat
+        over a fan-out to a hundred thousand chats."""
+        horizon = time.monotonic() - self.per_chat_interval
+        self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
 
     async def _unreachable(self, chat_id: int, error: str) -> None:
         dropped = self._queues.pop(chat_id, deque())
@@ -282,20 +319,24 @@ class Sender:
     # --- acknowledging -----------------------------------------------------------------------------
 
     async def _acknowledge(self, stop: asyncio.Event) -> None:
+        """Records deliveries as soon as they finish (the dispatcher also does, before a send)."""
         while not stop.is_set():
-            await asyncio.sleep(0.1)
+            await _wait_any(stop, self._ack_pending)
+            self._ack_pending.clear()
             await self._flush_acks()
 
     async def _flush_acks(self) -> None:
-        if not self._acks:
-            return
-        batch, self._acks = self._acks, []
-        try:
-            async with self.db.transaction() as session:
-                await outbox.mark_sent(session, batch)
-        except Exception:
-            log.exception("recording %d sent notifications failed; will retry", len(batch))
-            self._acks[:0] = batch
+        async with self._ack_lock:
+            if not self._acks:
+                return
+            batch, self._acks = self._acks, []
+            try:
+                async with self.db.transaction() as session:
+                    await outbox.mark_sent(session, batch)
+            except Exception:
+                log.exception("recording %d sent notifications failed; will retry", len(batch))
+                self._acks[:0] = batch
+                await asyncio.sleep(0.1)  # the database is struggling: do not spin on it
 
     async def _release_backlog(self) -> None:
         backlog = [row.id for queue in self._queues.values() for row in queue]
@@ -305,3 +346,12 @@ class Sender:
         if backlog:
             async with self.db.transaction() as session:
                 await outbox.release(session, backlog)
+
+
+async def _wait_any(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

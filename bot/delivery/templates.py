@@ -3,6 +3,11 @@
 A message is `messages/<locale>/<name>.html`; short strings (buttons, one-line replies) are keys
 of the `messages/<locale>/*.toml` files (one per part of the bot), rendered with the same engine. Every locale has every name
 and key (a test checks), so no user ever meets a missing text.
+
+Telegram reads message text as HTML, but button labels, callback answers (toasts and alerts) and
+inline result titles as plain text. `label()` is for HTML (values escaped, so "Salt & Pepper" is
+sent as `Salt &amp; Pepper` and shown right); `plain()` is for the plain places (values verbatim,
+the label's own markup tags dropped), where an escaped name would show as `&amp;`.
 """
 
 from __future__ import annotations
@@ -10,14 +15,19 @@ from __future__ import annotations
 import tomllib
 from datetime import datetime, tzinfo
 from decimal import Decimal
+import re
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 MESSAGES_DIR = Path(__file__).resolve().parents[2] / "messages"
 TELEGRAM_TEXT_LIMIT = 4096
+# The tags Telegram's HTML parse mode knows: a label's own markup, which plain text leaves out.
+_MARKUP_TAG = re.compile(
+    r"</?(?:b|strong|i|em|u|ins|s|strike|del|code|pre|a|span|tg-spoiler|tg-emoji|blockquote)\b[^>]*>"
+)
 
 
 def money(value: Decimal | int | None) -> str:
@@ -45,16 +55,25 @@ class Templates:
             keep_trailing_newline=False,
         )
         self.env.filters.update(money=money, signed_money=signed_money, when=self._when, day=self._day)
-        self._labels = {locale: self._load_labels(locale) for locale in self.locales}
+        self.plain_env = self.env.overlay(autoescape=False)
+        sources = {locale: self._load_labels(locale) for locale in self.locales}
+        self._labels = {
+            locale: {key: self.env.from_string(value) for key, value in labels.items()}
+            for locale, labels in sources.items()
+        }
+        self._plain = {
+            locale: {key: self.plain_env.from_string(_MARKUP_TAG.sub("", value)) for key, value in labels.items()}
+            for locale, labels in sources.items()
+        }
 
-    def _load_labels(self, locale: str) -> dict[str, Template]:
-        labels: dict[str, Template] = {}
+    def _load_labels(self, locale: str) -> dict[str, str]:
+        labels: dict[str, str] = {}
         for path in sorted((self.root / locale).glob("*.toml")):
             with path.open("rb") as handle:
                 for key, value in tomllib.load(handle).items():
                     if key in labels:
                         raise ValueError(f"label {key!r} is defined twice in {locale}/ ({path.name})")
-                    labels[key] = self.env.from_string(value)
+                    labels[key] = value
         return labels
 
     def _when(self, value: datetime | None) -> str:
@@ -73,7 +92,12 @@ class Templates:
         return fit(text.strip(), more=self.label(locale, "more_lines"))
 
     def label(self, locale: str, key: str, **context: Any) -> str:
+        """A label for an HTML message: values escaped."""
         return self._labels[self.locale(locale)][key].render(**context)
+
+    def plain(self, locale: str, key: str, **context: Any) -> str:
+        """A label for a plain-text place (button, callback answer, alert): values verbatim."""
+        return self._plain[self.locale(locale)][key].render(**context)
 
     def names(self, locale: str) -> set[str]:
         return {p.stem for p in (self.root / locale).glob("*.html")}

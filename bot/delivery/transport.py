@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 
 class SendError(Exception):
@@ -29,7 +31,26 @@ class Permanent(SendError):
     """Telegram refused this message (bad markup, too long): retrying cannot help."""
 
 
+@dataclass(frozen=True, slots=True)
+class File:
+    """A picture or document to upload (a report's charts and CSV)."""
+
+    kind: Literal["photo", "document"]
+    filename: str
+    content: bytes
+    caption: str | None = None  # HTML; a document's own caption
+
+
 class Transport(Protocol):
     async def send(self, chat_id: int, text: str, reply_markup: dict[str, Any] | None) -> int:
         """Send an HTML message and return Telegram's message id; raise a `SendError`."""
+        ...
+
+    async def send_album(self, chat_id: int, photos: Sequence[File], caption: str | None) -> int:
+        """Send photos as one album (one photo alone as a photo), the HTML caption under the
+        first; return the first message's id; raise a `SendError`."""
+        ...
+
+    async def send_document(self, chat_id: int, document: File, caption: str | None) -> int:
+        """Send one file as a document with an HTML caption; return its message id."""
         ...

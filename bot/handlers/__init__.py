@@ -7,12 +7,13 @@ from aiogram import Router
 
 
 def build_routers() -> list[Router]:
-    from bot.handlers import admin, common, customer, fallback, offers, purchaser, sales
+    from bot.handlers import admin, common, customer, fallback, offers, purchaser, reports, sales
 
     return [
         common.create_router(),
         admin.create_router(),
         purchaser.create_router(),
+        reports.create_router(),
         sales.create_router(),
         customer.create_router(),
         offers.create_router(),

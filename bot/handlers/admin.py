@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import io
+import asyncio
+import tempfile
 from datetime import timedelta
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message
+from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.handlers.commands import publish_commands_for
@@ -15,6 +16,7 @@ from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.inventory.importer import KINDS, import_csv
 from bot.models import Role, utcnow
+from bot.planning import report_service
 from bot.recovery import funnel
 from bot.services import Services
 from bot.shop import staff
@@ -82,6 +84,8 @@ async def stats(message: Message, command: CommandObject, session: AsyncSession,
     report = await funnel.build_report(session, since=until - timedelta(days=days), until=until,
                                        attribution_days=services.settings.ATTRIBUTION_DAYS)
     await message.answer(texts.render("stats", r=report, days=days))
+    png = await asyncio.to_thread(report_service.funnel_png, services.templates, texts.locale, report, days)
+    await message.answer_photo(BufferedInputFile(png, "funnel.png"))
 
 
 async def import_document(message: Message, session: AsyncSession, texts: Texts, services: Services,
@@ -95,14 +99,14 @@ async def import_document(message: Message, session: AsyncSession, texts: Texts,
     if (document.file_size or 0) > MAX_CSV_BYTES:
         await message.answer(texts("import_too_big"))
         return
-    buffer = io.BytesIO()
-    await bot.download(document, destination=buffer)
     # The import is its own unit of work; end this update's transaction first so the two
     # never wait on each other for SQLite's write lock.
     await session.commit()
     label = document.file_name or f"{kind}.csv"
-    report = await import_csv(services.db, kind, buffer.getvalue(), label=label, actor="tg:import",
-                              phone_region=services.settings.PHONE_REGION)
+    with tempfile.TemporaryFile() as spool:  # on disk: the importer streams it, twice
+        await bot.download(document, destination=spool)
+        report = await import_csv(services.db, kind, spool, label=label, actor="tg:import",
+                                  phone_region=services.settings.PHONE_REGION, zone=services.settings.zone)
     if not report.ok:
         lines = report.error_lines()
         await message.answer(texts.render("import_failed", lines=lines[:ERRORS_SHOWN],

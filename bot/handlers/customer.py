@@ -68,7 +68,7 @@ async def notify_picked(query: CallbackQuery, callback_data: NotifyPick, session
                         texts: Texts, services: Services) -> None:
     product = await session.get(Product, callback_data.product_id)
     if product is None or not isinstance(query.message, Message):
-        await query.answer(texts("button_refused"), show_alert=True)
+        await query.answer(texts.plain("button_refused"), show_alert=True)
         return
     await query.answer()
     await query.message.edit_reply_markup(reply_markup=None)
@@ -86,10 +86,10 @@ async def leave_pressed(query: CallbackQuery, callback_data: WaitlistLeave, sess
     assert actor.customer is not None
     left = await leave_waitlist(session, actor.customer.id, callback_data.entry_id)
     if left is None:
-        await query.answer(texts("button_refused"), show_alert=True)
+        await query.answer(texts.plain("button_refused"), show_alert=True)
         return
     product = await session.get(Product, left.product_id)
-    await query.answer(texts("waitlist_left", name=product.name if product else ""))
+    await query.answer(keyboards.answer_text(texts.plain("waitlist_left", name=product.name if product else "")))
     entries = await customer_waitlist(session, actor.customer.id)
     if isinstance(query.message, Message):
         await query.message.edit_text(texts.render("waitlist", entries=entries),

@@ -15,10 +15,17 @@ from bot.handlers.callbacks import LanguagePick, NotifyPick, OrderEta, OrderQty,
 from bot.handlers.middlewares import Texts
 from bot.models import Product, WaitlistEntry
 
+ANSWER_LIMIT = 200  # characters Telegram takes in a callback answer (toast or alert)
+
+
+def answer_text(text: str) -> str:
+    """A plain text cut to what a callback answer may hold (a long product name would not fit)."""
+    return text if len(text) <= ANSWER_LIMIT else text[: ANSWER_LIMIT - 1] + "…"
+
 
 def share_phone(texts: Texts) -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
-        keyboard=[[KeyboardButton(text=texts("btn_share_phone"), request_contact=True)]],
+        keyboard=[[KeyboardButton(text=texts.plain("btn_share_phone"), request_contact=True)]],
         resize_keyboard=True,
         one_time_keyboard=True,
     )
@@ -42,7 +49,7 @@ def waitlist(texts: Texts, entries: Sequence[tuple[WaitlistEntry, Product]]) -> 
     if not entries:
         return None
     return InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(text=texts("btn_leave", name=product.name[:40]),
+        [InlineKeyboardButton(text=texts.plain("btn_leave", name=product.name[:40]),
                               callback_data=WaitlistLeave(entry_id=entry.id).pack())]
         for entry, product in entries
     ])
@@ -59,7 +66,7 @@ def order_etas(texts: Texts, prompt_id: int, lead_time_days: int) -> InlineKeybo
     options = sorted({max(1, lead_time_days), 3, 7, 14})
     return InlineKeyboardMarkup(inline_keyboard=[[
         InlineKeyboardButton(
-            text=texts("btn_eta_lead", days=d) if d == lead_time_days else texts("btn_eta_days", days=d),
+            text=texts.plain("btn_eta_lead", days=d) if d == lead_time_days else texts.plain("btn_eta_days", days=d),
             callback_data=OrderEta(prompt_id=prompt_id, days=d).pack(),
         )
         for d in options

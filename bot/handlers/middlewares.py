@@ -48,6 +48,10 @@ class Texts:
     def render(self, name: str, **context: Any) -> str:
         return self.templates.render(self.locale, name, **context)
 
+    def plain(self, key: str, **context: Any) -> str:
+        """For buttons, callback answers and alerts, which Telegram shows as plain text."""
+        return self.templates.plain(self.locale, key, **context)
+
 
 class UnitOfWork(BaseMiddleware):
     def __init__(self, services: Services) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery.templates import money
 from bot.handlers.callbacks import OfferAction
+from bot.handlers.keyboards import answer_text
 from bot.handlers.filters import IsCustomer
 from bot.handlers.middlewares import Texts
 from bot.recovery import offers
@@ -47,38 +48,31 @@ async def offer_pressed(query: CallbackQuery, callback_data: OfferAction, sessio
             if isinstance(result, offers.SoldOut):
                 await session.flush()
                 key = "recovery_sold_out_next" if result.next else "recovery_sold_out_none"
-                await query.answer(texts(key, name=result.substitute.name), show_alert=True)
+                await query.answer(answer_text(texts.plain(key, name=result.substitute.name)), show_alert=True)
                 text, markup = await offers.render_offer(session, services, offer, texts.locale)
                 await _edit(message, text, markup)
                 return
             done = texts("recovery_taken", qty=result.qty, name=result.substitute.name,
                          total=money(result.qty * result.substitute.price_cents),
                          until=result.reservation.expires_at)
-            toast = texts("recovery_taken_short", name=result.substitute.name)
+            toast = texts.plain("recovery_taken_short", name=result.substitute.name)
         elif callback_data.action == "wait":
             await offers.wait_for_restock(session, services, offer)
             done = texts("recovery_waiting", days=services.settings.WAITLIST_DAYS)
-            toast = texts("recovery_waiting_short")
+            toast = texts.plain("recovery_waiting_short")
         elif callback_data.action == "cancel":
             await offers.cancel_line(session, offer)
             done = texts("recovery_cancel_requested")
-            toast = texts("recovery_cancel_short")
+            toast = texts.plain("recovery_cancel_short")
         else:
             raise offers.Refused("button_refused")
     except offers.Refused as refused:
-        await query.answer(texts(refused.key), show_alert=True)
+        await query.answer(texts.plain(refused.key), show_alert=True)
         return
     await session.flush()
     text, _ = await offers.render_offer(session, services, offer, texts.locale, done=done)
-    await query.answer(_plain(toast))
+    await query.answer(answer_text(toast))
     await _edit(message, text, None)
-
-
-def _plain(text: str) -> str:
-    import html
-    import re
-
-    return html.unescape(re.sub(r"<[^>]+>", "", text))[:200]
 
 
 async def _edit(message: Message | None, text: str, markup: dict | None) -> None:  # type: ignore[type-arg]

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.inventory.catalog import stock_views
+from bot.inventory.substitutes import PriceBand
 from bot.models import Role
 from bot.planning.service import ProductCover, product_cover
-from bot.recovery.substitutes import PriceBand
 from bot.services import Services
 
 MAX_QUERY = 200
@@ -31,7 +31,7 @@ def create_router() -> Router:
 
 
 def _band(services: Services) -> PriceBand:
-    return PriceBand(services.settings.SUBSTITUTE_PRICE_BELOW, services.settings.SUBSTITUTE_PRICE_ABOVE)
+    return PriceBand.from_settings(services.settings)
 
 
 async def stock_command(

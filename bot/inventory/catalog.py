@@ -1,63 +1,141 @@
 """The in-memory catalog indexes (search, substitutes), kept fresh from the database.
 
 Another process (the CLI, a second bot) may change the catalog at any time, so freshness is
-polled by `updated_at` rather than pushed; an in-process import refreshes at once.
+polled, by a change counter rather than by time: every catalog write takes the next number of
+`CatalogVersion` and stamps the products it touched with it (`stamp_catalog_change`). A refresh
+reads that one row; only when it moved does it load the products stamped since the last refresh.
+An idle bot reads one row, and stock changes (which leave the cards alone) cost nothing here.
+
+A refresh uses its own read-only session: never call it inside a write transaction (on SQLite a
+second connection there waits for the lock its own caller holds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, inspect, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.db import Database
-from bot.inventory.cards import ProductCard
+from bot.inventory.cards import NO_ATTRIBUTES, ProductCard
 from bot.inventory.search import SearchIndex
-from bot.models import Product, StockLevel, Warehouse, cents_to_decimal
-from bot.recovery.substitutes import PriceBand, SubstituteIndex
+from bot.inventory.substitutes import PriceBand, SubstituteIndex
+from bot.models import CatalogVersion, Product, StockLevel, Warehouse, cents_to_decimal
 
-# Rows committed in the same instant as the last poll could be missed by a strict `>`.
-_OVERLAP = timedelta(seconds=2)
+# The card's fields: a change to any of them must reach the indexes.
+CARD_COLUMNS = ("sku", "name", "category", "brand", "price_cents", "attributes", "safety_stock")
 
 
-def card_of(product: Product) -> ProductCard:
+def _next_version(dialect: str):  # type: ignore[no-untyped-def]
+    # An upsert, so a database whose counter row was lost (an emptied table) starts again at 1.
+    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(CatalogVersion.__table__)
+    return (
+        insert.values(id=1, value=1)
+        .on_conflict_do_update(index_elements=["id"], set_={"value": CatalogVersion.__table__.c.value + 1})
+        .returning(CatalogVersion.__table__.c.value)
+    )
+
+
+def card_of(product: Any) -> ProductCard:
+    """The lean snapshot the indexes keep: repeated strings and prices are shared (issue 9)."""
     return ProductCard(
         product_id=product.id,
         sku=product.sku,
         name=product.name,
-        category=product.category,
-        brand=product.brand,
-        price=cents_to_decimal(product.price_cents),
-        attributes=dict(product.attributes or {}),
+        category=sys.intern(product.category),
+        brand=sys.intern(product.brand) if product.brand else product.brand,
+        price=_price(product.price_cents),
+        attributes=_attributes(product.attributes),
         safety_stock=product.safety_stock,
     )
+
+
+async def stamp_catalog_change(session: AsyncSession) -> int:
+    """The number to stamp on the products this transaction writes.
+
+    Taken with `UPDATE ... RETURNING` on the one counter row: on PostgreSQL its row lock holds
+    other catalog writers until this transaction ends, so numbers become visible in order.
+    """
+    return int((await session.execute(_next_version(session.get_bind().dialect.name))).scalar_one())
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_orm_changes(session: Session, _context: Any, _instances: Any) -> None:
+    """Products added or edited through the ORM (tests, the demo seed, chat edits) are stamped
+    like the importer's bulk writes, so no path can change a card unseen."""
+    changed = [obj for obj in session.new if isinstance(obj, Product)]
+    changed += [
+        obj for obj in session.dirty
+        if isinstance(obj, Product) and session.is_modified(obj) and _card_changed(obj)
+    ]
+    if changed:
+        version = int(session.execute(_next_version(session.get_bind().dialect.name)).scalar_one())
+        for product in changed:
+            product.catalog_version = version
+
+
+def _card_changed(product: Product) -> bool:
+    state = inspect(product)
+    return any(state.attrs[name].history.has_changes() for name in CARD_COLUMNS)
+
+
+_CARD_QUERY = select(
+    Product.id, Product.sku, Product.name, Product.category, Product.brand, Product.price_cents,
+    Product.attributes, Product.safety_stock,
+)
+
+
+@lru_cache(maxsize=4096)
+def _price(cents: int) -> Decimal:
+    """Shop prices repeat (9.99, 19.90); Decimals are immutable, so equal ones can be one object."""
+    return cents_to_decimal(cents)
+
+
+def _attributes(attributes: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not attributes:
+        return NO_ATTRIBUTES
+    # Keys ("colour") and most values ("red") repeat across the catalog.
+    return {sys.intern(str(key)): sys.intern(value) if isinstance(value, str) else value
+            for key, value in attributes.items()}
 
 
 class Catalog:
     def __init__(self) -> None:
         self.search = SearchIndex()
         self.substitutes = SubstituteIndex()
-        self._seen: datetime | None = None
+        # Product id -> extra substitute score; slow movers, refreshed by a report job.
+        self.substitute_boost: Mapping[int, float] = {}
+        self._seen: int | None = None  # the catalog version the indexes hold
 
     async def refresh(self, db: Database) -> int:
-        """Load products changed since the last refresh; returns how many."""
-        query = select(Product).order_by(Product.updated_at)
-        if self._seen is not None:
-            query = query.where(Product.updated_at >= self._seen - _OVERLAP)
+        """Load products whose cards changed since the last refresh; returns how many."""
         async with db.read_session() as session:
-            products = list(await session.scalars(query))
-        if not products:
-            return 0
-        cards = [card_of(product) for product in products]
-        self.search.upsert_many(cards)
-        for card in cards:
-            self.substitutes.upsert(card)
-        self._seen = max(product.updated_at for product in products)
-        return len(cards)
+            current = int(await session.scalar(select(CatalogVersion.value).where(CatalogVersion.id == 1)) or 0)
+            if current == self._seen:
+                return 0
+            query = _CARD_QUERY.order_by(Product.id)
+            if self._seen is not None:
+                query = query.where(Product.catalog_version > self._seen, Product.catalog_version <= current)
+            loaded = 0
+            stream = await session.stream(query.execution_options(yield_per=5000))
+            async for rows in stream.partitions():
+                cards = [card_of(row) for row in rows]  # a row has the fields card_of reads
+                self.search.upsert_many(cards)
+                for card in cards:
+                    self.substitutes.upsert(card)
+                loaded += len(cards)
+        self._seen = current
+        return loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +210,8 @@ async def substitutes_for(
 ) -> tuple[tuple[Product, int, Decimal], ...]:
     available = await available_in_category(session, product.category)
     chosen = catalog.substitutes.choose(
-        card_of(product), available, band=band or PriceBand(), limit=limit, exclude=exclude
+        card_of(product), available, band=band or PriceBand(), limit=limit, exclude=exclude,
+        boost=catalog.substitute_boost,
     )
     if not chosen:
         return ()

@@ -1,44 +1,83 @@
-"""CSV import of catalog, stock, customers and orders (CLI and chat share it).
+"""CSV import of catalog, stock, customers, orders and sales history (CLI and chat share it).
 
-The whole file is checked before anything is written; any bad row means nothing is written and
-every bad row is reported as `FILE:LINE: reason`. Writes go through the same services as
-everything else (stock through the inventory service, so imports make crossings too).
+Files as spreadsheets save them: the encoding is detected by `charset-normalizer`, among the
+ones the contract names (UTF-8 with or without a BOM, UTF-16 with a BOM, GB18030, which reads
+GBK); a header separated by `;` means `;` separates values and `,` is the decimal mark. A row
+holding bytes the detected encoding cannot read is a bad row like any other.
+
+Two passes over the file, streamed, so memory does not grow with its rows (only with the keys
+kept to find duplicates):
+1. Check: every row is parsed and its references (SKUs, customers, warehouses) looked up, a
+   chunk at a time. Every bad row is reported as `FILE:LINE: reason`; with any, nothing is
+   written.
+2. Write: the file is read again and written in chunks of `CHUNK_ROWS`, each chunk its own short
+   transaction through the same set-based services as everything else (stock through the
+   inventory service, so imports make crossings and the running bot acts on them as they land).
+
+Why chunked commits rather than one transaction: one transaction would hold SQLite's only write
+lock for the whole import, and the running bot could not record a stock change or queue a
+stockout notice until it ended. With chunks, its writes interleave between ours, and on SQLite
+the importer leaves a gap after each commit that is longer than SQLite's busy handler sleeps, so
+a waiting writer gets in.
+
+What "all or nothing" means then: with any bad row nothing is written (the check pass comes
+before the first write). A good file is written chunk by chunk; a crash (or a write refused by a
+race, such as a product deleted between the passes) leaves the chunks already committed, which
+were accepted and are kept, and the rest unwritten. Every kind is an upsert keyed as the file is
+(SKU, SKU and warehouse, external id, order, product-warehouse-day), so running the same file
+again finishes the job and changes nothing twice. An order is written whole in one chunk: its
+lines are collected until its last row has been read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import csv
 import io
 import re
-from collections.abc import Callable
+import time as clock
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, BinaryIO
 
+from charset_normalizer import from_bytes
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import Database, ids_by_key
-from bot.inventory.stock import StockChange, apply_changes
-from bot.models import Customer, OrderStatus, Product, StockEvent, StockEventKind, utcnow
-from bot.shop.customers import CustomerInput, upsert_customers
-from bot.shop.orders import LineInput, OrderInput, upsert_orders
+from bot.db import Database, dialect_insert, ids_by_key
+from bot.inventory.catalog import stamp_catalog_change
+from bot.inventory.stock import StockChange, apply_changes, event_row, record_events
+from bot.inventory.thresholds import threshold_moved
+from bot.models import OrderStatus, Product, SalesDay, Warehouse, utcnow
+from bot.shop.customers import CustomerInput, upsert_customers, zone_name
+from bot.shop.orders import LineInput, OrderInput, check_references, upsert_orders
 from bot.shop.phones import BadPhone, to_e164
 
-KINDS = ("catalog", "stock", "customers", "orders")
-COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # required, optional
+KINDS = ("catalog", "stock", "customers", "orders", "history")
+COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind: (required, optional)
     "catalog": (
         ("sku", "name", "category", "price"),
         ("brand", "reorder_point", "safety_stock", "lead_time_days", "supplier", "attributes"),
     ),
     "stock": (("sku", "warehouse", "on_hand"), ()),
-    "customers": (("external_id", "name", "tier"), ("phone", "email", "locale")),
+    "customers": (("external_id", "name", "tier"), ("phone", "email", "locale", "timezone")),
     "orders": (("external_id", "customer_external_id", "sku", "qty", "status"), ()),
+    "history": (("date", "sku", "warehouse", "sold"), ("on_hand",)),
 }
 LIMITS = {"sku": 64, "name": 512, "category": 128, "brand": 128, "supplier": 256, "warehouse": 64,
           "external_id": 128, "customer_external_id": 128, "email": 256}
 CUSTOMER_NAME_LIMIT = 256
+CHUNK_ROWS = 5_000  # rows per check lookup and per write transaction (a few hundred ms each)
+SQLITE_GAP_S = 0.12  # after each commit: SQLite's busy handler re-polls a waiting writer every 100 ms
+DETECT_BYTES = 64 * 1024  # of the head, and of non-ASCII lines further on, for charset detection
+ENCODINGS = {"utf_8": ("utf-8-sig", "UTF-8"), "utf_16": ("utf-16", "UTF-16"), "gb18030": ("gb18030", "GBK")}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_UNREADABLE = "\udcff"  # stands for bytes the encoding cannot read; no decoder produces a lone surrogate
+codecs.register_error("stockbot_mark", lambda exc: (_UNREADABLE, exc.end))  # type: ignore[arg-type, return-value]
 
 
 class RowError(ValueError):
@@ -53,6 +92,9 @@ class Problem:
 
 @dataclass(slots=True)
 class ImportReport:
+    """What an import did. `product_ids` lists the products a stock or history import touched,
+    for whoever reacts to it (the forecast refresh after a history import)."""
+
     kind: str
     label: str
     dry_run: bool
@@ -60,13 +102,15 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     problems: list[Problem] = field(default_factory=list)
+    encoding: str = "UTF-8"
+    product_ids: set[int] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def error_lines(self) -> list[str]:
-        return [f"{self.label}:{p.line}: {p.reason}" for p in self.problems]
+        return [f"{self.label}:{p.line}: {p.reason}" for p in sorted(self.problems, key=lambda p: p.line)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,50 +119,140 @@ class _Row:
     values: dict[str, str]
 
 
+@dataclass(slots=True)
+class _Format:
+    codec: str = "utf-8-sig"
+    label: str = "UTF-8"
+    delimiter: str = ","
+
+
+@dataclass(slots=True)
+class _Context:
+    """What parsing a row needs beyond the row: options, and what the database holds."""
+
+    phone_region: str = ""
+    today: date = date.min  # in the shop's zone; history must not be later
+    decimal_comma: bool = False
+    warehouses: dict[str, int] = field(default_factory=dict)
+    last_line: dict[str, int] = field(default_factory=dict)  # orders: external id -> its last row
+
+
 # --- reading -------------------------------------------------------------------------------------
 
 
-def _read_rows(data: bytes, kind: str, report: ImportReport) -> list[_Row]:
+def _detect(binary: BinaryIO) -> _Format:
+    """The file's encoding (charset-normalizer, among the contract's) and separator."""
+    head = binary.read(DETECT_BYTES)
+    sample = head
+    if len(head) == DETECT_BYTES:
+        cut = head.rfind(b"\n") + 1
+        sample = head[:cut] if cut > 0 else head
+        if not any(byte >= 0x80 or byte == 0 for byte in sample):
+            sample += _non_ascii_lines(binary)  # an English head says nothing; a later name might
+    guess = from_bytes(sample, cp_isolation=list(ENCODINGS)).best()
+    if guess is None and len(sample) % 2:  # UTF-16 cut after the "\n" of a "\n\0"
+        guess = from_bytes(head[: len(sample) + 1], cp_isolation=list(ENCODINGS)).best()
+    if guess is None:  # a few bad rows must not hide what the rest is written in
+        lines = sample.splitlines(keepends=True)
+        readable = [line for line in lines if _readable(line)]
+        if len(lines) - len(readable) <= len(lines) // 10:  # more, and it is some other encoding
+            guess = from_bytes(b"".join(readable), cp_isolation=list(ENCODINGS)).best()
+    binary.seek(0)
+    found = _Format()
+    if guess is not None:
+        found.codec, found.label = ENCODINGS[guess.encoding]
+    reader = codecs.getreader(found.codec)(binary, errors="stockbot_mark")
+    header = reader.readline()
+    binary.seek(0)
+    if header.count(";") > header.count(","):
+        found.delimiter = ";"
+    return found
+
+
+def _readable(line: bytes) -> bool:
+    for codec in ("utf-8", "gb18030"):
+        try:
+            line.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        return True
+    return False
+
+
+def _non_ascii_lines(binary: BinaryIO) -> bytes:
+    picked = bytearray()
+    for raw in binary:
+        if len(picked) >= DETECT_BYTES:
+            break
+        if any(byte >= 0x80 for byte in raw):
+            picked += raw
+    return bytes(picked)
+
+
+def _rows(binary: BinaryIO, kind: str, found: _Format, report: ImportReport | None) -> Iterator[_Row]:
+    """The data rows, with the physical line each starts on. Problems with the header or the CSV
+    itself go to `report` (None on the write pass, which reads a file already checked)."""
+
+    def problem(line: int, reason: str) -> None:
+        if report is not None:
+            report.problems.append(Problem(line, reason))
+
+    binary.seek(0)
+    text = io.TextIOWrapper(binary, encoding=found.codec, errors="stockbot_mark", newline="")
     try:
-        text = data.decode("utf-8-sig")  # spreadsheets write a BOM; it is not part of the header
-    except UnicodeDecodeError as exc:
-        report.problems.append(Problem(data[: exc.start].count(b"\n") + 1, "not UTF-8 text"))
-        return []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [name.strip().lower() for name in next(reader)]
-    except StopIteration:
-        report.problems.append(Problem(1, "the file is empty; expected a header row"))
-        return []
+        reader = csv.reader(text, delimiter=found.delimiter)
+        try:
+            header = [name.strip().lower() for name in next(reader)]
+        except StopIteration:
+            problem(1, "the file is empty; expected a header row")
+            return
+        except csv.Error as exc:
+            problem(1, f"unreadable CSV: {exc}")
+            return
+        if header and header[0].startswith("\ufeff"):  # a BOM the codec kept (UTF-16 written twice)
+            header[0] = header[0].lstrip("\ufeff")
+        reason = _header_problem(header, kind, found)
+        if reason:
+            problem(1, reason)
+            return
+        line = reader.line_num
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                problem(reader.line_num, f"unreadable CSV: {exc}")
+                return
+            start, line = line + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if any(_UNREADABLE in cell for cell in cells):
+                problem(start, f"not {found.label} text")
+                continue
+            if len(cells) > len(header):
+                problem(start, f"{len(cells)} values for {len(header)} columns")
+                continue
+            yield _Row(start, {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(header)})
+    finally:
+        text.detach()  # the caller owns the binary file
+
+
+def _header_problem(header: list[str], kind: str, found: _Format) -> str | None:
+    if any(_UNREADABLE in name for name in header):
+        return f"not {found.label} text"
     required, optional = COLUMNS[kind]
     missing = [name for name in required if name not in header]
     unknown = [name for name in header if name not in required + optional]
     duplicated = sorted({name for name in header if header.count(name) > 1})
-    if missing or unknown or duplicated:
-        parts = []
-        if missing:
-            parts.append("missing column " + ", ".join(missing))
-        if unknown:
-            parts.append("unknown column " + ", ".join(repr(name) for name in unknown))
-        if duplicated:
-            parts.append("repeated column " + ", ".join(duplicated))
-        report.problems.append(Problem(1, "; ".join(parts)))
-        return []
-    rows = []
-    line = reader.line_num
-    try:
-        for cells in reader:
-            start, line = line + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) > len(header):
-                report.problems.append(Problem(start, f"{len(cells)} values for {len(header)} columns"))
-                continue
-            values = {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(header)}
-            rows.append(_Row(start, values))
-    except csv.Error as exc:
-        report.problems.append(Problem(reader.line_num, f"unreadable CSV: {exc}"))
-    return rows
+    parts = []
+    if missing:
+        parts.append("missing column " + ", ".join(missing))
+    if unknown:
+        parts.append("unknown column " + ", ".join(repr(name) for name in unknown))
+    if duplicated:
+        parts.append("repeated column " + ", ".join(duplicated))
+    return "; ".join(parts) or None
 
 
 # --- field parsers (raise RowError with the reason) ---------------------------------------------
@@ -155,11 +289,12 @@ def _count(values: dict[str, str], name: str, *, required: bool = True, minimum:
     return number
 
 
-def _price_cents(values: dict[str, str]) -> int:
+def _price_cents(values: dict[str, str], decimal_comma: bool) -> int:
     raw = _text(values, "price")
     assert raw is not None
+    number = raw.replace(",", ".", 1) if decimal_comma and "." not in raw else raw
     try:
-        price = Decimal(raw)
+        price = Decimal(number)
     except InvalidOperation:
         raise RowError(f"price {raw!r} is not a number") from None
     if not price.is_finite():
@@ -193,26 +328,32 @@ def _choice(values: dict[str, str], name: str, allowed: tuple[str, ...], *, requ
     return raw
 
 
+def _day(values: dict[str, str], today: date) -> date:
+    raw = _text(values, "date")
+    assert raw is not None
+    try:
+        if not _DAY.match(raw):
+            raise ValueError
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise RowError(f"date {raw!r} is not a date written YYYY-MM-DD") from None
+    if day > today:
+        raise RowError(f"date {raw} is in the future")
+    return day
+
+
 def _unique(seen: dict[Any, int], key: Any, line: int, what: str) -> None:
-    if key in seen:
-        raise RowError(f"duplicate {what} (first on line {seen[key]})")
-    seen[key] = line
+    first = seen.setdefault(key, line)
+    if first != line:
+        raise RowError(f"duplicate {what} (first on line {first})")
 
 
-# --- per kind: parse every row, then check references, then write ---------------------------------
+# --- per kind: a parser per pass (it keeps the keys seen), a reference check, a writer -----------
+
+Parser = Callable[[dict[str, str], int], Any]
 
 
-def _parse_all(rows: list[_Row], parse: Callable[[dict[str, str], int], Any], report: ImportReport) -> list[tuple[int, Any]]:
-    records = []
-    for row in rows:
-        try:
-            records.append((row.line, parse(row.values, row.line)))
-        except RowError as exc:
-            report.problems.append(Problem(row.line, str(exc)))
-    return records
-
-
-def _catalog_parser(values: dict[str, str]) -> Callable[[dict[str, str], int], dict[str, Any]]:
+def _catalog_parser(ctx: _Context) -> Parser:
     seen: dict[str, int] = {}
 
     def parse(values: dict[str, str], line: int) -> dict[str, Any]:
@@ -221,7 +362,7 @@ def _catalog_parser(values: dict[str, str]) -> Callable[[dict[str, str], int], d
             "sku": sku,
             "name": _text(values, "name"),
             "category": _text(values, "category"),
-            "price_cents": _price_cents(values),
+            "price_cents": _price_cents(values, ctx.decimal_comma),
         }
         for name in ("brand", "supplier"):
             if name in values:
@@ -238,84 +379,50 @@ def _catalog_parser(values: dict[str, str]) -> Callable[[dict[str, str], int], d
     return parse
 
 
-_NEW_PRODUCT = {
-    "brand": None, "supplier": None, "attributes": {}, "reorder_point": 0, "safety_stock": 0,
-    "lead_time_days": 7, "on_hand_total": 0, "reserved_total": 0,
-}
-
-
-async def _write_catalog(session: AsyncSession, records: list[dict[str, Any]], report: ImportReport) -> None:
-    existing: dict[str, tuple[int, int, int]] = {}
-    skus = [record["sku"] for record in records]
-    for start in range(0, len(skus), 2000):
-        rows = await session.execute(
-            select(Product.sku, Product.id, Product.reorder_point, Product.available)
-            .where(Product.sku.in_(skus[start : start + 2000]))
-        )
-        existing.update({sku: (pid, rp, avail) for sku, pid, rp, avail in rows})
-    now = utcnow()
-    inserts, updates, events = [], [], []
-    for record in records:
-        found = existing.get(record["sku"])
-        if found is None:
-            inserts.append({**_NEW_PRODUCT, "created_at": now, "updated_at": now, **record})
-            continue
-        product_id, old_point, available = found
-        updates.append({"id": product_id, "updated_at": now, **record})
-        new_point = record.get("reorder_point", old_point)
-        # Moving the threshold past the current stock is a crossing too.
-        if old_point < available <= new_point:
-            events.append((product_id, StockEventKind.LOW_STOCK, available, new_point))
-        elif new_point < available <= old_point:
-            events.append((product_id, StockEventKind.RECOVERED, available, new_point))
-    if inserts:
-        await session.execute(Product.__table__.insert(), inserts)
-    if updates:
-        await session.execute(update(Product), updates)
-    for product_id, kind, available, point in events:
-        session.add(StockEvent(product_id=product_id, kind=kind.value, available_before=available,
-                               available_after=available, reorder_point=point))
-    report.created, report.updated = len(inserts), len(updates)
-
-
-def _stock_parser(_: Any) -> Callable[[dict[str, str], int], StockChange]:
+def _stock_parser(ctx: _Context) -> Parser:
     seen: dict[tuple[str, str], int] = {}
 
     def parse(values: dict[str, str], line: int) -> tuple[str, str, int]:
         sku = _text(values, "sku")
-        warehouse = values.get("warehouse", "")
-        if not warehouse:
-            raise RowError("warehouse is required")
         warehouse = _text(values, "warehouse")
         on_hand = _count(values, "on_hand")
+        assert sku is not None and warehouse is not None and on_hand is not None
         _unique(seen, (sku, warehouse), line, f"stock row for {sku} in {warehouse}")
         return sku, warehouse, on_hand
 
     return parse
 
 
-def _customer_parser(region: str) -> Callable[[dict[str, str], int], CustomerInput]:
+def _customer_parser(ctx: _Context) -> Parser:
     seen: dict[str, int] = {}
     phones: dict[str, int] = {}
 
     def parse(values: dict[str, str], line: int) -> CustomerInput:
         external_id = _text(values, "external_id")
+        assert external_id is not None
         phone = None
         if values.get("phone"):
             try:
-                phone = to_e164(values["phone"], region)
+                phone = to_e164(values["phone"], ctx.phone_region)
             except BadPhone as exc:
                 raise RowError(f"phone {exc}") from None
         email = _text(values, "email", required=False)
         if email and not _EMAIL.match(email):
             raise RowError(f"email {email!r} is not an address")
+        zone = values.get("timezone") or None
+        if zone is not None:
+            try:
+                zone_name(zone)
+            except ValueError as exc:
+                raise RowError(f"timezone {exc}") from None
         record = CustomerInput(
             external_id=external_id,
-            name=_text(values, "name", limit=CUSTOMER_NAME_LIMIT),
-            tier=_choice(values, "tier", ("regular", "vip")),
+            name=_text(values, "name", limit=CUSTOMER_NAME_LIMIT),  # type: ignore[arg-type]
+            tier=_choice(values, "tier", ("regular", "vip")),  # type: ignore[arg-type]
             phone=phone,
             email=email,
             locale=_choice(values, "locale", ("en", "zh"), required=False),
+            timezone=zone,
         )
         _unique(seen, external_id, line, f"customer {external_id}")
         if phone:
@@ -325,7 +432,7 @@ def _customer_parser(region: str) -> Callable[[dict[str, str], int], CustomerInp
     return parse
 
 
-def _order_parser(_: Any) -> Callable[[dict[str, str], int], tuple[str, str, LineInput]]:
+def _order_parser(ctx: _Context) -> Parser:
     seen: dict[tuple[str, str], int] = {}
     owners: dict[str, tuple[str, int]] = {}
     statuses = tuple(status.value for status in OrderStatus)
@@ -336,72 +443,218 @@ def _order_parser(_: Any) -> Callable[[dict[str, str], int], tuple[str, str, Lin
         sku = _text(values, "sku")
         qty = _count(values, "qty", minimum=1)
         status = _choice(values, "status", statuses)
+        assert external_id is not None and customer is not None and sku is not None and qty is not None
         owner = owners.setdefault(external_id, (customer, line))
         if owner[0] != customer:
             raise RowError(f"order {external_id} belongs to {owner[0]} on line {owner[1]}, not {customer}")
         _unique(seen, (external_id, sku), line, f"line for {sku} in order {external_id}")
-        return external_id, customer, LineInput(sku, qty, status)
+        ctx.last_line[external_id] = line
+        return external_id, customer, LineInput(sku, qty, status)  # type: ignore[arg-type]
 
     return parse
 
 
-async def _missing(session: AsyncSession, key_column, id_column, keys: set[str]) -> set[str]:  # type: ignore[no-untyped-def]
-    return keys - (await ids_by_key(session, key_column, id_column, keys, chunk=2000)).keys()
+def _history_parser(ctx: _Context) -> Parser:
+    seen: dict[str, int] = {}
+
+    def parse(values: dict[str, str], line: int) -> tuple[str, str, date, int, int | None]:
+        day = _day(values, ctx.today)
+        sku = _text(values, "sku")
+        warehouse = _text(values, "warehouse")
+        sold = _count(values, "sold")
+        on_hand = _count(values, "on_hand", required=False)
+        assert sku is not None and warehouse is not None and sold is not None
+        if warehouse not in ctx.warehouses:
+            raise RowError(f"unknown warehouse {warehouse!r}")
+        # One string per key: a tuple of three would cost three times the memory on a big file.
+        _unique(seen, f"{sku}\x1f{warehouse}\x1f{day.isoformat()}", line, f"day {day} for {sku} in {warehouse}")
+        return sku, warehouse, day, sold, on_hand
+
+    return parse
 
 
-async def _check_references(session: AsyncSession, kind: str, records: list[tuple[int, Any]], report: ImportReport) -> None:
-    if kind == "stock":
-        unknown = await _missing(session, Product.sku, Product.id, {sku for _, (sku, _, _) in records})
-        report.problems += [Problem(line, f"unknown SKU {sku!r}") for line, (sku, _, _) in records if sku in unknown]
-    elif kind == "orders":
-        skus = await _missing(session, Product.sku, Product.id, {line_input.sku for _, (_, _, line_input) in records})
-        people = await _missing(session, Customer.external_id, Customer.id, {customer for _, (_, customer, _) in records})
-        for line, (_, customer, line_input) in records:
-            if customer in people:
-                report.problems.append(Problem(line, f"unknown customer {customer!r}"))
-            elif line_input.sku in skus:
-                report.problems.append(Problem(line, f"unknown SKU {line_input.sku!r}"))
+_PARSERS: dict[str, Callable[[_Context], Parser]] = {
+    "catalog": _catalog_parser, "stock": _stock_parser, "customers": _customer_parser,
+    "orders": _order_parser, "history": _history_parser,
+}
 
 
-async def _write(session: AsyncSession, kind: str, records: list[Any], report: ImportReport, actor: str) -> None:
-    if kind == "catalog":
-        await _write_catalog(session, records, report)
-    elif kind == "stock":
-        results = await apply_changes(
-            session, [StockChange(sku, warehouse, on_hand=qty, reason="import", actor=actor) for sku, warehouse, qty in records]
-        )
-        report.updated = sum(1 for result in results if result.delta)
-    elif kind == "customers":
-        counts = await upsert_customers(session, records)
-        report.created, report.updated = counts.created, counts.updated
-    else:
-        grouped: dict[str, tuple[str, list[LineInput]]] = {}
-        for external_id, customer, line_input in records:
-            grouped.setdefault(external_id, (customer, []))[1].append(line_input)
-        counts = await upsert_orders(
-            session, [OrderInput(eid, customer, tuple(lines)) for eid, (customer, lines) in grouped.items()]
-        )
-        report.created, report.updated = counts.created, counts.updated
+async def _check_references(session: AsyncSession, kind: str, records: list[tuple[int, Any]]) -> list[Problem]:
+    if kind in ("stock", "history"):
+        known = await ids_by_key(session, Product.sku, Product.id, {record[0] for _, record in records})
+        return [Problem(line, f"unknown SKU {record[0]!r}") for line, record in records if record[0] not in known]
+    if kind == "orders":
+        bad = await check_references(session, [(line, customer, (given.sku,)) for line, (_, customer, given) in records])
+        reasons: dict[int, list[str]] = {}
+        for problem in bad:
+            reasons.setdefault(problem.at, []).append(problem.message)
+        return [Problem(line, "; ".join(messages)) for line, messages in reasons.items()]
+    return []
 
 
-_PARSERS = {"catalog": _catalog_parser, "stock": _stock_parser, "customers": _customer_parser, "orders": _order_parser}
+_NEW_PRODUCT = {
+    "brand": None, "supplier": None, "attributes": {}, "reorder_point": 0, "safety_stock": 0,
+    "lead_time_days": 7, "on_hand_total": 0, "reserved_total": 0,
+}
+
+
+async def _write_catalog(session: AsyncSession, records: list[dict[str, Any]], report: ImportReport, _: str) -> None:
+    existing: dict[str, tuple[int, int, int]] = {}
+    rows = await session.execute(
+        select(Product.sku, Product.id, Product.reorder_point, Product.available)
+        .where(Product.sku.in_([record["sku"] for record in records]))
+    )
+    existing.update({sku: (pid, rp, avail) for sku, pid, rp, avail in rows})
+    now = utcnow()
+    version = await stamp_catalog_change(session)
+    inserts, updates, events = [], [], []
+    for record in records:
+        found = existing.get(record["sku"])
+        if found is None:
+            inserts.append({**_NEW_PRODUCT, "created_at": now, "updated_at": now, "catalog_version": version,
+                            **record})
+            continue
+        product_id, old_point, available = found
+        updates.append({"id": product_id, "updated_at": now, "catalog_version": version, **record})
+        new_point = record.get("reorder_point", old_point)
+        events += [event_row(product_id, kind, available, available, new_point)
+                   for kind in threshold_moved(available, old_point, new_point)]
+    if inserts:
+        await session.execute(Product.__table__.insert(), inserts)
+    if updates:
+        await session.execute(update(Product), updates)
+    await record_events(session, events)
+    report.created += len(inserts)
+    report.updated += len(updates)
+
+
+async def _write_stock(session: AsyncSession, records: list[tuple[str, str, int]], report: ImportReport, actor: str) -> None:
+    results = await apply_changes(
+        session, [StockChange(sku, warehouse, on_hand=qty, reason="import", actor=actor) for sku, warehouse, qty in records]
+    )
+    report.updated += sum(1 for result in results if result.delta)
+    report.product_ids.update(result.product_id for result in results)
+
+
+async def _write_customers(session: AsyncSession, records: list[CustomerInput], report: ImportReport, _: str) -> None:
+    counts = await upsert_customers(session, records)
+    report.created += counts.created
+    report.updated += counts.updated
+
+
+async def _write_orders(session: AsyncSession, records: list[OrderInput], report: ImportReport, _: str) -> None:
+    counts = await upsert_orders(session, records)
+    report.created += counts.created
+    report.updated += counts.updated
+
+
+async def _write_history(
+    session: AsyncSession, records: list[tuple[str, str, date, int, int | None]], report: ImportReport, _: str
+) -> None:
+    products = await ids_by_key(session, Product.sku, Product.id, {record[0] for record in records})
+    warehouses = await ids_by_key(session, Warehouse.code, Warehouse.id, {record[1] for record in records})
+    rows = [
+        {"product_id": products[sku], "warehouse_id": warehouses[warehouse], "day": day, "sold": sold,
+         "on_hand": on_hand, "source": "import"}
+        for sku, warehouse, day, sold, on_hand in records
+    ]
+    statement = dialect_insert(session, SalesDay.__table__)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["product_id", "warehouse_id", "day"],
+            set_={"sold": statement.excluded.sold, "on_hand": statement.excluded.on_hand, "source": "import"},
+        ),
+        rows,
+    )
+    report.updated += len(rows)
+    report.product_ids.update(products.values())
+
+
+_WRITERS = {
+    "catalog": _write_catalog, "stock": _write_stock, "customers": _write_customers,
+    "orders": _write_orders, "history": _write_history,
+}
+
+
+# --- the two passes ------------------------------------------------------------------------------
+
+
+async def _check(db: Database, kind: str, binary: BinaryIO, found: _Format, ctx: _Context, report: ImportReport) -> None:
+    parse = _PARSERS[kind](ctx)
+    batch: list[tuple[int, Any]] = []
+    for row in _rows(binary, kind, found, report):
+        report.rows += 1
+        try:
+            batch.append((row.line, parse(row.values, row.line)))
+        except RowError as exc:
+            report.problems.append(Problem(row.line, str(exc)))
+        if len(batch) >= CHUNK_ROWS:
+            await _check_batch(db, kind, batch, report)
+    await _check_batch(db, kind, batch, report)
+
+
+async def _check_batch(db: Database, kind: str, batch: list[tuple[int, Any]], report: ImportReport) -> None:
+    if batch:
+        async with db.read_session() as session:
+            report.problems += await _check_references(session, kind, batch)
+        batch.clear()
+
+
+def _records(kind: str, binary: BinaryIO, found: _Format, ctx: _Context) -> Iterator[Any]:
+    """The write pass's records, re-read from the file; orders come whole, at their last line."""
+    parse = _PARSERS[kind](_Context(ctx.phone_region, ctx.today, ctx.decimal_comma, ctx.warehouses))
+    open_orders: dict[str, tuple[str, list[LineInput]]] = {}
+    for row in _rows(binary, kind, found, None):
+        record = parse(row.values, row.line)
+        if kind != "orders":
+            yield record
+            continue
+        external_id, customer, line = record
+        open_orders.setdefault(external_id, (customer, []))[1].append(line)
+        if ctx.last_line[external_id] == row.line:
+            customer, lines = open_orders.pop(external_id)
+            yield OrderInput(external_id, customer, tuple(lines))
+
+
+async def _chunks(records: Iterator[Any], kind: str) -> AsyncIterator[list[Any]]:
+    batch: list[Any] = []
+    size = 0
+    for record in records:
+        batch.append(record)
+        size += len(record.lines) if kind == "orders" else 1
+        if size >= CHUNK_ROWS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 async def import_csv(
-    db: Database, kind: str, data: bytes, *, label: str, dry_run: bool = False,
-    actor: str = "import", phone_region: str = "",
+    db: Database, kind: str, source: bytes | BinaryIO, *, label: str, dry_run: bool = False,
+    actor: str = "import", phone_region: str = "", zone: tzinfo = UTC,
 ) -> ImportReport:
+    """Check `source` (bytes, or a binary file that can seek) and, when every row is good and
+    this is not a dry run, write it. `zone` is the shop's, for what "today" is."""
     if kind not in KINDS:
         raise ValueError(f"unknown import kind {kind!r}")
+    binary: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else source
     report = ImportReport(kind=kind, label=label, dry_run=dry_run)
-    rows = _read_rows(data, kind, report)
-    report.rows = len(rows)
-    records = _parse_all(rows, _PARSERS[kind](phone_region), report)
-    async with db.read_session() as session:
-        await _check_references(session, kind, records, report)
+    found = _detect(binary)
+    report.encoding = found.label
+    ctx = _Context(phone_region=phone_region, today=datetime.now(zone).date(), decimal_comma=found.delimiter == ";")
+    if kind == "history":
+        async with db.read_session() as session:
+            ctx.warehouses = {code: wid for code, wid in await session.execute(select(Warehouse.code, Warehouse.id))}
+    await _check(db, kind, binary, found, ctx, report)
     report.problems.sort(key=lambda problem: problem.line)
     if report.problems or dry_run:
         return report
-    async with db.transaction() as session:
-        await _write(session, kind, [record for _, record in records], report, actor)
+    write = _WRITERS[kind]
+    async for batch in _chunks(_records(kind, binary, found, ctx), kind):
+        started = clock.monotonic()
+        async with db.transaction() as session:
+            await write(session, batch, report, actor)
+        if db.is_sqlite:
+            # Let the running bot's writers take the lock between chunks (see the docstring).
+            await asyncio.sleep(min(SQLITE_GAP_S, clock.monotonic() - started))
     return report

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db import chunked
 from bot.delivery.markup import Button, keyboard, pack
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue
+from bot.events import Reaction, Reactions
 from bot.inventory.stock import demand, warehouse_ids
 from bot.models import (
     ACTIVE_PROMPT_STATUSES,
+    VIP_TIER,
     Customer,
     Product,
     PromptStatus,
     ReorderPrompt,
     StockEvent,
+    StockEventKind,
     StockLevel,
     WaitlistEntry,
     WaitStatus,
@@ -107,7 +112,7 @@ async def waitlist_counts(session: AsyncSession, product_id: int) -> tuple[int, 
         .group_by(Customer.tier)
     )
     counts = dict(rows.all())
-    return sum(counts.values()), counts.get("vip", 0)
+    return sum(counts.values()), counts.get(VIP_TIER, 0)
 
 
 def prompt_buttons(
@@ -131,23 +136,36 @@ def transfer_data(line: Line) -> str:
     return pack(PLAN_PREFIX, "t", line.product_id, line.from_warehouse_id, line.warehouse_id, line.qty)
 
 
-async def on_low_stock(session: AsyncSession, services: Services, event: StockEvent) -> ReorderPrompt | None:
-    """Open a prompt unless one is already live for the product (open, snoozed or ordered)."""
-    live = await session.scalar(
-        select(ReorderPrompt.id).where(
-            ReorderPrompt.product_id == event.product_id, ReorderPrompt.status.in_(LIVE_STATUSES)
-        )
-    )
-    if live is not None:
-        return None
-    product = await session.get(Product, event.product_id)
-    assert product is not None
-    suggestion = await suggest(session, product, services)
-    prompt = ReorderPrompt(product_id=product.id, cause_event_id=event.id, suggested_qty=suggestion.qty)
-    session.add(prompt)
-    await session.flush()
-    await send_prompt(session, services, prompt, cause=f"open{event.id}", suggestion=suggestion)
-    return prompt
+async def on_low_stock(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> int:
+    """Open a prompt for each product unless one is already live (open, snoozed or ordered)."""
+    live = await _with_live_prompt(session, [event.product_id for event in events])
+    opened = 0
+    for event in events:
+        if event.product_id in live:
+            continue
+        product = await session.get(Product, event.product_id)
+        assert product is not None
+        suggestion = await suggest(session, product, services)
+        prompt = ReorderPrompt(product_id=product.id, cause_event_id=event.id, suggested_qty=suggestion.qty)
+        session.add(prompt)
+        await session.flush()
+        await send_prompt(session, services, prompt, cause=f"open{event.id}", suggestion=suggestion)
+        opened += 1
+    return opened
+
+
+async def _with_live_prompt(session: AsyncSession, product_ids: Collection[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in chunked(sorted(product_ids)):
+        found.update(await session.scalars(
+            select(ReorderPrompt.product_id).distinct()
+            .where(ReorderPrompt.product_id.in_(chunk), ReorderPrompt.status.in_(LIVE_STATUSES))
+        ))
+    return found
+
+
+async def without_live_prompt(session: AsyncSession, product_ids: Collection[int]) -> set[int]:
+    return set(product_ids) - await _with_live_prompt(session, product_ids)
 
 
 async def send_prompt(
@@ -176,18 +194,27 @@ async def send_prompt(
                 priority=STAFF_PRIORITY,
             ),
         )
-    services.wake_sender()
 
 
-async def on_recovered(session: AsyncSession, product_id: int) -> int:
+async def on_recovered(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> int:
     """Stock is back above the reorder point: live prompts are done."""
-    done = await session.execute(
-        update(ReorderPrompt)
-        .where(ReorderPrompt.product_id == product_id, ReorderPrompt.status.in_(LIVE_STATUSES))
-        .values(status=PromptStatus.RESOLVED.value, updated_at=utcnow())
-        .returning(ReorderPrompt.id)
-    )
-    return len(done.all())
+    resolved = 0
+    for chunk in chunked(sorted({event.product_id for event in events})):
+        done = await session.execute(
+            update(ReorderPrompt)
+            .where(ReorderPrompt.product_id.in_(chunk), ReorderPrompt.status.in_(LIVE_STATUSES))
+            .values(status=PromptStatus.RESOLVED.value, updated_at=utcnow())
+            .returning(ReorderPrompt.id)
+        )
+        resolved += len(done.all())
+    return resolved
+
+
+# Purchasing's part of the event pipeline, merged with the others by the composition root.
+REORDER_REACTIONS: Reactions = {
+    StockEventKind.LOW_STOCK: (Reaction(on_low_stock, concerns=without_live_prompt),),
+    StockEventKind.RECOVERED: (Reaction(on_recovered, concerns=_with_live_prompt),),
+}
 
 
 class PromptGone(LookupError):
@@ -283,7 +310,6 @@ async def send_digest(session: AsyncSession, services: Services, day: str) -> in
         text = services.templates.render(locale, "purchaser_digest", prompts=prompts, day=day)
         if await enqueue(session, Outgoing(f"digest:{day}:{user_id}", user_id, "digest", text, priority=STAFF_PRIORITY)):
             sent += 1
-    services.wake_sender()
     return sent
 
 

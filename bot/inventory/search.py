@@ -13,6 +13,12 @@ milliseconds on a 100k catalog:
 3. Only a few hundred candidates reach the expensive scorer (``WRatio``), which
    places each one in a tier: exact SKU > SKU prefix > name/brand/category
    contains the query > pinyin > fuzzy > pinyin initials.
+
+Memory (issue 9: a 100k shop in 300 MB for the whole process): postings are
+sorted ``array('I')`` of product ids (4 bytes a posting instead of ~65 in a
+set), turned into sets only for the few tokens a query touches. What can be
+derived from the card is not kept: a product's tokens and syllables are
+recomputed when it changes, its compact SKU when the SKU order is searched.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ import heapq
 import math
 import sys
 import threading
+from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
@@ -34,7 +41,6 @@ from rapidfuzz.distance import OSA
 from bot.inventory.cards import ProductCard
 from bot.inventory.search_text import (
     INITIALS_MARK,
-    PinyinForms,
     compact_sku,
     index_tokens,
     is_ascii_word,
@@ -65,6 +71,13 @@ MIN_SKU_PREFIX_LEN = 3
 FUZZY_CUTOFF = 72.0
 # ...unless every query word matched some product word within a typo (0.8 each).
 FULL_TYPO_COVERAGE = 0.8
+# Bulk loads are applied in chunks so a search waits at most one chunk for the lock and the
+# tokens of only one chunk exist at a time; below this many cards, upserts go one by one.
+BULK_CHUNK = 5000
+# Product ids are the 32-bit Integer primary key; an id outside uint32 (tests, odd callers)
+# widens only the array it lands in.
+_IDS = "I"
+_WIDE_IDS = "q"
 
 # Score bands: a hit's tier decides its band, quality (0..1) its place inside,
 # so sorting by score alone yields the documented ranking.
@@ -87,15 +100,29 @@ class SearchHit:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """A card plus everything search needs, normalised once at upsert time."""
+    """A card plus the normalised text that ranking reads for each candidate.
+
+    Brand, category and the empty pinyin of non-Chinese names are shared strings.
+    """
 
     card: ProductCard
-    sku_key: str
     name: str
     brand: str
     category: str
-    pinyin: PinyinForms
-    tokens: tuple[str, ...]  # distinct, interned
+    pinyin: str  # "yashilandai|chunyou": CJK replaced by syllables, fields split by "|"
+    initials: str  # "ysld|cy"
+
+    @property
+    def fields(self) -> tuple[str, str, str]:
+        return self.name, self.brand, self.category
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An entry with what changing the index needs; lives only while it is applied."""
+
+    entry: _Entry
+    tokens: tuple[str, ...]  # distinct; a tuple is a fifth of a frozenset's size
     syllables: tuple[str, ...]
 
 
@@ -115,17 +142,24 @@ def _make_entry(card: ProductCard) -> _Entry:
     # Brands and categories repeat across thousands of cards: share one string.
     name = normalise(card.name)
     brand, category = sys.intern(normalise(card.brand or "")), sys.intern(normalise(card.category))
-    fields = (name, brand, category)
+    pinyin = pinyin_forms((name, brand, category))
     return _Entry(
         card=card,
-        sku_key=compact_sku(normalise(card.sku)),
-        name=name,
+        name=card.name if name == card.name else name,
         brand=brand,
         category=category,
-        pinyin=pinyin_forms(fields),
-        tokens=index_tokens(fields),
-        syllables=pinyin_syllables(fields),
+        pinyin=sys.intern(pinyin.joined) if not pinyin.joined else pinyin.joined,
+        initials=sys.intern(pinyin.initials) if not pinyin.initials else pinyin.initials,
     )
+
+
+def _prepare(card: ProductCard) -> _Prepared:
+    entry = _make_entry(card)
+    return _Prepared(entry, index_tokens(entry.fields), pinyin_syllables(entry.fields))
+
+
+def _sku_key(card: ProductCard) -> str:
+    return compact_sku(normalise(card.sku))
 
 
 def _band(band: tuple[float, float], quality: float) -> float:
@@ -140,12 +174,13 @@ class SearchIndex:
     def __init__(self, cards: Iterable[ProductCard] = ()) -> None:
         self._lock = threading.RLock()
         self._entries: dict[int, _Entry] = {}
-        self._postings: dict[str, set[int]] = {}
+        self._postings: dict[str, array[int]] = {}  # token -> sorted product ids
         self._vocab: list[str] = []  # sorted distinct tokens: prefix bisect + fuzzy scan
-        # Sorted (compact sku, id) pairs serve exact *and* prefix lookups by
-        # bisect; a dict of sets would cost ~200 bytes per product for nothing.
-        self._sku_sorted: list[tuple[str, int]] = []
+        # Product ids sorted by (compact sku, id) serve exact *and* prefix lookups
+        # by bisect; the compact SKU is recomputed for the ~17 ids a bisect visits.
+        self._sku_order: array[int] = array(_IDS)
         self._syllables: Counter[str] = Counter()  # refcounted: a rename may retire one
+        self._unsorted: set[str] = set()  # postings appended to during a bulk load
         self.upsert_many(cards)
 
     # --- maintenance ---------------------------------------------------------
@@ -155,62 +190,95 @@ class SearchIndex:
 
     def upsert(self, card: ProductCard) -> None:
         """O(tokens of the card) plus a memmove per *new* vocabulary token."""
-        entry = _make_entry(card)  # pinyin work happens outside the lock
+        prepared = _prepare(card)  # pinyin work happens outside the lock
         with self._lock:
-            self._replace(self._entries.get(card.product_id), entry, keep_sorted=True)
+            self._replace(self._entries.get(card.product_id), prepared, keep_sorted=True)
 
     def upsert_many(self, cards: Iterable[ProductCard]) -> None:
-        """Bulk load: skip per-token sorted inserts and sort once at the end."""
-        entries = [_make_entry(card) for card in cards]
-        if not entries:
-            return
-        with self._lock:
-            for entry in entries:
-                self._replace(self._entries.get(entry.card.product_id), entry, keep_sorted=False)
-            self._vocab = sorted(self._postings)
-            self._sku_sorted = sorted((e.sku_key, pid) for pid, e in self._entries.items())
+        """Many cards: in a bulk load (large against the index) lists are appended to and sorted
+        once at the end; until then a search may miss a card of this load by prefix or SKU."""
+        size = len(cards) if isinstance(cards, Sized) else None
+        pending = iter(cards)
+        bulk: bool | None = None
+        while chunk := [_prepare(card) for card in islice(pending, BULK_CHUNK)]:
+            if bulk is None:  # re-sorting everything beats inserting one by one
+                bulk = (size if size is not None else len(chunk)) * 20 > len(self._entries)
+            with self._lock:
+                for prepared in chunk:
+                    old = self._entries.get(prepared.entry.card.product_id)
+                    self._replace(old, prepared, keep_sorted=not bulk)
+        if bulk:
+            with self._lock:
+                self._resort()
 
     def remove(self, product_id: int) -> None:
         with self._lock:
             self._replace(self._entries.get(product_id), None, keep_sorted=True)
 
-    def _replace(self, old: _Entry | None, new: _Entry | None, *, keep_sorted: bool) -> None:
+    def _resort(self) -> None:
+        for token in self._unsorted:
+            ids = self._postings.get(token)
+            if ids is not None:
+                self._postings[token] = array(ids.typecode, sorted(ids))
+        self._unsorted.clear()
+        self._vocab = sorted(self._postings)
+        order = sorted(self._entries, key=self._sku_sort_key)
+        self._sku_order = _ids_array(order)
+
+    def _sku_sort_key(self, pid: int) -> tuple[str, int]:
+        return _sku_key(self._entries[pid].card), pid
+
+    def _replace(self, old: _Entry | None, new: _Prepared | None, *, keep_sorted: bool) -> None:
         """Apply only the token diff, so re-upserting an unchanged card is nearly free."""
-        old_tokens = frozenset(old.tokens if old else ())
-        new_tokens = frozenset(new.tokens if new else ())
-        current = new or old
+        current = new.entry if new else old
         if current is None:
             return  # removing an unknown id is a no-op
         pid = current.card.product_id
+        old_tokens = frozenset(index_tokens(old.fields)) if old else frozenset()
+        new_tokens = frozenset(new.tokens) if new else frozenset()
         for token in old_tokens - new_tokens:
             self._unpost(token, pid, keep_sorted)
         for token in new_tokens - old_tokens:
             self._post(token, pid, keep_sorted)
         if old is not None:
-            self._syllables.subtract(old.syllables)
-            for syllable in old.syllables:
+            old_syllables = pinyin_syllables(old.fields)
+            self._syllables.subtract(old_syllables)
+            for syllable in old_syllables:
                 if self._syllables[syllable] <= 0:
                     del self._syllables[syllable]  # keys() feeds query segmentation
-            self._unindex_sku(old.sku_key, pid, keep_sorted)
+            if keep_sorted:
+                self._unindex_sku(pid)  # reads the old card, so before it goes
             del self._entries[pid]
         if new is not None:
             self._syllables.update(new.syllables)
-            self._index_sku(new.sku_key, pid, keep_sorted)
-            self._entries[pid] = new
+            self._entries[pid] = new.entry
+            if keep_sorted:
+                self._index_sku(pid)
 
     def _post(self, token: str, pid: int, keep_sorted: bool) -> None:
         ids = self._postings.get(token)
         if ids is None:
-            ids = self._postings[token] = set()
+            ids = self._postings[token] = array(_IDS)
             if keep_sorted:
                 bisect.insort(self._vocab, token)
-        ids.add(pid)
+        if not keep_sorted:
+            self._unsorted.add(token)
+        self._postings[token] = _add_id(ids, pid, keep_sorted)
 
     def _unpost(self, token: str, pid: int, keep_sorted: bool) -> None:
         ids = self._postings.get(token)
         if ids is None:
             return
-        ids.discard(pid)
+        if keep_sorted:  # outside a bulk load every list is sorted
+            at = bisect.bisect_left(ids, pid)
+            if at == len(ids) or ids[at] != pid:
+                return
+            del ids[at]
+        else:
+            try:
+                ids.remove(pid)  # a C scan: microseconds even for the most common token
+            except ValueError:
+                return
         if ids:
             return
         del self._postings[token]
@@ -219,15 +287,14 @@ class SearchIndex:
             if at < len(self._vocab) and self._vocab[at] == token:
                 del self._vocab[at]
 
-    def _index_sku(self, key: str, pid: int, keep_sorted: bool) -> None:
-        if keep_sorted:
-            bisect.insort(self._sku_sorted, (key, pid))
+    def _index_sku(self, pid: int) -> None:
+        at = bisect.bisect_left(self._sku_order, self._sku_sort_key(pid), key=self._sku_sort_key)
+        self._sku_order = _add_id(self._sku_order, pid, keep_sorted=True, at=at)
 
-    def _unindex_sku(self, key: str, pid: int, keep_sorted: bool) -> None:
-        if keep_sorted:
-            at = bisect.bisect_left(self._sku_sorted, (key, pid))
-            if at < len(self._sku_sorted) and self._sku_sorted[at] == (key, pid):
-                del self._sku_sorted[at]
+    def _unindex_sku(self, pid: int) -> None:
+        at = bisect.bisect_left(self._sku_order, self._sku_sort_key(pid), key=self._sku_sort_key)
+        if at < len(self._sku_order) and self._sku_order[at] == pid:
+            del self._sku_order[at]
 
     # --- search --------------------------------------------------------------
 
@@ -261,10 +328,12 @@ class SearchIndex:
         # A space means words, not a SKU; very short prefixes would list the
         # whole catalog in SKU order, which helps nobody.
         prefix_ok = " " not in q and len(key) >= MIN_SKU_PREFIX_LEN
-        at = bisect.bisect_left(self._sku_sorted, (key, -sys.maxsize))
+        order = self._sku_order
+        at = bisect.bisect_left(order, (key, -sys.maxsize), key=self._sku_sort_key)
         # Exact matches sort first among the keys starting with `key`.
-        while at < len(self._sku_sorted):
-            sku, pid = self._sku_sorted[at]
+        while at < len(order):
+            pid = order[at]
+            sku = _sku_key(self._entries[pid].card)
             if sku == key:
                 hits[pid] = self._hit(pid, _BAND_SKU, 1.0, "sku")
             elif prefix_ok and sku.startswith(key) and len(hits) < limit:
@@ -286,20 +355,23 @@ class SearchIndex:
                 hits[pid] = hit
 
     def _match_token(self, token: str) -> _TokenMatch:
-        exact = self._postings.get(token, set())
+        exact = self._ids(token)
         if is_cjk(token):
             return _TokenMatch(exact, set(), set())  # CJK typos are covered by bigram overlap instead
-        loose: list[set[int]] = []
+        loose: list[Sequence[int]] = []
         # A word that exists in the catalog is taken as typed: fuzzy-expanding
         # "pro" or "set" costs ~1 ms each and only adds noise.
         fuzzy = self._fuzzy_expansions(token) if not exact else []
         for expanded in chain(self._prefix_expansions(token), fuzzy):
-            loose.append(self._postings.get(expanded, set()))
+            loose.append(self._postings.get(expanded, ()))
         initials: set[int] = set()
         if is_ascii_word(token):
             loose.append(self._pinyin_run(token))
             initials = self._initials(token)
         return _TokenMatch(exact, set().union(*loose) - exact, initials)
+
+    def _ids(self, token: str) -> set[int]:
+        return set(self._postings.get(token, ()))
 
     def _prefix_expansions(self, token: str) -> list[str]:
         """Vocabulary tokens the query token starts: "lipst" -> "lipstick" (typing in progress)."""
@@ -338,14 +410,14 @@ class SearchIndex:
         if not syllables or len(syllables) < 3:
             return set()
         pairs = [a + b for a, b in zip(syllables, syllables[1:])]
-        return _intersect([self._postings.get(p, set()) for p in pairs])
+        return _intersect([self._postings.get(p, ()) for p in pairs])
 
     def _initials(self, token: str) -> set[int]:
         """"cy" -> 唇釉 via initials-pair tokens "^cy"; verified as a run in _rank."""
         if not 2 <= len(token) <= 8:
             return set()
         pairs = [INITIALS_MARK + token[i : i + 2] for i in range(len(token) - 1)]
-        return _intersect([self._postings.get(p, set()) for p in pairs])
+        return _intersect([self._postings.get(p, ()) for p in pairs])
 
     def _candidates(self, matches: list[_TokenMatch], strict: set[int], exclude: Iterable[int]) -> list[int]:
         """At most RERANK_CANDIDATES ids: all-tokens-exact first, then all-tokens-loose, then most tokens."""
@@ -392,18 +464,18 @@ class SearchIndex:
             return self._hit(pid, _BAND_FIELD, quality, contains[0])
         joined = q.replace(" ", "")
         ascii_query = joined.isascii() and joined.isalnum()
-        if ascii_query and len(joined) >= 2 and entry.pinyin.joined and joined in entry.pinyin.joined:
-            longest = max(entry.pinyin.joined.split("|"), key=len)
+        if ascii_query and len(joined) >= 2 and entry.pinyin and joined in entry.pinyin:
+            longest = max(entry.pinyin.split("|"), key=len)
             return self._hit(pid, _BAND_PINYIN, len(joined) / len(longest), "pinyin")
-        best_field, best = self._best_fuzzy(q, fields, entry.pinyin.joined)
+        best_field, best = self._best_fuzzy(q, fields, entry.pinyin)
         if best >= FUZZY_CUTOFF or coverage >= FULL_TYPO_COVERAGE:
             # WRatio alone ties "lipstik red" between a lipstick and red lentils
             # and drops "10000mh pinnk" on long names; every query word matching
             # a product word within a typo is the stronger signal.
             quality = 0.6 * coverage + 0.4 * max(0.0, (best - 50) / 50)
             return self._hit(pid, _BAND_FUZZY, quality, best_field)
-        if ascii_query and joined.isalpha() and joined in entry.pinyin.initials:
-            longest = max(entry.pinyin.initials.split("|"), key=len)
+        if ascii_query and joined.isalpha() and joined in entry.initials:
+            longest = max(entry.initials.split("|"), key=len)
             return self._hit(pid, _BAND_INITIALS, len(joined) / len(longest), "pinyin_initials")
         return None
 
@@ -437,11 +509,32 @@ def _within_budget(sets: list[set[int]], budget: int) -> list[set[int]]:
     return kept
 
 
-def _intersect(sets: list[set[int]]) -> set[int]:
-    """Smallest set first so each step only walks the survivors."""
+def _intersect(sets: Sequence[Sequence[int] | set[int]]) -> set[int]:
+    """Smallest first so each step only walks the survivors; sets or id arrays."""
     if not sets:
         return set()
     ordered = sorted(sets, key=len)
     if not ordered[0]:
         return set()
-    return ordered[0].intersection(*ordered[1:])
+    return set(ordered[0]).intersection(*ordered[1:])
+
+
+def _ids_array(ids: Iterable[int]) -> array[int]:
+    ids = list(ids)
+    try:
+        return array(_IDS, ids)
+    except OverflowError:
+        return array(_WIDE_IDS, ids)
+
+
+def _add_id(ids: array[int], pid: int, keep_sorted: bool, at: int | None = None) -> array[int]:
+    """``ids`` with ``pid`` added (sorted in place, or appended); a wider copy if it does not fit."""
+    if ids.typecode == _IDS and not 0 <= pid < 2**32:
+        ids = array(_WIDE_IDS, ids)
+    if not keep_sorted:
+        ids.append(pid)
+    elif at is None:
+        bisect.insort(ids, pid)
+    else:
+        ids.insert(at, pid)
+    return ids

@@ -29,7 +29,7 @@ from sqlalchemy import any_, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import dialect_insert
+from bot.db import STOCK_EVENTS, dialect_insert, signal_after_commit
 from bot.inventory.thresholds import crossings
 from bot.models import (
     Product,
@@ -46,21 +46,29 @@ MAX_ACTOR = 128
 
 
 class StockError(Exception):
-    """A change that cannot be applied; the caller's transaction must not commit it."""
+    """A change that cannot be applied; the caller's transaction must not commit it.
+
+    Carries what it is about (`sku`, `warehouse`, and `index`, the change's position in the
+    batch) so callers can point at the bad item without reading the message."""
 
     field = "sku"
 
+    def __init__(self, message: str, *, sku: str | None = None, warehouse: str | None = None,
+                 index: int | None = None) -> None:
+        super().__init__(message)
+        self.sku, self.warehouse, self.index = sku, warehouse, index
+
 
 class UnknownProduct(StockError):
-    def __init__(self, sku: str) -> None:
-        super().__init__(f"unknown SKU {sku!r}")
+    def __init__(self, sku: str, *, index: int | None = None) -> None:
+        super().__init__(f"unknown SKU {sku!r}", sku=sku, index=index)
 
 
 class UnknownWarehouse(StockError):
     field = "warehouse"
 
     def __init__(self, code: str) -> None:
-        super().__init__(f"unknown warehouse {code!r}")
+        super().__init__(f"unknown warehouse {code!r}", warehouse=code)
 
 
 class NotEnoughStock(StockError):
@@ -71,9 +79,9 @@ class NotEnoughStock(StockError):
 
     def __init__(self, sku: str, warehouse: str, on_hand: int, delta: int, *, index: int | None = None) -> None:
         super().__init__(
-            f"{sku} in {warehouse} has {on_hand} on hand; a change of {delta} would go below zero"
+            f"{sku} in {warehouse} has {on_hand} on hand; a change of {delta} would go below zero",
+            sku=sku, warehouse=warehouse, index=index,
         )
-        self.index = index
         self.problems: list[NotEnoughStock] = [self]
 
 
@@ -115,6 +123,24 @@ class Applied:
     events: tuple[StockEventKind, ...] = field(default_factory=tuple)
 
 
+def event_row(
+    product_id: int, kind: StockEventKind, before: int, after: int, reorder_point: int,
+    *, order_line_id: int | None = None,
+) -> dict[str, Any]:
+    """A `stock_events` row: the one place such rows are built, whoever writes them."""
+    return {"product_id": product_id, "kind": kind.value, "available_before": before,
+            "available_after": after, "reorder_point": reorder_point, "order_line_id": order_line_id,
+            "attempts": 0, "created_at": utcnow()}
+
+
+async def record_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Write event rows built by `event_row` in the caller's transaction; the running bot's
+    consumer is woken when it commits."""
+    if rows:
+        await session.execute(_events.insert(), list(rows))
+        signal_after_commit(session, STOCK_EVENTS)
+
+
 async def apply_change(session: AsyncSession, change: StockChange, **options: bool) -> Applied:
     return (await apply_changes(session, [change], **options))[0]
 
@@ -134,7 +160,10 @@ async def apply_changes(
     )
     # The whole batch runs in one greenlet with a fixed number of statements (each one a thread
     # hop on aiosqlite, a round trip on PostgreSQL), whatever its size.
-    return await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, warehouses))
+    applied = await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, warehouses))
+    if any(result.events for result in applied):
+        signal_after_commit(session, STOCK_EVENTS)
+    return applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +193,9 @@ def _apply_all(
     ledger, or given earlier in the batch, is a duplicate and changes nothing.
     """
     products = _lock_products(connection, {change.sku for change in changes})
-    for change in changes:
+    for index, change in enumerate(changes):
         if change.sku not in products:
-            raise UnknownProduct(change.sku)
+            raise UnknownProduct(change.sku, index=index)
     levels = _read_levels(connection, {p.id for p in products.values()}, set(warehouses.values()))
     order = sorted(range(len(changes)), key=lambda i: products[changes[i].sku].id)  # stable
     firsts: dict[str, int] = {}  # an event id repeated in the batch: its first occurrence wins
@@ -250,12 +279,7 @@ def _plan(
         plan.levels[key] = plan.levels.get(key, 0) + delta
         plan.totals[product.id] = plan.totals.get(product.id, 0) + delta
         events = tuple(crossings(before, after, product.reorder_point))
-        plan.events += [
-            {"product_id": product.id, "kind": kind.value, "available_before": before,
-             "available_after": after, "reorder_point": product.reorder_point, "attempts": 0,
-             "created_at": utcnow()}
-            for kind in events
-        ]
+        plan.events += [event_row(product.id, kind, before, after, product.reorder_point) for kind in events]
         plan.results[index] = Applied(change, False, product.id, delta, current + delta, before, after, events)
     return plan
 
@@ -308,9 +332,12 @@ async def shift_stock(
     Also used directly for reservations (`reserved_delta`), which change availability without
     a ledger row: nothing physically moved.
     """
-    return await session.run_sync(
+    shift = await session.run_sync(
         lambda sync: _shift(sync.connection(), product_id, warehouse_id, on_hand_delta, reserved_delta, label)
     )
+    if shift.events:
+        signal_after_commit(session, STOCK_EVENTS)
+    return shift
 
 
 _products, _levels, _movements, _events = (
@@ -444,13 +471,7 @@ def _shift(
     events = tuple(crossings(before, after, totals.reorder_point))
     if events:
         connection.execute(
-            _events.insert(),
-            [
-                {"product_id": product_id, "kind": kind.value, "available_before": before,
-                 "available_after": after, "reorder_point": totals.reorder_point, "attempts": 0,
-                 "created_at": utcnow()}
-                for kind in events
-            ],
+            _events.insert(), [event_row(product_id, kind, before, after, totals.reorder_point) for kind in events]
         )
     return Shift(level.on_hand, level.reserved, before, after, events)
 
@@ -563,3 +584,12 @@ async def default_warehouse(session: AsyncSession, product_id: int) -> str | Non
         every = list(await session.scalars(select(Warehouse.code).limit(2)))
         return every[0] if len(every) == 1 else ("MAIN" if not every else None)
     return None
+
+
+async def incoming_eta(session: AsyncSession, product_id: int) -> datetime | None:
+    """When more is expected: the earliest ETA a purchaser gave when marking it ordered."""
+    return await session.scalar(
+        select(func.min(StockLevel.incoming_eta)).where(
+            StockLevel.product_id == product_id, StockLevel.incoming > 0, StockLevel.incoming_eta.is_not(None)
+        )
+    )

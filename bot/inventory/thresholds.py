@@ -26,3 +26,13 @@ def crossings(before: int, after: int, reorder_point: int) -> list[StockEventKin
         if before <= reorder_point < after:
             found.append(StockEventKind.RECOVERED)
     return found
+
+
+def threshold_moved(available: int, old_point: int, new_point: int) -> list[StockEventKind]:
+    """Crossings made by moving a product's reorder point past its unchanged available stock
+    (a catalog import): raised to or above it is "low", lowered below it is "recovered"."""
+    if old_point < available <= new_point:
+        return [StockEventKind.LOW_STOCK]
+    if new_point < available <= old_point:
+        return [StockEventKind.RECOVERED]
+    return []

@@ -63,7 +63,7 @@ async def check_cover(session: AsyncSession, services: Services, product_ids: It
         session.add(event)
         await session.flush()
         await session.execute(update(CoverWarning).where(CoverWarning.product_id == product_id).values(event_id=event.id))
-        await on_low_stock(session, services, event)
+        await on_low_stock(session, services, [event])
         opened += 1
     return opened
 

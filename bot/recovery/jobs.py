@@ -1,16 +1,19 @@
 """Recovery's scheduled jobs: (id, interval in seconds, async job(services)).
 
-Each is safe to run twice or in two processes at once: rows are taken with
-`SELECT ... FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite serialises writers anyway) and every
-message has an outbox dedup key.
+A job that is one unit of work takes the session its wrapper opened (`in_transaction`); one that
+works in several short transactions (plans, waves) opens its own. Each is safe to run twice or in
+two processes at once: rows are taken with `SELECT ... FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite
+serialises writers anyway) and every message has an outbox dedup key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.recovery import coupons, funnel, offers, restock, sales
-from bot.services import Services
+from bot.services import Services, in_transaction
 
 
 async def finish_plans(services: Services) -> int:
@@ -30,19 +33,21 @@ async def expire_waitlist(services: Services) -> int:
     return await restock.expire_waitlist(services)
 
 
-async def expire_coupons(services: Services) -> int:
-    async with services.db.transaction() as session:
-        return await coupons.mark_expired(session)
+async def _expire_coupons(session: AsyncSession, services: Services) -> int:
+    return await coupons.mark_expired(session)
 
 
-async def offers_sent(services: Services) -> int:
-    async with services.db.transaction() as session:
-        return await offers.mark_sent_offers(session)
+async def _offers_sent(session: AsyncSession, services: Services) -> int:
+    return await offers.mark_sent_offers(session)
 
 
-async def sales_digest(services: Services) -> int:
-    async with services.db.transaction() as session:
-        return await sales.send_digest(session, services)
+async def _sales_digest(session: AsyncSession, services: Services) -> int:
+    return await sales.send_digest(session, services)
+
+
+expire_coupons = in_transaction(_expire_coupons)
+offers_sent = in_transaction(_offers_sent)
+sales_digest = in_transaction(_sales_digest)
 
 
 async def attribute_purchases(services: Services) -> int:

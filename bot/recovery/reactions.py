@@ -1,36 +1,52 @@
-"""Recovery's reactions to stock events, run in the event's transaction (see bot/events.py).
+"""Recovery's reactions to stock events (see bot/events.py for how they are called).
 
 - out_of_stock: plan a stockout offer for every affected customer (order lines and waitlist);
 - order_short: an open line arrived while the product is out: offer to that line's customer
   (once per stockout: someone already offered for it gets nothing new);
 - back_in_stock: open a restock and notify its first wave of the waitlist.
-Each is idempotent through unique keys (plan per event, offer per stockout and customer, restock
-per event, outbox dedup keys), so handling an event twice does nothing twice.
+Each says which products it concerns, so a batch of events for products nobody ordered or waits
+for costs one query. Each is idempotent through unique keys (plan per event, offer per stockout and
+customer, restock per event, outbox dedup keys), so handling an event twice does nothing twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.events import Reaction
-from bot.models import StockEvent, StockEventKind
-from bot.recovery.offers import start_plan
+from bot.db import chunked
+from bot.events import Reaction, Reactions
+from bot.models import StockEvent, StockEventKind, WaitlistEntry, WaitStatus
+from bot.recovery.offers import start_plan, with_audience
 from bot.recovery.restock import on_back_in_stock
 from bot.services import Services
 
 
-async def offer_on_stockout(session: AsyncSession, services: Services, event: StockEvent) -> object:
-    return await start_plan(session, services, event)
+async def offer_on_stockout(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> None:
+    for event in events:
+        await start_plan(session, services, event)
 
 
-async def notify_on_restock(session: AsyncSession, services: Services, event: StockEvent) -> object:
-    return await on_back_in_stock(session, services, event)
+async def notify_on_restock(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> None:
+    for event in events:
+        await on_back_in_stock(session, services, event)
 
 
-RECOVERY_REACTIONS: dict[StockEventKind, Sequence[Reaction]] = {
-    StockEventKind.OUT_OF_STOCK: (offer_on_stockout,),
-    StockEventKind.ORDER_SHORT: (offer_on_stockout,),
-    StockEventKind.BACK_IN_STOCK: (notify_on_restock,),
+async def waited_for(session: AsyncSession, product_ids: Collection[int]) -> set[int]:
+    """Of `product_ids`, those with someone on the waitlist: only they get a restock."""
+    found: set[int] = set()
+    for chunk in chunked(sorted(product_ids)):
+        found.update(await session.scalars(
+            select(WaitlistEntry.product_id).distinct()
+            .where(WaitlistEntry.product_id.in_(chunk), WaitlistEntry.status == WaitStatus.WAITING.value)
+        ))
+    return found
+
+
+RECOVERY_REACTIONS: Reactions = {
+    StockEventKind.OUT_OF_STOCK: (Reaction(offer_on_stockout, concerns=with_audience),),
+    StockEventKind.ORDER_SHORT: (Reaction(offer_on_stockout, concerns=with_audience),),
+    StockEventKind.BACK_IN_STOCK: (Reaction(notify_on_restock, concerns=waited_for),),
 }

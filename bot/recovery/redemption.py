@@ -54,8 +54,12 @@ def coupon_value_cents(price_cents: int, percent: int) -> int:
 async def redeem_coupon(
     session: AsyncSession, code: str, order_external_id: str | None, *, now: datetime | None = None
 ) -> RedeemOutcome:
-    """Redeem `code` in the caller's write transaction (which commits it)."""
-    code = code.strip()
+    """Redeem `code` in the caller's write transaction (which commits it).
+
+    Customers type codes, so any case is accepted: codes are issued in upper case only (the
+    alphabet has no look-alikes to fold), and matching the normalised text keeps the unique index.
+    """
+    code = code.strip().upper()
     if not code or len(code) > MAX_CODE:
         return RedeemOutcome(RedeemStatus.NOT_FOUND, code)
     coupon = await session.scalar(

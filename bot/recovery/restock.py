@@ -93,9 +93,9 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
                 .where(
                     WaitlistEntry.product_id == product.id,
                     WaitlistEntry.status == WaitStatus.WAITING.value,
-                    Customer.chat_id.is_not(None), Customer.opted_out.is_(False), Customer.unreachable.is_(False),
+                    Customer.contactable,
                 )
-                .order_by((Customer.tier == "vip").desc(), WaitlistEntry.joined_at, WaitlistEntry.id)
+                .order_by(Customer.is_vip.desc(), WaitlistEntry.joined_at, WaitlistEntry.id)
                 .with_for_update(of=WaitlistEntry, skip_locked=True)
             )
         ).all()
@@ -109,7 +109,7 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
     partial = size < len(queue) or units < len(queue)
     for entry, customer in wave:
         hold_until = None
-        if customer.tier == "vip" and holds_left > 0 and await _hold_one(session, services, product, customer, now):
+        if customer.is_vip and holds_left > 0 and await _hold_one(session, services, product, customer, now):
             holds_left -= 1
             hold_until = now + timedelta(hours=settings.VIP_RESTOCK_HOLD_HOURS)
         entry.status, entry.notified_at, entry.restock_id = WaitStatus.NOTIFIED.value, now, restock.id
@@ -119,7 +119,7 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
         await enqueue(session, Outgoing(
             dedup_key=f"restock:{restock.id}:{customer.chat_id}", chat_id=customer.chat_id or 0,
             kind="restock_notice", text=text, customer_id=customer.id,
-            priority=VIP_PRIORITY if customer.tier == "vip" else REGULAR_PRIORITY, to_customer=True,
+            priority=VIP_PRIORITY if customer.is_vip else REGULAR_PRIORITY, to_customer=True,
         ))
     restock.waves_sent += 1
     restock.notified += len(wave)
@@ -127,7 +127,6 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
         restock.next_wave_at = now + timedelta(minutes=settings.WAVE_INTERVAL_MINUTES)
     else:
         restock.finished_at, restock.next_wave_at = now, None
-    services.wake_sender()
     return len(wave)
 
 
@@ -191,7 +190,7 @@ async def expire_waitlist(services: Services, *, now: datetime | None = None, li
         ).all()
         for entry, customer, product in rows:
             entry.status = WaitStatus.EXPIRED.value
-            if customer.chat_id is None or customer.opted_out or customer.unreachable:
+            if not customer.contactable:
                 continue
             locale = services.templates.locale(customer.locale or settings.DEFAULT_LOCALE, settings.DEFAULT_LOCALE)
             text = services.templates.render(locale, "waitlist_expired", product=product, customer_name=customer.name,
@@ -201,8 +200,6 @@ async def expire_waitlist(services: Services, *, now: datetime | None = None, li
                 chat_id=customer.chat_id, kind="waitlist_expired", text=text, customer_id=customer.id,
                 to_customer=True,
             ))
-        if rows:
-            services.wake_sender()
     return len(rows)
 
 

@@ -53,7 +53,6 @@ async def notify_large_order(
         )
         await enqueue(session, Outgoing(f"sales_large:{offer.id}:{user_id}", user_id, "sales_large", text,
                                         priority=STAFF_PRIORITY))
-    services.wake_sender()
 
 
 async def send_digest(session: AsyncSession, services: Services, now: datetime | None = None) -> int:
@@ -109,5 +108,4 @@ async def send_digest(session: AsyncSession, services: Services, now: datetime |
         if await enqueue(session, Outgoing(f"sales_digest:{day}:{user_id}", user_id, "sales_digest", text,
                                            priority=STAFF_PRIORITY)):
             sent += 1
-    services.wake_sender()
     return sent

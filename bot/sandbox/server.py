@@ -159,7 +159,7 @@ class BotApiSandbox:
             name.lower(): getattr(self, f"_api_{name}")
             for name in (
                 "getMe", "sendMessage", "editMessageText", "editMessageReplyMarkup", "editMessageCaption",
-                "answerCallbackQuery", "sendPhoto", "sendDocument", "getFile", "setMyCommands",
+                "answerCallbackQuery", "sendPhoto", "sendDocument", "sendMediaGroup", "getFile", "setMyCommands",
                 "getMyCommands", "deleteMyCommands", "deleteWebhook", "setWebhook", "getWebhookInfo",
                 "answerInlineQuery", "deleteMessage", "sendChatAction",
             )
@@ -419,6 +419,42 @@ class BotApiSandbox:
 
     def _api_sendDocument(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._send_media(params, "document")
+
+    def _api_sendMediaGroup(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """An album: 2-10 photos/videos, or only documents, or only audio; each may carry a caption.
+
+        Each item's `media` is `attach://<part>` (a file posted in the same multipart request,
+        as aiogram sends uploads) or a known file_id. One message per item, sharing a media_group_id.
+        """
+        chat = self._target_chat(params)
+        media = params.get("media")
+        if not isinstance(media, list) or not all(isinstance(item, dict) for item in media):
+            raise ApiError(400, "Bad Request: can't parse media JSON object")
+        if not 2 <= len(media) <= 10:
+            raise ApiError(400, "Bad Request: wrong number of media specified: must be 2-10")
+        kinds = [item.get("type") for item in media]
+        if any(kind not in ("photo", "video", "document", "audio") for kind in kinds):
+            raise ApiError(400, "Bad Request: wrong type of the media specified")
+        for lone in ("document", "audio"):
+            if lone in kinds and any(kind != lone for kind in kinds):
+                raise ApiError(400, f"Bad Request: {lone} can't be mixed with other media types")
+        items = []
+        for item in media:
+            caption = item.get("caption")
+            if caption:
+                caption = _validated_text(caption, item.get("parse_mode"), MAX_CAPTION_LENGTH, "caption")
+            source = item.get("media")
+            if isinstance(source, str) and source.startswith("attach://"):
+                source = params.get(source[len("attach://") :])
+                if not isinstance(source, UploadedFile):
+                    raise ApiError(400, "Bad Request: the attached file is missing from the request")
+            items.append((item["type"], caption, item.get("parse_mode"), self._resolve_input_file(source, item["type"])))
+        group = f"SBX-group-{self._next_file:06d}"
+        sent = []
+        for kind, caption, parse_mode, stored in items:
+            message = self._store_bot_message(chat, kind, caption, parse_mode, None, stored)
+            sent.append({**message, "media_group_id": group})
+        return sent
 
     def _send_media(self, params: dict[str, Any], kind: str) -> dict[str, Any]:
         chat = self._target_chat(params)

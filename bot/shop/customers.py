@@ -5,14 +5,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db import ids_by_key
 from bot.models import Customer, InviteToken, utcnow
 from bot.shop.orders import UpsertCount
 
 TOKEN_BYTES = 16  # 128 bits: a deep link cannot be guessed
+MAX_ZONE_NAME = 64  # customers.timezone is VARCHAR(64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,31 +26,47 @@ class CustomerInput:
     phone: str | None = None  # already E.164
     email: str | None = None
     locale: str | None = None
+    timezone: str | None = None  # an IANA name; see `zone_name`
+
+
+def zone_name(value: str) -> str:
+    """`value` if it is an IANA time zone this machine knows (quiet hours follow it), else ValueError."""
+    if len(value) > MAX_ZONE_NAME:
+        raise ValueError(f"{value[:MAX_ZONE_NAME]!r}... is not an IANA time zone")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (such as Asia/Shanghai)") from None
+    return value
 
 
 async def upsert_customers(session: AsyncSession, customers: Sequence[CustomerInput]) -> UpsertCount:
-    count = UpsertCount()
-    existing = {
-        customer.external_id: customer
-        for customer in await session.scalars(
-            select(Customer).where(Customer.external_id.in_([c.external_id for c in customers]))
-        )
-    }
+    """Create or update customers by external id, set-based: one lookup, one insert and at most
+    four updates (locale and time zone change only when given) whatever the batch size."""
+    existing = await ids_by_key(session, Customer.external_id, Customer.id, {c.external_id for c in customers})
+    now = utcnow()
+    created = [
+        {"external_id": c.external_id, "name": c.name, "tier": c.tier, "phone": c.phone, "email": c.email,
+         "locale": c.locale, "timezone": c.timezone, "opted_out": False, "unreachable": False,
+         "created_at": now, "updated_at": now}
+        for c in customers if c.external_id not in existing
+    ]
+    if created:
+        await session.execute(Customer.__table__.insert(), created)
+    updated = []
     for given in customers:
-        customer = existing.get(given.external_id)
-        if customer is None:
-            customer = Customer(external_id=given.external_id)
-            session.add(customer)
-            existing[given.external_id] = customer
-            count.created += 1
-        else:
-            count.updated += 1
-        customer.name, customer.tier = given.name, given.tier
-        customer.phone, customer.email = given.phone, given.email
+        if given.external_id not in existing:
+            continue
+        row = {"id": existing[given.external_id], "name": given.name, "tier": given.tier,
+               "phone": given.phone, "email": given.email, "updated_at": now}
         if given.locale:
-            customer.locale = given.locale
-    await session.flush()
-    return count
+            row["locale"] = given.locale
+        if given.timezone:
+            row["timezone"] = given.timezone
+        updated.append(row)
+    if updated:
+        await session.execute(update(Customer), updated)
+    return UpsertCount(created=len(created), updated=len(updated))
 
 
 async def issue_invites(

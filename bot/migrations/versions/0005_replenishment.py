@@ -1,7 +1,7 @@
 """replenishment: policies, transfers, purchase orders (lead-time samples), planning markers
 
 Revision ID: 0005_replenishment
-Revises: 0002_planning
+Revises: 0006_reports
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0005_replenishment'
-down_revision: str | None = '0002_planning'
+down_revision: str | None = '0006_reports'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,21 +9,30 @@ category and kept sorted by price at build time, so a lookup bisects straight
 to the price band of one category, drops out-of-stock / wrong-size items with
 cheap comparisons, and only then asks rapidfuzz to score the few survivors
 against names that were normalised once, when the card was indexed.
+
+Memory (issue 9): an entry holds the card it was built from plus its folded name;
+brands, sizes and whole attribute sets repeat across a catalogue and are shared,
+and a category is one list of entries bisected on the card's own price object.
 """
 
 from __future__ import annotations
 
 import heapq
 import re
+import sys
 import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from rapidfuzz import fuzz, process
 
 from bot.inventory.cards import ProductCard
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 __all__ = ["PriceBand", "Substitute", "SubstituteIndex", "normalise_name"]
 
@@ -38,6 +47,8 @@ __all__ = ["PriceBand", "Substitute", "SubstituteIndex", "normalise_name"]
 NAME_WEIGHT = 0.60
 ATTRIBUTE_WEIGHT = 0.25
 BRAND_WEIGHT = 0.15
+# Callers may add a small per-product boost on top (slow movers, docs/reports.md): enough to
+# win between near-equal candidates, too little to lift a poor match over a good one.
 
 # Attributes that gate a substitute (hard filter) rather than rank it.
 _UNIT_KEYS = ("unit",)
@@ -68,6 +79,11 @@ class PriceBand:
         if self.above < 0:
             raise ValueError(f"above must be >= 0, got {self.above}")
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PriceBand:
+        """The shop's band (SUBSTITUTE_PRICE_BELOW/ABOVE); the one place it is read."""
+        return cls(below=settings.SUBSTITUTE_PRICE_BELOW, above=settings.SUBSTITUTE_PRICE_ABOVE)
+
     def bounds(self, price: Decimal) -> tuple[Decimal, Decimal] | None:
         """Inclusive (low, high) prices, or None when the product has no price."""
         if price <= 0:
@@ -93,45 +109,43 @@ class _Entry:
     pack: str | None
     attributes: frozenset[tuple[str, str]]
 
-    @property
-    def sort_key(self) -> tuple[Decimal, int]:
-        return self.card.price, self.card.product_id
+
+def _sort_key(entry: _Entry) -> tuple[Decimal, int]:
+    return entry.card.price, entry.card.product_id
+
+
+def _price(entry: _Entry) -> Decimal:
+    return entry.card.price
 
 
 class _Category:
-    """One category's entries, kept sorted by (price, product_id) for bisecting."""
+    """One category's entries, kept sorted by (price, product_id) for bisecting.
 
-    __slots__ = ("keys", "entries")
+    The sort keys are read off the cards (a dozen per bisect) rather than kept in a
+    parallel list of tuples, which would cost ~70 bytes a product.
+    """
 
-    def __init__(self) -> None:
-        self.keys: list[tuple[Decimal, int]] = []
-        self.entries: list[_Entry] = []
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: list[_Entry] | None = None) -> None:
+        self.entries: list[_Entry] = entries or []
 
     def add(self, entry: _Entry) -> None:
-        key = entry.sort_key
-        pos = bisect_left(self.keys, key)
-        self.keys.insert(pos, key)
-        self.entries.insert(pos, entry)
+        self.entries.insert(bisect_left(self.entries, _sort_key(entry), key=_sort_key), entry)
 
     def discard(self, entry: _Entry) -> None:
-        pos = bisect_left(self.keys, entry.sort_key)
-        if pos < len(self.keys) and self.entries[pos].card.product_id == entry.card.product_id:
-            del self.keys[pos]
+        pos = bisect_left(self.entries, _sort_key(entry), key=_sort_key)
+        if pos < len(self.entries) and self.entries[pos].card.product_id == entry.card.product_id:
             del self.entries[pos]
 
     def in_band(self, bounds: tuple[Decimal, Decimal] | None) -> list[_Entry]:
         if bounds is None:
             return self.entries
         low, high = bounds
-        # Ids beyond any real product id make the bisect depend on price alone,
-        # so both edges of the band are inclusive.
-        start = bisect_left(self.keys, (low, _MIN_ID))
-        stop = bisect_right(self.keys, (high, _MAX_ID))
+        # On price alone, so both edges of the band are inclusive whatever the ids.
+        start = bisect_left(self.entries, low, key=_price)
+        stop = bisect_right(self.entries, high, key=_price)
         return self.entries[start:stop]
-
-
-_MIN_ID = -(2**63)
-_MAX_ID = 2**63
 
 
 # --------------------------------------------------------------------------- #
@@ -185,18 +199,23 @@ def _fold_attributes(attributes: Mapping[str, str]) -> dict[str, str]:
     return folded
 
 
-def _make_entry(card: ProductCard) -> _Entry:
+def _make_entry(
+    card: ProductCard, shared: dict[frozenset[tuple[str, str]], frozenset[tuple[str, str]]] | None = None
+) -> _Entry:
+    """``shared`` (the index's) maps each attribute set to one instance of it."""
     attributes = _fold_attributes(card.attributes)
     brand = _normalise_value(card.brand) if card.brand else ""
+    unit, pack = _first_stated(attributes, _UNIT_KEYS), _first_stated(attributes, _PACK_KEYS)
+    stated = frozenset((key, value) for key, value in attributes.items() if key not in _GATE_KEYS)
+    if shared is not None:
+        stated = shared.setdefault(stated, stated)
     return _Entry(
         card=card,
         name_key=normalise_name(card.name),
-        brand_key=brand or None,
-        unit=_first_stated(attributes, _UNIT_KEYS),
-        pack=_first_stated(attributes, _PACK_KEYS),
-        attributes=frozenset(
-            (key, value) for key, value in attributes.items() if key not in _GATE_KEYS
-        ),
+        brand_key=sys.intern(brand) if brand else None,
+        unit=sys.intern(unit) if unit else unit,
+        pack=sys.intern(pack) if pack else pack,
+        attributes=stated,
     )
 
 
@@ -222,6 +241,8 @@ class SubstituteIndex:
     def __init__(self, cards: Iterable[ProductCard] = ()) -> None:
         self._by_id: dict[int, _Entry] = {}
         self._categories: dict[str, _Category] = {}
+        # Catalogues repeat a few attribute sets (colour x finish) across thousands of cards.
+        self._attribute_sets: dict[frozenset[tuple[str, str]], frozenset[tuple[str, str]]] = {}
         self._bulk_load(cards)
 
     def __len__(self) -> int:
@@ -234,21 +255,18 @@ class SubstituteIndex:
         # Last card wins for a repeated id, matching upsert semantics; sorting
         # each category once is O(n log n) instead of n sorted inserts.
         for card in cards:
-            self._by_id[card.product_id] = _make_entry(card)
+            self._by_id[card.product_id] = _make_entry(card, self._attribute_sets)
         grouped: dict[str, list[_Entry]] = {}
         for entry in self._by_id.values():
             grouped.setdefault(_category_key(entry.card.category), []).append(entry)
         for key, entries in grouped.items():
-            entries.sort(key=lambda e: e.sort_key)
-            bucket = _Category()
-            bucket.entries = entries
-            bucket.keys = [e.sort_key for e in entries]
-            self._categories[key] = bucket
+            entries.sort(key=_sort_key)
+            self._categories[key] = _Category(entries)
 
     def upsert(self, card: ProductCard) -> None:
         """Add a card or replace the one with the same product_id."""
         self.remove(card.product_id)
-        entry = _make_entry(card)
+        entry = _make_entry(card, self._attribute_sets)
         self._by_id[card.product_id] = entry
         key = _category_key(card.category)
         bucket = self._categories.get(key)
@@ -275,8 +293,12 @@ class SubstituteIndex:
         band: PriceBand = PriceBand(),
         limit: int = 3,
         exclude: Collection[int] = (),
+        boost: Mapping[int, float] | None = None,
     ) -> list[Substitute]:
-        """Best in-stock substitutes for ``product``, best first, at most ``limit``."""
+        """Best in-stock substitutes for ``product``, best first, at most ``limit``.
+
+        ``boost`` adds to the score of the products it names (by product id).
+        """
         if limit <= 0:
             return []
         bucket = self._categories.get(_category_key(product.category))
@@ -290,7 +312,7 @@ class SubstituteIndex:
         )
         if not candidates:
             return []
-        scores = self._score(target, candidates)
+        scores = self._score(target, candidates, boost or {})
         return _top(target.card.price, candidates, scores, limit)
 
     # -- steps of choose(), cheapest filters first ----------------------------
@@ -325,7 +347,7 @@ class SubstituteIndex:
         return eligible
 
     @staticmethod
-    def _score(target: _Entry, candidates: list[_Entry]) -> list[float]:
+    def _score(target: _Entry, candidates: list[_Entry], boost: Mapping[int, float]) -> list[float]:
         names = _name_similarity(target.name_key, [e.name_key for e in candidates])
         wanted = target.attributes
         attribute_step = ATTRIBUTE_WEIGHT / len(wanted) if wanted else 0.0
@@ -337,6 +359,8 @@ class SubstituteIndex:
                 score += attribute_step * len(wanted & entry.attributes)
             if brand is not None and entry.brand_key == brand:
                 score += BRAND_WEIGHT
+            if boost:
+                score += boost.get(entry.card.product_id, 0.0)
             # Rounded so float noise cannot reorder equal scores; ties then
             # fall through to the deterministic price/SKU order in _top.
             scores.append(round(score, 6))

@@ -1,0 +1,39 @@
+"""Purchasers and admins: /report [DAYS], charts as one album and the CSV as a document."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.handlers.filters import HasRole
+from bot.handlers.middlewares import Texts
+from bot.models import Role
+from bot.planning import report_service
+from bot.services import Services
+
+
+def create_router() -> Router:
+    router = Router(name="reports")
+    router.message.filter(HasRole(Role.PURCHASER))
+    router.message.register(report, Command("report"))
+    return router
+
+
+async def report(message: Message, command: CommandObject, session: AsyncSession, texts: Texts,
+                 services: Services) -> None:
+    days = report_service.parse_days(command.args)
+    if days is None:
+        await message.answer(texts("usage_report"))
+        return
+    files = await report_service.build(session, services, days=days, locale=texts.locale)
+    if files is None:
+        await message.answer(texts("report_empty"))
+        return
+    album = [
+        InputMediaPhoto(media=BufferedInputFile(photo.content, photo.filename), caption=files.caption if i == 0 else None)
+        for i, photo in enumerate(files.photos)
+    ]
+    await message.answer_media_group(album)
+    await message.answer_document(BufferedInputFile(files.csv.content, files.csv.filename), caption=files.csv.caption)
