@@ -108,6 +108,20 @@ async def test_a_history_import_seen_in_the_database_refreshes_the_forecast(serv
         assert 5.5 <= await session.scalar(select(DemandForecast.daily_demand)) <= 6.5
 
 
+async def test_a_history_csv_import_is_forecast_by_the_running_bot(services: Services, db: Database) -> None:
+    from bot.inventory.importer import import_csv
+
+    async with db.transaction() as session:
+        await add_product(session, "P", stock={"SH": 30})
+    days = [yesterday() - timedelta(days=n) for n in range(60)]
+    csv = "date,sku,warehouse,sold,on_hand\n" + "".join(f"{day},P,SH,3,20\n" for day in days)
+    report = await import_csv(db, "history", csv.encode(), label="history.csv")  # as the CLI does
+    assert not report.problems
+    assert await forecast_imported_history(services) == 1
+    async with db.read_session() as session:
+        assert 2.5 <= await session.scalar(select(DemandForecast.daily_demand)) <= 3.5
+
+
 async def test_waitlist_sign_ups_count_as_demand(services: Services, db: Database) -> None:
     async with db.transaction() as session:
         product = await add_product(session, "P", stock={"SH": 10})
