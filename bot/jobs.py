@@ -18,6 +18,7 @@ from bot.delivery import outbox
 from bot.delivery.quiet import local_day
 from bot.inventory import reorder
 from bot.models import utcnow
+from bot.planning.jobs import PLANNING_JOBS
 from bot.planning.report_service import REPORT_JOBS, weekly_report
 from bot.recovery.jobs import RECOVERY_JOBS
 from bot.services import Services, Work, in_transaction
@@ -101,7 +102,7 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     # Stock events and the outbox have their own workers (bot/events.py, bot/delivery/sender.py).
     every(30, "sweep-leases", sweep_expired_leases)
     every(60, "wake-snoozed", wake_snoozed_prompts)
-    for name, seconds, work in (*RECOVERY_JOBS, *REPORT_JOBS):
+    for name, seconds, work in (*RECOVERY_JOBS, *REPORT_JOBS, *PLANNING_JOBS):
         every(seconds, name, work)
     digest = settings.digest_time
     jobs.scheduler.add_job(

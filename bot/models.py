@@ -187,6 +187,7 @@ class StockEventKind(enum.StrEnum):
     BACK_IN_STOCK = "back_in_stock"  # available rose above zero
     RECOVERED = "recovered"  # available rose above the reorder point
     ORDER_SHORT = "order_short"  # an open order line arrived for a product that is out
+    LOW_COVER = "low_cover"  # the forecast says it runs out before a new order could arrive
 
 
 CUSTOMER_FACING = frozenset({StockEventKind.OUT_OF_STOCK, StockEventKind.ORDER_SHORT, StockEventKind.BACK_IN_STOCK})
@@ -702,3 +703,108 @@ class NotificationFile(Base):
     filename: Mapped[str] = mapped_column(String(255))
     content: Mapped[bytes] = mapped_column(LargeBinary)
     caption: Mapped[str | None] = mapped_column(Text)  # HTML, a document's own caption
+
+
+# --- replenishment -----------------------------------------------------------------------------
+
+
+class ReplenishmentPolicy(Base):
+    """Reorder point and order-up-to level of one product in one warehouse, from the forecast.
+
+    Kept apart from the forecast so a stock change can work out what to order from the current
+    position without running the forecast again.
+    """
+
+    __tablename__ = "replenishment_policies"
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"), primary_key=True)
+    abc: Mapped[str] = mapped_column(String(1), default="C")
+    lead_time_days: Mapped[float] = mapped_column(Float, default=7.0)
+    safety_stock: Mapped[float] = mapped_column(Float, default=0.0)
+    reorder_point: Mapped[float] = mapped_column(Float, default=0.0)
+    order_up_to: Mapped[float] = mapped_column(Float, default=0.0)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TransferStatus(enum.StrEnum):
+    IN_TRANSIT = "in_transit"
+    RECEIVED = "received"
+
+
+class StockTransfer(Base):
+    """Units taken off one warehouse and on their way to another, until received there."""
+
+    __tablename__ = "stock_transfers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    source_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    qty: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default=TransferStatus.IN_TRANSIT.value)
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        Index("ix_stock_transfers_product_status", "product_id", "status"),
+        CheckConstraint("qty > 0", name="qty_positive"),
+        CheckConstraint("source_id <> target_id", name="two_warehouses"),
+    )
+
+
+class PurchaseOrder(Base):
+    """An order placed with a supplier ("ordered" pressed); its receipt gives a lead-time sample."""
+
+    __tablename__ = "purchase_orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    supplier: Mapped[str | None] = mapped_column(String(256))
+    qty: Mapped[int]
+    ordered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    eta: Mapped[datetime | None] = mapped_column(default=None)
+    received_at: Mapped[datetime | None] = mapped_column(default=None)
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("reorder_prompts.id", ondelete="SET NULL"))
+    ordered_by: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_purchase_orders_open", "product_id", "warehouse_id", "received_at"),
+        Index("ix_purchase_orders_supplier", "supplier", "received_at"),
+        CheckConstraint("qty > 0", name="qty_positive"),
+    )
+
+
+class CoverWarning(Base):
+    """An open early-warning episode: the product's cover is below its lead time.
+
+    The row is the episode: while it exists no second warning is raised; it goes when cover is
+    back at or above the lead time.
+    """
+
+    __tablename__ = "cover_warnings"
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)  # the low_cover stock event, the prompt's cause
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlanningDirty(Base):
+    """Products whose sales history changed (a history import): their forecast is redone."""
+
+    __tablename__ = "planning_dirty"
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlanningState(Base):
+    """Small markers the planning jobs share across processes (last recorded day, watermarks)."""
+
+    __tablename__ = "planning_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     ABC_B_SHARE: float = Field(0.95, gt=0, le=1)
     SLOW_MOVER_DAYS: int = Field(60, ge=1)  # no sale in this many days
     SLOW_MOVER_COVER_DAYS: int = Field(180, ge=1)  # or more days of cover than this
+    SERVICE_LEVEL_A: float = Field(0.98, gt=0.5, lt=1)
+    SERVICE_LEVEL_B: float = Field(0.95, gt=0.5, lt=1)
+    SERVICE_LEVEL_C: float = Field(0.90, gt=0.5, lt=1)
 
     # Scale-out: restock waves and stockout offers as Telegram paid broadcasts (charged in Stars).
     PAID_BROADCAST: bool = False

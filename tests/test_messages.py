@@ -1,6 +1,6 @@
 """Every message exists in every locale, renders with sample data, and stays valid HTML."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
 from types import SimpleNamespace
@@ -13,6 +13,9 @@ from bot.delivery.templates import TELEGRAM_TEXT_LIMIT, Templates, fit
 from bot.handlers.callbacks import OfferAction, PromptAction
 from bot.inventory.catalog import LevelView, StockView
 from bot.inventory.reorder import Suggestion
+from bot.planning.replenishment import LeadTimeStats
+from bot.planning.service import ProductCover
+from bot.planning.suggestions import Action, Line, Reason
 from bot.recovery.funnel import FunnelReport
 from bot.recovery.offers import SubView
 
@@ -26,8 +29,17 @@ PRODUCT = SimpleNamespace(
 OTHER = SimpleNamespace(**{**PRODUCT.__dict__, "id": 2, "sku": "LIP-2", "name": "Matte Rose"})
 PROMPT = SimpleNamespace(product=PRODUCT, status="ordered", suggested_qty=12, ordered_qty=20, ordered_eta=NOW,
                          snoozed_until=None)
-SUGGESTION = Suggestion(qty=12, available=2, incoming=4, safety_stock=3, sold=28, window_days=28, lead_time_days=7,
-                        lead_demand=7, waiting=8, vip_waiting=2, floor_applied=False)
+SUGGESTION = Suggestion(qty=12, available=2, incoming=4, reorder_point=5, supplier="Rosa & Sons", safety_stock=3,
+                        sold=28, window_days=28, lead_time_days=7, lead_demand=7, waiting=8, vip_waiting=2,
+                        floor_applied=False)
+TRANSFER_LINE = Line(1, "LIP-1", "Velvet <b>&Co</b> 唇釉", 2, "SH", Action.TRANSFER, 20, "Rosa & Sons", 4.0, 5.0,
+                     date(2026, 11, 30), Reason.SPARE_STOCK_ELSEWHERE, 14.0, 1, 3, "BJ")
+BUY_LINE = Line(1, "LIP-1", "Velvet <b>&Co</b> 唇釉", 2, "SH", Action.BUY, 48, "Rosa & Sons", 4.0, None, None,
+                Reason.COVER_BELOW_LEAD_TIME, 14.0, 12)
+FORECAST_SUGGESTION = Suggestion(qty=48, available=20, incoming=0, reorder_point=5, supplier=None, lead_time_days=14,
+                                 waiting=0, vip_waiting=0, floor_applied=True, daily_demand=4.0, days_of_cover=5.0,
+                                 stockout_date=date(2026, 11, 30), pack_size=12, transfer=TRANSFER_LINE)
+COVER = ProductCover(1, 20, 5, 4.0, 5.0, date(2026, 11, 30), 14.0)
 CUSTOMER = SimpleNamespace(name="Ann <script>", external_id="C-1", opted_out=False, unreachable=True, chat_id=5)
 NOTIFICATION = SimpleNamespace(created_at=NOW, kind="stockout_offer", state="failed", sent_at=None, not_before=NOW,
                                last_error="Bad Request: <oops>")
@@ -49,9 +61,11 @@ REPORT = FunnelReport(
 SAMPLES: dict[str, dict] = {
     "help": {"commands": ("start", "help", "stock"), "kind": "sales"},
     "reorder_prompt": {"product": PRODUCT, "s": SUGGESTION, "prompt": PROMPT},
+    "plan": {"lines": [TRANSFER_LINE, BUY_LINE], "total": 3, "hidden": 1,
+             "suppliers": [("Rosa & Sons", LeadTimeStats(9.0, 0.75, 4)), (None, LeadTimeStats(7.0, None, 1))]},
     "purchaser_digest": {"prompts": [PROMPT], "day": "2026-11-25"},
     "lowstock": {"prompts": [PROMPT]},
-    "stock_hits": {"views": [VIEW], "query": "<lip>"},
+    "stock_hits": {"views": [VIEW], "query": "<lip>", "covers": {1: COVER}},
     "waitlist": {"entries": [(ENTRY, PRODUCT)]},
     "import_failed": {"lines": ["c.csv:3: price <x> is negative"], "hidden": 2, "label": "c.csv"},
     "delivery_log": {"customer": CUSTOMER, "rows": [NOTIFICATION]},
@@ -129,7 +143,7 @@ def test_user_text_is_escaped_not_interpreted() -> None:
 
 def test_a_long_message_is_trimmed_at_a_line_boundary_with_markup_intact() -> None:
     views = [VIEW] * 400
-    text = TEMPLATES.render("en", "stock_hits", views=views, query="x")
+    text = TEMPLATES.render("en", "stock_hits", views=views, query="x", covers={})
     assert len(text) <= TELEGRAM_TEXT_LIMIT and text.endswith("…")
     assert_telegram_html(text)
     one_line = "<b>" + "x" * 5000 + "</b>"

@@ -42,6 +42,7 @@ from bot.api.signing import HEADER, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes
 from bot.models import Product
+from bot.planning.purchasing import settle_applied
 from bot.recovery.redemption import RedeemStatus, redeem_coupon
 from bot.settings import Settings
 from bot.shop.customers import CustomerInput, upsert_customers
@@ -335,6 +336,7 @@ class IntegrationApi:
         except StockError as exc:
             where = items[exc.index][0] if exc.index is not None else None
             raise BatchRejected([item_error(where, exc.field, str(exc))]) from None
+        await settle_applied(session, results)  # receipts settle what was on its way, as /receive does
         duplicates = sum(1 for result in results if result.duplicate)
         return {"applied": len(results) - duplicates, "duplicates": duplicates}
 
@@ -392,6 +394,16 @@ class IntegrationApi:
         )
         return {"created": counts.created, "updated": counts.updated}
 
+    # replenishment ------------------------------------------------------------------------------
+
+    async def replenishment(self, request: web.Request, body: bytes) -> web.Response:
+        """What to buy or move now, from the demand forecast (signed over the empty body)."""
+        from bot.planning.suggestions import as_json, suggestions
+
+        async with self.db.read_session() as session:
+            lines = await suggestions(session)
+        return web.json_response({"suggestions": [as_json(line) for line in lines]})
+
     # coupons ------------------------------------------------------------------------------------
 
     async def redeem(self, request: web.Request, body: bytes) -> web.Response:
@@ -432,6 +444,7 @@ def add_api_routes(app: web.Application, settings: Settings, db: Database) -> In
     app.router.add_post(f"{PREFIX}/orders", api.signed(api.orders))
     app.router.add_post(f"{PREFIX}/customers", api.signed(api.customers))
     app.router.add_post(f"{PREFIX}/coupons/{{code}}/redeem", api.signed(api.redeem))
+    app.router.add_get(f"{PREFIX}/replenishment", api.signed(api.replenishment))
     return api
 
 

@@ -42,3 +42,15 @@ class NotifyPick(CallbackData, prefix="np"):
 
 class LanguagePick(CallbackData, prefix="lang"):
     locale: str
+
+
+class PlanAction(CallbackData, prefix="pl"):
+    action: str  # t (transfer source -> target) | b (buy for target)
+    product_id: int
+    source_id: int  # 0 for a purchase
+    target_id: int
+    qty: int
+
+
+class PlanDraft(CallbackData, prefix="pd"):
+    supplier: str  # `bot.planning.drafts.supplier_key`, not the name: names can exceed 64 bytes

@@ -19,8 +19,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "stranger": EVERYONE,
     "customer": (*EVERYONE, "notify", "waitlist", "stop"),
     Role.SALES.value: (*EVERYONE, "stock"),
-    Role.PURCHASER.value: (*EVERYONE, "stock", "lowstock", "receive", "count", "report"),
-    Role.ADMIN.value: (*EVERYONE, "stock", "lowstock", "receive", "count", "report", "grant", "revoke", "stats"),
+    Role.PURCHASER.value: (*EVERYONE, "stock", "lowstock", "plan", "receive", "count", "report"),
+    Role.ADMIN.value: (*EVERYONE, "stock", "lowstock", "plan", "receive", "count", "report", "grant", "revoke", "stats"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Purchasers (and admins): reorder prompt buttons, /lowstock, /receive, /count."""
+"""Purchasers (and admins): reorder prompt buttons, /lowstock, /plan, /receive, /count."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.handlers import keyboards
-from bot.handlers.callbacks import OrderEta, OrderQty, PromptAction
+from bot.handlers.callbacks import OrderEta, OrderQty, PlanAction, PlanDraft, PromptAction
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.inventory import reorder
@@ -22,14 +22,18 @@ from bot.inventory.stock import (
     StockError,
     apply_change,
     default_warehouse,
-    settle_incoming,
     warehouse_ids,
 )
 from bot.models import Product, ReorderPrompt, Role
+from bot.planning import drafts, purchasing
+from bot.planning.leadtimes import supplier_samples
+from bot.planning.suggestions import Action, Line, suggestions
+from bot.planning.warnings import stock_changed
 from bot.services import Services
 from bot.shop.staff import Actor
 
 MAX_QTY = 1_000_000
+PLAN_SHOWN = 15  # lines (and buttons) in the /plan message; the drafts and the API have all
 
 
 class Ordering(StatesGroup):
@@ -44,6 +48,9 @@ def create_router() -> Router:
     router.message.register(lowstock, Command("lowstock"))
     router.message.register(receive, Command("receive"))
     router.message.register(count, Command("count"))
+    router.message.register(plan, Command("plan"))
+    router.callback_query.register(plan_pressed, PlanAction.filter())
+    router.callback_query.register(draft_pressed, PlanDraft.filter())
     router.callback_query.register(prompt_pressed, PromptAction.filter())
     router.callback_query.register(quantity_picked, OrderQty.filter(), StateFilter(Ordering.quantity))
     router.message.register(quantity_typed, StateFilter(Ordering.quantity), F.text, ~F.text.startswith("/"))
@@ -92,14 +99,12 @@ async def _change_stock(
         return
     try:
         # A typo must not create a warehouse: chat changes only use known ones (imports create).
-        known = await warehouse_ids(session, [warehouse], create=warehouse == "MAIN")
-        change = StockChange(
-            sku, warehouse, reason="count" if counting else "receipt", actor=f"tg:{actor.user_id}",
-            **({"on_hand": qty} if counting else {"delta": qty}),
-        )
-        result = await apply_change(session, change, create_warehouses=False)
-        if not counting:
-            await settle_incoming(session, product.id, known[warehouse], qty)
+        await warehouse_ids(session, [warehouse], create=warehouse == "MAIN")
+        if counting:
+            change = StockChange(sku, warehouse, on_hand=qty, reason="count", actor=f"tg:{actor.user_id}")
+            result = await apply_change(session, change, create_warehouses=False)
+        else:
+            result = await purchasing.receive(session, sku, warehouse, qty, f"tg:{actor.user_id}")
     except StockError as error:
         await message.answer(texts("stock_refused", reason=str(error)))
         return
@@ -150,8 +155,8 @@ async def prompt_pressed(
         suggestion = await reorder.suggest(session, product, services)
         await state.set_state(Ordering.quantity)
         message_id = query.message.message_id if query.message else None
-        await state.update_data(prompt_id=prompt.id, prompt_message_id=message_id,
-                                lead_time_days=product.lead_time_days)
+        await state.update_data(prompt_id=prompt.id, prompt_message_id=message_id, plan_product_id=None,
+                                lead_time_days=suggestion.lead_time_days)
         await query.answer()
         await query.bot.send_message(
             actor.chat_id, texts("ask_quantity", sku=product.sku, suggested=suggestion.qty),
@@ -208,17 +213,23 @@ def _parse_eta(text: str) -> datetime | None:
 
 
 async def _finish_order(
-    target: Message, state: FSMContext, session: AsyncSession, actor: Actor, texts: Texts, eta: datetime
+    target: Message, state: FSMContext, session: AsyncSession, actor: Actor, texts: Texts, services: Services,
+    eta: datetime,
 ) -> None:
     data = await state.get_data()
     await state.clear()
     try:
-        prompt = await reorder.mark_ordered(session, data["prompt_id"], data["qty"], eta, actor.user_id)
+        if data.get("plan_product_id"):  # from /plan: no prompt needed
+            product = await reorder.order_from_plan(session, data["plan_product_id"], data["plan_warehouse_id"],
+                                                    data["qty"], eta, actor.user_id)
+        else:
+            prompt = await reorder.mark_ordered(session, data["prompt_id"], data["qty"], eta, actor.user_id)
+            product = await session.get(Product, prompt.product_id)
     except reorder.PromptGone:
         await target.answer(texts("prompt_gone"))
         return
-    product = await session.get(Product, prompt.product_id)
     assert product is not None
+    await stock_changed(session, services, [product.id])  # what is on its way changes the cover
     recorded = texts("order_recorded", sku=product.sku, qty=prompt.ordered_qty, eta=eta.date().isoformat())
     if data.get("prompt_message_id") and target.bot:
         # The prompt itself loses its buttons, so nobody orders the same thing twice, and the one
@@ -230,7 +241,7 @@ async def _finish_order(
 
 
 async def eta_picked(query: CallbackQuery, callback_data: OrderEta, state: FSMContext, session: AsyncSession,
-                     actor: Actor, texts: Texts) -> None:
+                     actor: Actor, texts: Texts, services: Services) -> None:
     data = await state.get_data()
     if data.get("prompt_id") != callback_data.prompt_id or not 0 < callback_data.days <= 365:
         await query.answer(texts("button_refused"), show_alert=True)
@@ -238,16 +249,104 @@ async def eta_picked(query: CallbackQuery, callback_data: OrderEta, state: FSMCo
     await query.answer()
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(reply_markup=None)
-        await _finish_order(query.message, state, session, actor, texts, _eta_from_days(callback_data.days))
+        await _finish_order(query.message, state, session, actor, texts, services, _eta_from_days(callback_data.days))
 
 
-async def eta_typed(message: Message, state: FSMContext, session: AsyncSession, actor: Actor, texts: Texts) -> None:
+async def eta_typed(message: Message, state: FSMContext, session: AsyncSession, actor: Actor, texts: Texts,
+                    services: Services) -> None:
     eta = _parse_eta(message.text or "")
     if eta is None:
         await message.answer(texts("bad_eta"))
         return
-    await _finish_order(message, state, session, actor, texts, eta)
+    await _finish_order(message, state, session, actor, texts, services, eta)
 
 
 async def stale_order_button(query: CallbackQuery, texts: Texts) -> None:
     await query.answer(texts("prompt_gone"), show_alert=True)
+
+
+# --- /plan -------------------------------------------------------------------------------------
+
+
+def _plan_keyboard(texts: Texts, lines: list[Line], suppliers: list[str | None]) -> InlineKeyboardMarkup | None:
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if line.action is Action.TRANSFER:
+            text = texts("btn_plan_transfer", n=n, qty=line.qty, sku=line.sku, source=line.from_warehouse,
+                         target=line.warehouse)
+            data = PlanAction(action="t", product_id=line.product_id, source_id=line.from_warehouse_id or 0,
+                              target_id=line.warehouse_id, qty=line.qty)
+        else:
+            text = texts("btn_plan_buy", n=n, qty=line.qty, sku=line.sku, warehouse=line.warehouse)
+            data = PlanAction(action="b", product_id=line.product_id, source_id=0, target_id=line.warehouse_id,
+                              qty=line.qty)
+        rows.append([InlineKeyboardButton(text=text[:64], callback_data=data.pack())])
+    for supplier in suppliers:
+        rows.append([InlineKeyboardButton(
+            text=texts("btn_plan_draft", supplier=(supplier or texts("no_supplier"))[:40]),
+            callback_data=PlanDraft(supplier=drafts.supplier_key(supplier)).pack(),
+        )])
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+
+
+async def plan(message: Message, session: AsyncSession, texts: Texts, services: Services) -> None:
+    lines = await suggestions(session)
+    shown = lines[:PLAN_SHOWN]
+    times = await supplier_samples(session, services.settings.zone)
+    named = sorted({line.supplier for line in lines} | set(times.samples), key=lambda name: name or "")
+    rates = [(name, times.stats(name, 0)) for name in named if times.samples.get(name)]
+    await message.answer(
+        texts.render("plan", lines=shown, total=len(lines), hidden=len(lines) - len(shown), suppliers=rates),
+        reply_markup=_plan_keyboard(texts, shown, drafts.suppliers_to_order(lines)),
+    )
+
+
+async def plan_pressed(
+    query: CallbackQuery, callback_data: PlanAction, session: AsyncSession, actor: Actor, texts: Texts,
+    services: Services, state: FSMContext,
+) -> None:
+    """A /plan (or prompt) button: only a suggestion that still stands is carried out."""
+    if callback_data.action == "t":
+        try:
+            moved = await purchasing.transfer(session, callback_data.product_id, callback_data.source_id,
+                                              callback_data.target_id, callback_data.qty, actor.user_id)
+        except (purchasing.TransferRefused, StockError):
+            await query.answer(texts("plan_stale"), show_alert=True)
+            return
+        await query.answer()
+        await query.bot.send_message(actor.chat_id, texts(
+            "transfer_done", qty=moved.transfer.qty, sku=moved.sku, source=moved.source, target=moved.target,
+            on_hand=moved.source_on_hand,
+        ))
+        return
+    buying = [
+        line for line in await suggestions(session, [callback_data.product_id])
+        if callback_data.action == "b" and line.action is Action.BUY and line.warehouse_id == callback_data.target_id
+    ]
+    if not buying:
+        await query.answer(texts("plan_stale"), show_alert=True)
+        return
+    line = buying[0]
+    await state.set_state(Ordering.quantity)
+    await state.update_data(prompt_id=0, plan_product_id=line.product_id, plan_warehouse_id=line.warehouse_id,
+                            prompt_message_id=None, lead_time_days=max(1, round(line.lead_time_days)))
+    await query.answer()
+    await query.bot.send_message(
+        actor.chat_id, texts("ask_quantity", sku=line.sku, suggested=line.qty),
+        reply_markup=keyboards.order_quantities(0, line.qty),
+    )
+
+
+async def draft_pressed(query: CallbackQuery, callback_data: PlanDraft, session: AsyncSession, actor: Actor,
+                        texts: Texts) -> None:
+    supplier, lines = drafts.draft(await suggestions(session, exclude_transfers=False), callback_data.supplier)
+    if not lines:
+        await query.answer(texts("plan_stale"), show_alert=True)
+        return
+    await query.answer()
+    name = supplier or texts("no_supplier")
+    filename = "purchase-request-" + "".join(c if c.isalnum() else "-" for c in name)[:40] + ".csv"
+    await query.bot.send_document(
+        actor.chat_id, BufferedInputFile(drafts.draft_csv(lines), filename=filename),
+        caption=texts("plan_draft_caption", supplier=name, lines=len(lines)),
+    )

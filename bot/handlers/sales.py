@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.inventory.catalog import stock_views
-from bot.models import Role
 from bot.inventory.substitutes import PriceBand
+from bot.models import Role
+from bot.planning.service import ProductCover, product_cover
 from bot.services import Services
 
 MAX_QUERY = 200
@@ -45,20 +46,27 @@ async def stock_command(
         await message.answer(texts("stock_nothing", query=query[:60]))
         return
     views = await stock_views(session, services.catalog, [hit.product_id for hit in hits], band=_band(services))
-    await message.answer(texts.render("stock_hits", views=views, query=query[:60]))
+    covers = await _covers(session, services, [hit.product_id for hit in hits])
+    await message.answer(texts.render("stock_hits", views=views, query=query[:60], covers=covers))
+
+
+async def _covers(session: AsyncSession, services: Services, product_ids: list[int]) -> dict[int, ProductCover]:
+    """Forecast demand and days of cover: staff only (every route here is staff's)."""
+    return await product_cover(session, product_ids, services.settings.zone)
 
 
 async def inline_stock(query: InlineQuery, session: AsyncSession, texts: Texts, services: Services) -> None:
     text = query.query.strip()[:MAX_QUERY]
     hits = await services.catalog.search.search_async(text, HITS) if text else []
     views = await stock_views(session, services.catalog, [hit.product_id for hit in hits], band=_band(services))
+    covers = await _covers(session, services, [hit.product_id for hit in hits])
     results = [
         InlineQueryResultArticle(
             id=hashlib.sha1(f"{view.product.id}:{text}".encode()).hexdigest()[:32],
             title=f"{view.product.name} ({view.product.sku})",
             description=texts.plain("inline_available", available=view.available),
             input_message_content=InputTextMessageContent(
-                message_text=texts.render("stock_hits", views=[view], query=text[:60])
+                message_text=texts.render("stock_hits", views=[view], query=text[:60], covers=covers)
             ),
         )
         for view in views

@@ -56,6 +56,7 @@ from bot.inventory.catalog import stamp_catalog_change
 from bot.inventory.stock import StockChange, apply_changes, event_row, record_events
 from bot.inventory.thresholds import threshold_moved
 from bot.models import OrderStatus, Product, SalesDay, Warehouse, utcnow
+from bot.planning.state import history_changed
 from bot.shop.customers import CustomerInput, upsert_customers, zone_name
 from bot.shop.orders import LineInput, OrderInput, check_references, upsert_orders
 from bot.shop.phones import BadPhone, to_e164
@@ -579,6 +580,7 @@ async def _write_history(
     )
     report.updated += len(rows)
     report.product_ids.update(products.values())
+    await history_changed(session, products.values())  # the running bot, any process, forecasts them again
 
 
 _WRITERS = {

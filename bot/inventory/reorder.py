@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +14,7 @@ from bot.db import chunked
 from bot.delivery.markup import Button, keyboard, pack
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue
 from bot.events import Reaction, Reactions
-from bot.inventory.stock import demand, set_incoming, warehouse_ids
+from bot.inventory.stock import demand, warehouse_ids
 from bot.models import (
     ACTIVE_PROMPT_STATUSES,
     VIP_TIER,
@@ -29,10 +29,14 @@ from bot.models import (
     WaitStatus,
     utcnow,
 )
+from bot.planning.purchasing import place_order
+from bot.planning.service import pack_size, product_cover
+from bot.planning.suggestions import Action, Line, suggestions
 from bot.services import Services
 from bot.shop.staff import locale_of, purchasing_recipients
 
 PROMPT_PREFIX = "rp"
+PLAN_PREFIX = "pl"
 LIVE_STATUSES = (*ACTIVE_PROMPT_STATUSES, PromptStatus.ORDERED.value)
 
 
@@ -41,34 +45,62 @@ class Suggestion:
     qty: int
     available: int
     incoming: int
-    safety_stock: int
-    sold: int  # over the demand window
-    window_days: int
-    lead_time_days: int
-    lead_demand: int
+    reorder_point: int
+    supplier: str | None
+    lead_time_days: int  # learned from this supplier's receipts where measured, else the catalog's
     waiting: int
     vip_waiting: int
-    floor_applied: bool  # nothing sold lately: lift it just above the reorder point
+    floor_applied: bool  # lifted to just above the reorder point
+    # From the demand forecast; None until the product has one.
+    daily_demand: float | None = None
+    days_of_cover: float | None = None
+    stockout_date: date | None = None
+    pack_size: int = 1
+    transfer: Line | None = None  # another warehouse can spare units: move them first
+    # Without a forecast: the ledger's recent sales over the lead time.
+    safety_stock: int = 0
+    sold: int = 0
+    window_days: int = 0
+    lead_demand: int = 0
+
+    @property
+    def forecast(self) -> bool:
+        return self.daily_demand is not None
 
 
 async def suggest(session: AsyncSession, product: Product, services: Services) -> Suggestion:
-    days = services.settings.DEMAND_DAYS
-    sold = await demand(session, product.id, utcnow() - timedelta(days=days))
-    lead_demand = math.ceil(sold * product.lead_time_days / days)
+    """What to order: from the forecast's policy where the product has one (transfers first),
+    else from the ledger's recent sales over the lead time plus the waitlist. Either way at least
+    enough to lift it above its reorder point."""
     incoming = int(
         await session.scalar(select(func.coalesce(func.sum(StockLevel.incoming), 0)).where(StockLevel.product_id == product.id))
         or 0
     )
     waiting, vip = await waitlist_counts(session, product.id)
     available = product.available
+    cover = (await product_cover(session, [product.id], services.settings.zone)).get(product.id)
+    if cover is not None:
+        lines = await suggestions(session, [product.id])
+        moving = next((line for line in lines if line.action is Action.TRANSFER), None)
+        bought = sum(line.qty for line in lines if line.action is Action.BUY)
+        floor = product.reorder_point + 1 - available - incoming - (moving.qty if moving else 0)
+        return Suggestion(
+            qty=max(bought, floor, 0), available=available, incoming=incoming, reorder_point=product.reorder_point,
+            supplier=product.supplier, lead_time_days=math.ceil(cover.lead_time_days), waiting=waiting,
+            vip_waiting=vip, floor_applied=floor > bought and floor > 0, daily_demand=cover.daily_demand,
+            days_of_cover=cover.days_of_cover, stockout_date=cover.stockout_date,
+            pack_size=pack_size(product.attributes), transfer=moving,
+        )
+    days = services.settings.DEMAND_DAYS
+    sold = await demand(session, product.id, utcnow() - timedelta(days=days))
+    lead_demand = math.ceil(sold * product.lead_time_days / days)
     qty = product.safety_stock + lead_demand + waiting - max(available, 0) - incoming
     floor = product.reorder_point + 1 - available - incoming
-    floor_applied = qty < floor and floor > 0
     return Suggestion(
-        qty=max(qty, floor, 0), available=available, incoming=incoming,
-        safety_stock=product.safety_stock, sold=sold, window_days=days,
-        lead_time_days=product.lead_time_days, lead_demand=lead_demand, waiting=waiting,
-        vip_waiting=vip, floor_applied=floor_applied,
+        qty=max(qty, floor, 0), available=available, incoming=incoming, reorder_point=product.reorder_point,
+        supplier=product.supplier, lead_time_days=product.lead_time_days, waiting=waiting, vip_waiting=vip,
+        floor_applied=qty < floor and floor > 0, safety_stock=product.safety_stock, sold=sold, window_days=days,
+        lead_demand=lead_demand,
     )
 
 
@@ -83,15 +115,25 @@ async def waitlist_counts(session: AsyncSession, product_id: int) -> tuple[int, 
     return sum(counts.values()), counts.get(VIP_TIER, 0)
 
 
-def prompt_buttons(services: Services, locale: str, prompt: ReorderPrompt) -> dict | None:
+def prompt_buttons(
+    services: Services, locale: str, prompt: ReorderPrompt, suggestion: Suggestion | None = None
+) -> dict | None:
     label = services.templates.label
+    moving = suggestion.transfer if suggestion else None
     return keyboard([
+        [Button(label(locale, "btn_transfer", qty=moving.qty, source=moving.from_warehouse, target=moving.warehouse),
+                transfer_data(moving))] if moving else [],
         [Button(label(locale, "btn_ordered"), pack(PROMPT_PREFIX, "ordered", prompt.id))],
         [
             Button(label(locale, "btn_snooze"), pack(PROMPT_PREFIX, "snooze", prompt.id)),
             Button(label(locale, "btn_dismiss"), pack(PROMPT_PREFIX, "dismiss", prompt.id)),
         ],
     ])
+
+
+def transfer_data(line: Line) -> str:
+    """The callback of a transfer button (prompt or /plan): checked again when pressed."""
+    return pack(PLAN_PREFIX, "t", line.product_id, line.from_warehouse_id, line.warehouse_id, line.qty)
 
 
 async def on_low_stock(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> int:
@@ -148,7 +190,7 @@ async def send_prompt(
                 chat_id=user_id,
                 kind="reorder_prompt",
                 text=rendered[locale],
-                reply_markup=prompt_buttons(services, locale, prompt),
+                reply_markup=prompt_buttons(services, locale, prompt, suggestion),
                 priority=STAFF_PRIORITY,
             ),
         )
@@ -192,9 +234,31 @@ async def mark_ordered(
     prompt = await _live_prompt(session, prompt_id)
     prompt.status, prompt.ordered_qty, prompt.ordered_eta = PromptStatus.ORDERED.value, qty, eta
     prompt.acted_by, prompt.updated_at = user_id, utcnow()
-    warehouse_id = await _receiving_warehouse(session, prompt.product_id)
-    await set_incoming(session, prompt.product_id, warehouse_id, qty, eta)
+    product = await session.get(Product, prompt.product_id)
+    assert product is not None
+    await place_order(session, product, await _receiving_warehouse(session, product.id), qty, eta, user_id,
+                      prompt_id=prompt.id)
     return prompt
+
+
+async def order_from_plan(
+    session: AsyncSession, product_id: int, warehouse_id: int, qty: int, eta: datetime, user_id: int
+) -> Product:
+    """An order placed from /plan: recorded like one from a prompt, and the product's open
+    prompt (if any) is marked ordered so nobody orders it twice."""
+    product = await session.get(Product, product_id)
+    if product is None:
+        raise PromptGone(product_id)
+    live = await session.scalars(
+        select(ReorderPrompt).where(ReorderPrompt.product_id == product_id,
+                                    ReorderPrompt.status.in_(ACTIVE_PROMPT_STATUSES)).with_for_update()
+    )
+    prompt_id = None
+    for prompt in live:
+        prompt.status, prompt.ordered_qty, prompt.ordered_eta = PromptStatus.ORDERED.value, qty, eta
+        prompt.acted_by, prompt.updated_at, prompt_id = user_id, utcnow(), prompt.id
+    await place_order(session, product, warehouse_id, qty, eta, user_id, prompt_id=prompt_id)
+    return product
 
 
 async def snooze(session: AsyncSession, prompt_id: int, user_id: int, *, hours: int = 24) -> ReorderPrompt:
@@ -250,7 +314,10 @@ async def send_digest(session: AsyncSession, services: Services, day: str) -> in
 
 
 async def _receiving_warehouse(session: AsyncSession, product_id: int) -> int:
-    """Where ordered goods are expected: the warehouse holding most of the product."""
+    """Where ordered goods are expected: where the plan buys, else the warehouse holding most."""
+    buying = [line for line in await suggestions(session, [product_id]) if line.action is Action.BUY]
+    if buying:
+        return max(buying, key=lambda line: line.qty).warehouse_id
     found = await session.scalar(
         select(StockLevel.warehouse_id)
         .where(StockLevel.product_id == product_id)

@@ -524,6 +524,24 @@ async def set_incoming(
     )
 
 
+async def add_incoming(
+    session: AsyncSession, product_id: int, warehouse_id: int, qty: int, eta: datetime | None
+) -> None:
+    """More stock on its way (an order, a transfer), on top of what already is; the ETA shown is
+    the earliest. It does not change what is available."""
+    from sqlalchemy import case
+
+    await session.run_sync(lambda sync: _ensure_level(sync.connection(), product_id, warehouse_id))
+    earliest = StockLevel.incoming_eta if eta is None else case(
+        ((StockLevel.incoming > 0) & (StockLevel.incoming_eta < eta), StockLevel.incoming_eta), else_=eta
+    )
+    await session.execute(
+        update(StockLevel)
+        .where(StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id)
+        .values(incoming=StockLevel.incoming + qty, incoming_eta=earliest)
+    )
+
+
 async def demand(session: AsyncSession, product_id: int, since: datetime) -> int:
     """Units that left through sales since `since`, from the ledger."""
     total = await session.scalar(

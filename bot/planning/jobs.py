@@ -1,0 +1,97 @@
+"""Planning's scheduled jobs: (id, interval in seconds, async job(services)).
+
+Each is safe to run twice or in two processes at once: what has been done is kept in
+`planning_state` rows (the last recorded day, the day of the last full forecast, how far the
+stock ledger was read) and every write is an upsert.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import func, select
+
+from bot.models import StockMovement
+from bot.planning import history
+from bot.planning.service import refresh_forecasts
+from bot.planning.state import (
+    FORECAST_DAY,
+    MOVEMENTS_SEEN,
+    claim_state,
+    clear_dirty,
+    dirty_products,
+    get_state,
+    set_state,
+)
+from bot.planning.warnings import stock_changed
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+MOVEMENTS_PER_RUN = 20_000  # ledger rows a cover run reads at most: short write transactions
+# Ids are taken in one order and may commit in another (PostgreSQL sequences): read a little
+# behind the watermark again so a late commit is not skipped. Redoing cover is harmless.
+OVERLAP = 500
+
+
+async def record_history(services: Services) -> int:
+    async with services.db.transaction() as session:
+        return len(await history.record_days(session, services.settings.zone))
+
+
+async def daily_forecast(services: Services) -> int:
+    """Once per shop day, in whichever process gets there first: record the days that ended, then
+    forecast everything. Also the first run after a start, so downtime is caught up at once."""
+    await record_history(services)
+    today = history.shop_today(services.settings.zone).isoformat()
+    async with services.db.transaction() as session:
+        if not await claim_state(session, FORECAST_DAY, today):
+            return 0
+    try:
+        return await refresh_forecasts(services)
+    except Exception:
+        async with services.db.transaction() as session:
+            await set_state(session, FORECAST_DAY, "")  # not done: the next run tries again
+        raise
+
+
+async def forecast_imported_history(services: Services) -> int:
+    """A history import (here or in another process) marked products: forecast them again."""
+    async with services.db.read_session() as session:
+        product_ids, seen = await dirty_products(session)
+    if not product_ids or seen is None:
+        return 0
+    done = await refresh_forecasts(services, product_ids)
+    async with services.db.transaction() as session:
+        await clear_dirty(session, product_ids, seen)
+    return done
+
+
+async def cover_after_stock_changes(services: Services) -> int:
+    """Stock moved (any process, any source): new cover and early warnings for those products."""
+    async with services.db.transaction() as session:
+        marker = await get_state(session, MOVEMENTS_SEEN)
+        newest = int(await session.scalar(select(func.max(StockMovement.id))) or 0)
+        if marker is None:  # the first forecast reads every level anyway
+            await set_state(session, MOVEMENTS_SEEN, str(newest))
+            return 0
+        last = int(marker)
+        if newest <= last:
+            return 0
+        upto = min(newest, last + MOVEMENTS_PER_RUN)
+        product_ids = list(await session.scalars(
+            select(StockMovement.product_id)
+            .where(StockMovement.id > max(last - OVERLAP, 0), StockMovement.id <= upto)
+            .distinct()
+        ))
+        await stock_changed(session, services, product_ids)
+        await set_state(session, MOVEMENTS_SEEN, str(upto))
+        return len(product_ids)
+
+
+PLANNING_JOBS: list[tuple[str, float, Callable[[Services], Awaitable[object]]]] = [
+    ("planning-daily", 300, daily_forecast),
+    ("planning-imports", 30, forecast_imported_history),
+    ("planning-cover", 10, cover_after_stock_changes),
+]

@@ -1,0 +1,397 @@
+"""The forecast, wired to the database: load the history as matrices, forecast, store.
+
+`refresh_forecasts` is the whole run (nightly, and for the products a history import touched):
+one streamed query fills the products x days matrices, the numpy engine forecasts and sets each
+series' policy, and the results are upserted in bulk. `refresh_cover` is the cheap path after a
+stock change: demand stays, only days of cover and the stockout date move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from datetime import date, datetime, timedelta, tzinfo
+
+import numpy as np
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db import dialect_insert
+from bot.models import (
+    DemandForecast,
+    Product,
+    ReplenishmentPolicy,
+    SalesDay,
+    StockLevel,
+    WaitlistEntry,
+    utcnow,
+)
+from bot.planning.abc import abc_classes
+from bot.planning.forecast import History, forecast
+from bot.planning.history import shop_today
+from bot.planning.leadtimes import supplier_samples
+from bot.planning.replenishment import days_of_cover, policy, stockout_dates
+from bot.services import Services
+
+WINDOW_DAYS = 182  # history the forecast reads: half a year shows trend and weekday pattern
+_CHUNK = 5_000  # ids per IN list (SQLite allows 32,766 bound parameters)
+_PARTITION = 50_000  # history rows per fetch while streaming
+_KEY_SHIFT = 21  # (product, warehouse) packed in one int64: room for 2M warehouses
+
+
+def pack_size(attributes: dict[str, str] | None) -> int:
+    """The supplier's pack size from the catalog's `attributes` (`pack_size=12`); 1 when unset
+    or not a positive whole number."""
+    raw = str((attributes or {}).get("pack_size", "")).strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+
+
+def service_levels(services: Services) -> dict[str, float]:
+    settings = services.settings
+    return {"A": settings.SERVICE_LEVEL_A, "B": settings.SERVICE_LEVEL_B, "C": settings.SERVICE_LEVEL_C}
+
+
+def id_chunks(ids: Iterable[int] | None) -> Iterator[list[int] | None]:
+    """`ids` in driver-sized chunks; None (everything) once when `ids` is None."""
+    if ids is None:
+        yield None
+        return
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), _CHUNK):
+        yield ordered[start : start + _CHUNK]
+
+
+def within(column: ColumnElement[int], chunk: list[int] | None) -> ColumnElement[bool]:
+    return true() if chunk is None else column.in_(chunk)
+
+
+def chunked(column: ColumnElement[int], ids: Iterable[int] | None) -> Iterator[ColumnElement[bool]]:
+    """`column IN (...)` conditions over `ids` in driver-sized chunks; everything when None."""
+    for chunk in id_chunks(ids):
+        yield within(column, chunk)
+
+
+def _pack(products: np.ndarray, warehouses: np.ndarray) -> np.ndarray:
+    return (products.astype(np.int64) << _KEY_SHIFT) | warehouses.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The history matrices and which (product, warehouse) each row is."""
+
+    product_ids: np.ndarray  # (S,)
+    warehouse_ids: np.ndarray  # (S,)
+    history: History
+
+
+async def load_history(
+    session: AsyncSession, end: date, *, product_ids: Sequence[int] | None = None, days: int = WINDOW_DAYS
+) -> Loaded:
+    """Every series (a stock level, or a product sold in a warehouse within the window) with its
+    daily sales and in-stock flags up to `end`, from one streamed query: rows go straight into
+    numpy, never through ORM objects.
+
+    A day is in stock unless it ended with nothing on hand (its sales do not show the demand) or
+    comes before the series' first row (before its life).
+    """
+    start = end - timedelta(days=days - 1)
+    pairs: set[tuple[int, int]] = set()
+    for condition in chunked(StockLevel.product_id, product_ids):
+        pairs.update(await session.execute(select(StockLevel.product_id, StockLevel.warehouse_id).where(condition)))
+    for condition in chunked(SalesDay.product_id, product_ids):
+        pairs.update(await session.execute(
+            select(SalesDay.product_id, SalesDay.warehouse_id).where(condition, SalesDay.day >= start).distinct()
+        ))
+    ordered = sorted(pairs)
+    pids = np.array([p for p, _ in ordered], dtype=np.int64)
+    wids = np.array([w for _, w in ordered], dtype=np.int64)
+    keys = _pack(pids, wids)  # sorted, as the pairs are
+    size = len(ordered)
+    sold = np.zeros((size, days), dtype=np.float64)
+    seen = np.zeros((size, days), dtype=bool)
+    out = np.zeros((size, days), dtype=bool)
+    for condition in chunked(SalesDay.product_id, product_ids):
+        # Integers only (the day as its column, a stockout as 0/1): no date or Row-to-object work
+        # per row, and each fetched block becomes one flat int64 array.
+        result = await session.stream(
+            select(SalesDay.product_id, SalesDay.warehouse_id, _day_column(session, start), SalesDay.sold,
+                   case((SalesDay.on_hand == 0, 1), else_=0))
+            .where(condition, SalesDay.day >= start, SalesDay.day <= end)
+        )
+        async for part in result.partitions(_PARTITION):
+            block = np.fromiter(chain.from_iterable(part), dtype=np.int64, count=5 * len(part)).reshape(-1, 5)
+            rows = np.searchsorted(keys, _pack(block[:, 0], block[:, 1]))
+            cols = block[:, 2]
+            sold[rows, cols] = block[:, 3]
+            seen[rows, cols] = True
+            out[rows, cols] = block[:, 4] == 1
+    has_any = seen.any(axis=1)
+    first_day = np.where(has_any, seen.argmax(axis=1), days)
+    alive = np.arange(days)[None, :] >= first_day[:, None]
+    categories = await _categories(session, np.unique(pids).tolist())
+    codes = np.unique([categories.get(int(p), "") for p in pids], return_inverse=True)[1] if size else np.zeros(0, int)
+    history = History(
+        sold=sold, in_stock=alive & ~out, first_day=first_day.astype(np.int64),
+        category=np.asarray(codes, dtype=np.int64), end=end,
+    )
+    return Loaded(pids, wids, history)
+
+
+def _day_column(session: AsyncSession, start: date) -> ColumnElement[int]:
+    """The day as days since `start`, computed by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(SalesDay.day - start, Integer)
+    return cast(func.julianday(SalesDay.day) - func.julianday(start.isoformat()), Integer)
+
+
+async def _categories(session: AsyncSession, product_ids: list[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for condition in chunked(Product.id, product_ids):
+        found.update(dict((await session.execute(select(Product.id, Product.category).where(condition))).all()))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the policy needs of a product besides its history."""
+
+    price_cents: int
+    lead_time_days: int
+    supplier: str | None
+    reorder_point: int
+
+
+async def _facts(session: AsyncSession, product_ids: list[int]) -> dict[int, _Facts]:
+    found: dict[int, _Facts] = {}
+    for condition in chunked(Product.id, product_ids):
+        rows = await session.execute(
+            select(Product.id, Product.price_cents, Product.lead_time_days, Product.supplier, Product.reorder_point)
+            .where(condition)
+        )
+        found.update({row.id: _Facts(row.price_cents, row.lead_time_days, row.supplier, row.reorder_point) for row in rows})
+    return found
+
+
+async def abc_by_product(session: AsyncSession, since: date) -> dict[int, str]:
+    """ABC class of every product, by its revenue over the history since `since`."""
+    rows = (await session.execute(
+        select(SalesDay.product_id, func.sum(SalesDay.sold) * Product.price_cents)
+        .join(Product, Product.id == SalesDay.product_id)
+        .where(SalesDay.day >= since)
+        .group_by(SalesDay.product_id, Product.price_cents)
+    )).all()
+    if not rows:
+        return {}
+    classes = abc_classes(np.array([float(revenue or 0) for _, revenue in rows]))
+    return {product_id: str(cls) for (product_id, _), cls in zip(rows, classes, strict=True)}
+
+
+async def waitlist_demand(session: AsyncSession, product_ids: Sequence[int] | None, days: int) -> dict[int, float]:
+    """Sign-ups per day over the last `days`: demand the shelf could not serve."""
+    found: dict[int, float] = {}
+    since = utcnow() - timedelta(days=days)
+    for condition in chunked(WaitlistEntry.product_id, product_ids):
+        rows = await session.execute(
+            select(WaitlistEntry.product_id, func.count())
+            .where(condition, WaitlistEntry.joined_at >= since)
+            .group_by(WaitlistEntry.product_id)
+        )
+        found.update({product_id: count / days for product_id, count in rows})
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    available: int
+    incoming: int
+    eta: datetime | None
+
+
+async def _levels(session: AsyncSession, product_ids: Sequence[int] | None) -> dict[tuple[int, int], _Level]:
+    found: dict[tuple[int, int], _Level] = {}
+    for condition in chunked(StockLevel.product_id, product_ids):
+        rows = await session.execute(
+            select(StockLevel.product_id, StockLevel.warehouse_id, StockLevel.on_hand - StockLevel.reserved,
+                   StockLevel.incoming, StockLevel.incoming_eta).where(condition)
+        )
+        found.update({(p, w): _Level(int(a), int(i), eta) for p, w, a, i, eta in rows})
+    return found
+
+
+def arriving_within(level: _Level | None, lead_days: float, now: datetime) -> int:
+    """What is on its way and comes within the lead time (no ETA: assume it does)."""
+    if level is None or level.incoming <= 0:
+        return 0
+    if level.eta is None or level.eta <= now + timedelta(days=lead_days):
+        return level.incoming
+    return 0
+
+
+async def refresh_forecasts(services: Services, product_ids: Sequence[int] | None = None) -> int:
+    """Forecast every series (or those of `product_ids`), store forecasts and policies, and raise
+    early warnings; returns the number of series. Reads in one session, computes off the event
+    loop, writes in one transaction."""
+    settings = services.settings
+    now = utcnow()
+    today = shop_today(settings.zone, now)
+    end = today - timedelta(days=1)  # the last finished shop day
+    async with services.db.read_session() as session:
+        loaded = await load_history(session, end, product_ids=product_ids)
+        unique = np.unique(loaded.product_ids).tolist()
+        facts = await _facts(session, unique)
+        abc = await abc_by_product(session, end - timedelta(days=WINDOW_DAYS - 1))
+        waiting = await waitlist_demand(session, product_ids, settings.DEMAND_DAYS)
+        levels = await _levels(session, product_ids)
+        suppliers = await supplier_samples(session, settings.zone, {f.supplier for f in facts.values()})
+    if not len(loaded.product_ids):
+        return 0
+    pids, wids = loaded.product_ids, loaded.warehouse_ids
+    series_of = defaultdict(int)
+    for p in pids.tolist():
+        series_of[p] += 1
+    # The waitlist is per product: spread it over the warehouses the product is kept in.
+    extra = np.array([waiting.get(p, 0.0) / series_of[p] for p in pids.tolist()])
+    lead = np.array([suppliers.lead_time(facts[p].supplier, facts[p].lead_time_days) for p in pids.tolist()])
+    classes = np.array([abc.get(p, "C") for p in pids.tolist()])
+    levels_now = [levels.get(key) for key in zip(pids.tolist(), wids.tolist(), strict=True)]
+    available = np.array([level.available if level else 0 for level in levels_now], dtype=float)
+    arriving = np.array([arriving_within(level, d, now) for level, d in zip(levels_now, lead, strict=True)], dtype=float)
+
+    def compute():  # type: ignore[no-untyped-def]
+        fc = forecast(loaded.history, extra_daily=extra)
+        return fc, policy(fc, lead, classes, service_levels=service_levels(services)), days_of_cover(
+            available, arriving, fc.daily_demand
+        )
+
+    fc, pol, cover = await asyncio.to_thread(compute)
+    dates = stockout_dates(today, cover)
+    forecasts = [
+        {"product_id": p, "warehouse_id": w, "daily_demand": float(fc.daily_demand[i]),
+         "demand_class": str(fc.demand_class[i]), "days_of_cover": _finite(cover[i]), "stockout_date": dates[i],
+         "computed_at": now}
+        for i, (p, w) in enumerate(zip(pids.tolist(), wids.tolist(), strict=True))
+    ]
+    policies = [
+        {"product_id": p, "warehouse_id": w, "abc": str(classes[i]), "lead_time_days": float(lead[i]),
+         "safety_stock": float(pol.safety_stock[i]), "reorder_point": float(pol.reorder_point[i]),
+         "order_up_to": float(pol.order_up_to[i]), "computed_at": now}
+        for i, (p, w) in enumerate(zip(pids.tolist(), wids.tolist(), strict=True))
+    ]
+    async with services.db.transaction() as session:
+        await _upsert(session, DemandForecast, forecasts, ["daily_demand", "demand_class", "days_of_cover",
+                                                           "stockout_date", "computed_at"])
+        await _upsert(session, ReplenishmentPolicy, policies, ["abc", "lead_time_days", "safety_stock",
+                                                               "reorder_point", "order_up_to", "computed_at"])
+        from bot.planning.warnings import check_cover
+
+        await check_cover(session, services, unique)
+    return len(forecasts)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+async def _upsert(session: AsyncSession, model: type, rows: list[dict[str, object]], columns: list[str]) -> None:
+    insert = dialect_insert(session, model.__table__)
+    statement = insert.on_conflict_do_update(
+        index_elements=["product_id", "warehouse_id"], set_={c: getattr(insert.excluded, c) for c in columns}
+    )
+    for start in range(0, len(rows), _CHUNK):
+        await session.execute(statement, rows[start : start + _CHUNK])
+
+
+async def refresh_cover(
+    session: AsyncSession, product_ids: Iterable[int], zone: tzinfo, *, now: datetime | None = None
+) -> int:
+    """Days of cover and stockout dates of these products' forecasts, from their stock now."""
+    now = now or utcnow()
+    ids = sorted(set(product_ids))
+    rows = []
+    for condition in chunked(DemandForecast.product_id, ids):
+        rows += (await session.execute(
+            select(DemandForecast.product_id, DemandForecast.warehouse_id, DemandForecast.daily_demand,
+                   StockLevel.on_hand - StockLevel.reserved, StockLevel.incoming, StockLevel.incoming_eta,
+                   ReplenishmentPolicy.lead_time_days)
+            .outerjoin(StockLevel, and_(StockLevel.product_id == DemandForecast.product_id,
+                                        StockLevel.warehouse_id == DemandForecast.warehouse_id))
+            .outerjoin(ReplenishmentPolicy, and_(ReplenishmentPolicy.product_id == DemandForecast.product_id,
+                                                 ReplenishmentPolicy.warehouse_id == DemandForecast.warehouse_id))
+            .where(condition)
+            .order_by(DemandForecast.product_id, DemandForecast.warehouse_id)  # one lock order for all
+        )).all()
+    if not rows:
+        return 0
+    today = shop_today(zone, now)
+    available = np.array([row[3] or 0 for row in rows], dtype=float)
+    arriving = np.array([
+        arriving_within(_Level(0, row[4] or 0, row[5]), row[6] if row[6] is not None else 0.0, now) for row in rows
+    ], dtype=float)
+    cover = days_of_cover(available, arriving, np.array([row[2] for row in rows], dtype=float))
+    dates = stockout_dates(today, cover)
+    await session.execute(
+        update(DemandForecast),
+        [{"product_id": row[0], "warehouse_id": row[1], "days_of_cover": _finite(cover[i]), "stockout_date": dates[i]}
+         for i, row in enumerate(rows)],
+    )
+    return len(rows)
+
+
+
+
+@dataclass(frozen=True, slots=True)
+class ProductCover:
+    """A product over all its warehouses: what the reorder prompt and /stock show."""
+
+    product_id: int
+    available: int
+    reorder_point: int
+    daily_demand: float
+    days_of_cover: float | None  # None: no demand
+    stockout_date: date | None
+    lead_time_days: float  # learned where measured, else the catalog's
+
+
+async def product_cover(
+    session: AsyncSession, product_ids: Iterable[int] | None, zone: tzinfo, *, now: datetime | None = None
+) -> dict[int, ProductCover]:
+    """Cover of whole products that have a forecast: (available + what arrives within the lead
+    time) over the forecast daily demand, all warehouses together."""
+    now = now or utcnow()
+    rows = []
+    incoming: dict[int, list[_Level]] = defaultdict(list)
+    for chunk in id_chunks(product_ids):
+        rows += (await session.execute(
+            select(Product.id, Product.on_hand_total - Product.reserved_total, Product.reorder_point,
+                   Product.lead_time_days, func.sum(DemandForecast.daily_demand),
+                   func.max(ReplenishmentPolicy.lead_time_days))
+            .join(DemandForecast, DemandForecast.product_id == Product.id)
+            .outerjoin(ReplenishmentPolicy, and_(ReplenishmentPolicy.product_id == DemandForecast.product_id,
+                                                 ReplenishmentPolicy.warehouse_id == DemandForecast.warehouse_id))
+            .where(within(Product.id, chunk))
+            .group_by(Product.id, Product.on_hand_total, Product.reserved_total, Product.reorder_point,
+                      Product.lead_time_days)
+        )).all()
+        for p, qty, eta in await session.execute(
+            select(StockLevel.product_id, StockLevel.incoming, StockLevel.incoming_eta)
+            .where(within(StockLevel.product_id, chunk), StockLevel.incoming > 0)
+        ):
+            incoming[p].append(_Level(0, qty, eta))
+    if not rows:
+        return {}
+    today = shop_today(zone, now)
+    lead = np.array([float(row[5]) if row[5] is not None else float(row[3]) for row in rows])
+    arriving = np.array([
+        sum(arriving_within(level, lead[i], now) for level in incoming.get(row[0], ())) for i, row in enumerate(rows)
+    ], dtype=float)
+    demand = np.array([float(row[4] or 0.0) for row in rows])
+    cover = days_of_cover(np.array([row[1] for row in rows], dtype=float), arriving, demand)
+    dates = stockout_dates(today, cover)
+    return {
+        row[0]: ProductCover(row[0], int(row[1]), row[2], float(demand[i]), _finite(cover[i]), dates[i], float(lead[i]))
+        for i, row in enumerate(rows)
+    }
