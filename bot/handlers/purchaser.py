@@ -230,7 +230,7 @@ async def _finish_order(
         return
     assert product is not None
     await stock_changed(session, services, [product.id])  # what is on its way changes the cover
-    recorded = texts("order_recorded", sku=product.sku, qty=prompt.ordered_qty, eta=eta.date().isoformat())
+    recorded = texts("order_recorded", sku=product.sku, qty=data["qty"], eta=eta.date().isoformat())
     if data.get("prompt_message_id") and target.bot:
         # The prompt itself loses its buttons, so nobody orders the same thing twice, and the one
         # confirmation answers it.
