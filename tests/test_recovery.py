@@ -388,6 +388,9 @@ async def test_reorder_prompt_counts_the_waiting_customers_and_vips(bot_harness:
     async with h.db.transaction() as session:
         product = await add_product(session, "LIP-9", name="Velvet Lipstick Plum", reorder_point=5, stock={"SH": 8},
                                     safety_stock=4)
+    # The stock arriving is handled first: customers joining after it are not told it is back.
+    await h.runtime.process_events()
+    async with h.db.transaction() as session:
         for i, tier in enumerate(("vip", "regular", "regular")):
             customer = await add_customer(session, f"C-W{i}", 400 + i, tier=tier)
             await join_waitlist(session, customer.id, product.id, days=90)
