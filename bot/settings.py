@@ -6,6 +6,8 @@ in step. A bad value surfaces as `SettingsError`, which the CLI turns into one l
 
 from __future__ import annotations
 
+import os
+
 import re
 from datetime import time
 from decimal import Decimal
@@ -206,6 +208,10 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, `.env` and explicit overrides (tests, demo)."""
+    # An empty value means unset, except QUIET_HOURS, whose empty value turns quiet hours off
+    # (the contract): taken from the environment or `.env` before the empty-is-unset rule drops it.
+    if "QUIET_HOURS" not in overrides and _quiet_hours_given_empty(overrides.get("_env_file", ".env")):
+        overrides = {**overrides, "QUIET_HOURS": ""}
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -213,3 +219,14 @@ def load_settings(**overrides: object) -> Settings:
         name = str(error["loc"][0]) if error["loc"] else "?"
         message = error["msg"].removeprefix("Value error, ")
         raise SettingsError(name, message) from None
+
+
+def _quiet_hours_given_empty(env_file: object) -> bool:
+    if "QUIET_HOURS" in os.environ:
+        return os.environ["QUIET_HOURS"].strip() == ""
+    if isinstance(env_file, (str, os.PathLike)) and os.path.isfile(env_file):
+        from dotenv import dotenv_values  # pydantic-settings' own .env reader
+
+        value = dotenv_values(env_file).get("QUIET_HOURS")
+        return value is not None and value.strip() == ""
+    return False
