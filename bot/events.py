@@ -42,6 +42,7 @@ from bot.db import chunked, dialect_insert
 from bot.models import EventLease, StockEvent, StockEventKind, utcnow
 from bot.process import holder_id, is_dead_local_holder
 from bot.services import Services
+from bot.waiting import until_any
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class EventConsumer:
                     pass
             except Exception:  # the worker must outlive a bad batch; the rows stay pending
                 log.exception("consuming stock events failed")
-            await _wait_any(stop, self._wake, self.poll_interval)
+            await until_any(stop, self._wake, timeout=self.poll_interval)
 
     async def process(self) -> int:
         """Handle every pending event (tests, the demo); returns how many were handled."""
@@ -288,15 +289,6 @@ class EventConsumer:
                     update(EventLease).where(EventLease.product_id.in_(product_ids))
                     .values(lease_until=now + timedelta(seconds=1))
                 )
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def _claim_lock():  # type: ignore[no-untyped-def]

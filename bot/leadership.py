@@ -17,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
-from aiogram import Bot, Dispatcher
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:  # aiogram takes seconds to import, and `bot.runner` (so the CLI) imports this
+    from aiogram import Bot, Dispatcher
 
 log = logging.getLogger(__name__)
 

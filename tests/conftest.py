@@ -23,6 +23,18 @@ POSTGRES_URL = os.environ.get("DATABASE_URL", "")
 ON_POSTGRES = POSTGRES_URL.startswith("postgresql")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, run only the tests that get the database from `migrated_template` (directly
+    or through `database_url`, `db`, `settings`, ...). The others (the CLI on its own SQLite
+    file, charts, pure rules) do the same thing on either pass, so CI runs them once."""
+    if not ON_POSTGRES:
+        return
+    same_on_both = pytest.mark.skip(reason="does not use DATABASE_URL: runs in the SQLite pass")
+    for item in items:
+        if "migrated_template" not in getattr(item, "fixturenames", ()):
+            item.add_marker(same_on_both)
+
+
 async def _fresh_schema(url: str) -> None:
     db = create_database(url)
     try:

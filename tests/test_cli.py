@@ -112,3 +112,15 @@ def test_demo_in_chinese_presses_the_chinese_buttons(tmp_path: Path) -> None:
     out = result.stdout
     assert "[button: ✅ 已下单]" in out
     assert out.count("已记录：24 × LIP-RED 在途") == 1  # one confirmation of the purchaser's order
+
+
+def test_commands_that_never_talk_to_telegram_start_without_aiogram() -> None:
+    """aiogram builds its models at import (seconds on this machine): `db upgrade`, `import` and
+    the checks before `run` must not pay for it."""
+    probe = (
+        "import sys, bot.cli, bot.runner, bot.migrate, bot.inventory.importer;"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'aiogram'))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -32,6 +32,7 @@ from bot.delivery.outbox import Gate
 from bot.delivery.shared_rate import LocalRateGate, RateGate
 from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
 from bot.models import Notification, utcnow
+from bot.waiting import until_any
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +209,14 @@ class Sender:
         while not stop.is_set():
             if not self._ready:
                 self._changed.clear()
-                await self._wait_changed(stop, None)
+                await until_any(self._changed, stop)
                 continue
             now = time.monotonic()
             top = self._ready[0]
             start = max(top.at, self._paused_until)
             if start > now:
                 self._changed.clear()
-                await self._wait_changed(stop, start - now)
+                await until_any(self._changed, stop, timeout=start - now)
                 continue
             heapq.heappop(self._ready)
             if self._acks:  # record what was delivered before anything else leaves
@@ -239,14 +240,6 @@ class Sender:
         horizon = now - self.per_chat_interval
         self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
         self._forget_after = max(1024, 2 * len(self._last_sent))
-
-    async def _wait_changed(self, stop: asyncio.Event, timeout: float | None) -> None:
-        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
 
     async def _send(self, message: Notification, paid: bool = False) -> None:
         chat_id = message.chat_id
@@ -333,7 +326,7 @@ class Sender:
     async def _acknowledge(self, stop: asyncio.Event) -> None:
         """Records deliveries as soon as they finish (the dispatcher also does, before a send)."""
         while not stop.is_set():
-            await _wait_any(stop, self._ack_pending)
+            await until_any(stop, self._ack_pending)
             self._ack_pending.clear()
             await self._flush_acks()
 
@@ -359,11 +352,3 @@ class Sender:
             async with self.db.transaction() as session:
                 await outbox.release(session, backlog)
 
-
-async def _wait_any(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -29,7 +29,7 @@ from sqlalchemy import any_, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import STOCK_EVENTS, dialect_insert, signal_after_commit
+from bot.db import IN_CHUNK, STOCK_EVENTS, chunked, dialect_insert, signal_after_commit
 from bot.inventory.thresholds import crossings
 from bot.models import (
     Product,
@@ -383,7 +383,7 @@ _UNMOVE = delete(_movements).where(_movements.c.id == bindparam("m_id"))
 _LEVEL_ON_HAND = select(_levels.c.on_hand).where(
     _levels.c.product_id == bindparam("p_id"), _levels.c.warehouse_id == bindparam("w_id")
 )
-_SQLITE_CHUNK = 5_000  # keys per IN list: SQLite allows 32,766 bound parameters
+_SQLITE_CHUNK = IN_CHUNK  # a name of its own so a test can shrink it
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,8 +406,7 @@ class _Statements:
         if self.whole_lists:
             yield keys
             return
-        for start in range(0, len(keys), _SQLITE_CHUNK):
-            yield keys[start : start + _SQLITE_CHUNK]
+        yield from chunked(keys, _SQLITE_CHUNK)
 
 
 @functools.cache

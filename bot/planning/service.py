@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import dialect_insert
+from bot.db import chunked, dialect_insert
 from bot.models import (
     DemandForecast,
     Product,
@@ -38,7 +38,6 @@ from bot.planning.replenishment import days_of_cover, policy, stockout_dates
 from bot.services import Services
 
 WINDOW_DAYS = 182  # history the forecast reads: half a year shows trend and weekday pattern
-_CHUNK = 5_000  # ids per IN list (SQLite allows 32,766 bound parameters)
 _PARTITION = 50_000  # history rows per fetch while streaming
 _KEY_SHIFT = 21  # (product, warehouse) packed in one int64: room for 2M warehouses
 
@@ -60,16 +59,14 @@ def id_chunks(ids: Iterable[int] | None) -> Iterator[list[int] | None]:
     if ids is None:
         yield None
         return
-    ordered = sorted(set(ids))
-    for start in range(0, len(ordered), _CHUNK):
-        yield ordered[start : start + _CHUNK]
+    yield from chunked(sorted(set(ids)))
 
 
 def within(column: ColumnElement[int], chunk: list[int] | None) -> ColumnElement[bool]:
     return true() if chunk is None else column.in_(chunk)
 
 
-def chunked(column: ColumnElement[int], ids: Iterable[int] | None) -> Iterator[ColumnElement[bool]]:
+def id_filters(column: ColumnElement[int], ids: Iterable[int] | None) -> Iterator[ColumnElement[bool]]:
     """`column IN (...)` conditions over `ids` in driver-sized chunks; everything when None."""
     for chunk in id_chunks(ids):
         yield within(column, chunk)
@@ -100,9 +97,9 @@ async def load_history(
     """
     start = end - timedelta(days=days - 1)
     pairs: set[tuple[int, int]] = set()
-    for condition in chunked(StockLevel.product_id, product_ids):
+    for condition in id_filters(StockLevel.product_id, product_ids):
         pairs.update(await session.execute(select(StockLevel.product_id, StockLevel.warehouse_id).where(condition)))
-    for condition in chunked(SalesDay.product_id, product_ids):
+    for condition in id_filters(SalesDay.product_id, product_ids):
         pairs.update(await session.execute(
             select(SalesDay.product_id, SalesDay.warehouse_id).where(condition, SalesDay.day >= start).distinct()
         ))
@@ -114,7 +111,7 @@ async def load_history(
     sold = np.zeros((size, days), dtype=np.float64)
     seen = np.zeros((size, days), dtype=bool)
     out = np.zeros((size, days), dtype=bool)
-    for condition in chunked(SalesDay.product_id, product_ids):
+    for condition in id_filters(SalesDay.product_id, product_ids):
         # Integers only (the day as its column, a stockout as 0/1): no date or Row-to-object work
         # per row, and each fetched block becomes one flat int64 array.
         result = await session.stream(
@@ -150,7 +147,7 @@ def _day_column(session: AsyncSession, start: date) -> ColumnElement[int]:
 
 async def _categories(session: AsyncSession, product_ids: list[int]) -> dict[int, str]:
     found: dict[int, str] = {}
-    for condition in chunked(Product.id, product_ids):
+    for condition in id_filters(Product.id, product_ids):
         found.update(dict((await session.execute(select(Product.id, Product.category).where(condition))).all()))
     return found
 
@@ -167,7 +164,7 @@ class _Facts:
 
 async def _facts(session: AsyncSession, product_ids: list[int]) -> dict[int, _Facts]:
     found: dict[int, _Facts] = {}
-    for condition in chunked(Product.id, product_ids):
+    for condition in id_filters(Product.id, product_ids):
         rows = await session.execute(
             select(Product.id, Product.price_cents, Product.lead_time_days, Product.supplier, Product.reorder_point)
             .where(condition)
@@ -194,7 +191,7 @@ async def waitlist_demand(session: AsyncSession, product_ids: Sequence[int] | No
     """Sign-ups per day over the last `days`: demand the shelf could not serve."""
     found: dict[int, float] = {}
     since = utcnow() - timedelta(days=days)
-    for condition in chunked(WaitlistEntry.product_id, product_ids):
+    for condition in id_filters(WaitlistEntry.product_id, product_ids):
         rows = await session.execute(
             select(WaitlistEntry.product_id, func.count())
             .where(condition, WaitlistEntry.joined_at >= since)
@@ -213,7 +210,7 @@ class _Level:
 
 async def _levels(session: AsyncSession, product_ids: Sequence[int] | None) -> dict[tuple[int, int], _Level]:
     found: dict[tuple[int, int], _Level] = {}
-    for condition in chunked(StockLevel.product_id, product_ids):
+    for condition in id_filters(StockLevel.product_id, product_ids):
         rows = await session.execute(
             select(StockLevel.product_id, StockLevel.warehouse_id, StockLevel.on_hand - StockLevel.reserved,
                    StockLevel.incoming, StockLevel.incoming_eta).where(condition)
@@ -301,8 +298,8 @@ async def _upsert(session: AsyncSession, model: type, rows: list[dict[str, objec
     statement = insert.on_conflict_do_update(
         index_elements=["product_id", "warehouse_id"], set_={c: getattr(insert.excluded, c) for c in columns}
     )
-    for start in range(0, len(rows), _CHUNK):
-        await session.execute(statement, rows[start : start + _CHUNK])
+    for chunk in chunked(rows):
+        await session.execute(statement, chunk)
 
 
 async def refresh_cover(
@@ -312,7 +309,7 @@ async def refresh_cover(
     now = now or utcnow()
     ids = sorted(set(product_ids))
     rows = []
-    for condition in chunked(DemandForecast.product_id, ids):
+    for condition in id_filters(DemandForecast.product_id, ids):
         rows += (await session.execute(
             select(DemandForecast.product_id, DemandForecast.warehouse_id, DemandForecast.daily_demand,
                    StockLevel.on_hand - StockLevel.reserved, StockLevel.incoming, StockLevel.incoming_eta,

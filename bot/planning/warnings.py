@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
 from bot.models import CoverWarning, StockEvent, StockEventKind, utcnow
-from bot.planning.service import ProductCover, chunked, product_cover, refresh_cover
+from bot.planning.service import ProductCover, id_filters, product_cover, refresh_cover
 from bot.services import Services
 
 
@@ -38,10 +38,10 @@ async def check_cover(session: AsyncSession, services: Services, product_ids: It
     covers = await product_cover(session, ids, services.settings.zone)
     short = {p for p, cover in covers.items() if runs_out_first(cover)}
     open_now: set[int] = set()
-    for condition in chunked(CoverWarning.product_id, ids):
+    for condition in id_filters(CoverWarning.product_id, ids):
         open_now.update(await session.scalars(select(CoverWarning.product_id).where(condition)))
     ended = sorted(open_now - short)
-    for condition in chunked(CoverWarning.product_id, ended):
+    for condition in id_filters(CoverWarning.product_id, ended):
         await session.execute(delete(CoverWarning).where(condition))
     opened = 0
     for product_id in sorted(short - open_now):
