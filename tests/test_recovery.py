@@ -10,11 +10,9 @@ from sqlalchemy import func, select
 from bot.inventory.stock import StockChange, apply_change, set_incoming, warehouse_ids
 from bot.models import (
     Coupon,
-    Customer,
     Notification,
     Order,
     OrderLine,
-    Product,
     Reservation,
     StockEvent,
     StockoutOffer,
@@ -30,74 +28,25 @@ from bot.recovery.sales import send_digest
 from bot.recovery.waitlist import join_waitlist
 from bot.events import replay_event
 from bot.shop.orders import LineInput, OrderInput, upsert_orders
-from tests.factories import add_customer, add_order, add_product, available, change_stock
+from tests.factories import (
+    ADMIN,
+    REP,
+    REG,
+    VIP,
+    WAITER,
+    ZH,
+    add_customer,
+    add_order,
+    add_product,
+    available,
+    catalog,
+    change_stock,
+    customers,
+    offer_message,
+    offers_of,
+    stockout,
+)
 from tests.harness import Harness
-
-ADMIN, REP = 1, 300
-VIP, REG, WAITER, ZH = 101, 102, 103, 104
-
-
-# --- helpers (no test_ prefix: other recovery test modules import them) -----------------------------
-
-
-async def catalog(h: Harness) -> dict[str, Product]:
-    """The lipstick shelf: LIP-1 runs out; LIP-2..5 are candidates, LIP-6 is out of the band."""
-    async with h.db.transaction() as session:
-        products = {
-            "LIP-1": await add_product(session, "LIP-1", name="Velvet Lipstick Red", price="10.00", stock={"SH": 3},
-                                       reorder_point=0),
-            "LIP-2": await add_product(session, "LIP-2", name="Velvet Lipstick Rose", price="11.50", stock={"SH": 5},
-                                       reorder_point=0),
-            "LIP-3": await add_product(session, "LIP-3", name="Velvet Lipstick Coral", price="9.00", stock={"SH": 5},
-                                       reorder_point=0),
-            "LIP-4": await add_product(session, "LIP-4", name="Matte Lipstick Red", price="10.00", stock={"SH": 5},
-                                       reorder_point=0),
-            "LIP-5": await add_product(session, "LIP-5", name="Shine Balm", price="10.00", stock={"SH": 5},
-                                       reorder_point=0),
-            "LIP-6": await add_product(session, "LIP-6", name="Velvet Lipstick Red Deluxe", price="30.00",
-                                       stock={"SH": 5}, reorder_point=0),
-        }
-    await h.services.catalog.refresh(h.db)
-    return products
-
-
-async def customers(h: Harness, products: dict[str, Product], *, zh: bool = False) -> dict[str, Customer]:
-    lip = products["LIP-1"]
-    async with h.db.transaction() as session:
-        found = {
-            "reg": await add_customer(session, "C-REG", REG),
-            "vip": await add_customer(session, "C-VIP", VIP, tier="vip", name="Vera <VIP>"),
-            "waiter": await add_customer(session, "C-WAIT", WAITER),
-            "offline": await add_customer(session, "C-OFF", None, tier="vip"),
-        }
-        # The regular ordered first: VIPs still go first.
-        await add_order(session, found["reg"], lip, 1)
-        await add_order(session, found["vip"], lip, 2, status="backordered")
-        await add_order(session, found["offline"], lip, 1)
-        await join_waitlist(session, found["waiter"].id, lip.id, days=90)
-        if zh:
-            found["zh"] = await add_customer(session, "C-ZH", ZH, locale="zh", name="王芳")
-            await add_order(session, found["zh"], lip, 1)
-    return found
-
-
-async def offers_of(h: Harness) -> dict[int, StockoutOffer]:
-    async with h.db.read_session() as session:
-        return {o.customer_id: o for o in await session.scalars(select(StockoutOffer))}
-
-
-def offer_message(h: Harness, chat: int):
-    found = [m for m in h.sandbox.messages(chat) if m.buttons() or "out of stock" in (m.text or "") or "缺货" in (m.text or "")]
-    assert found, f"no offer in chat {chat}"
-    return found[-1]
-
-
-async def stockout(h: Harness) -> tuple[dict[str, Product], dict[str, Customer]]:
-    products = await catalog(h)
-    people = await customers(h, products)
-    await change_stock(h, "LIP-1", -3)
-    await h.settle()
-    return products, people
 
 
 # --- offers --------------------------------------------------------------------------------------------
