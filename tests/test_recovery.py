@@ -42,6 +42,7 @@ from tests.factories import (
     catalog,
     change_stock,
     customers,
+    every_row,
     offer_message,
     offers_of,
     stockout,
@@ -298,7 +299,10 @@ async def test_stats_show_the_funnel_with_rates_and_revenue_kept(bot_harness: Ha
         assert (await redeem_coupon(session, coupon.code, None)).ok  # 10.00 - 1.00 discount kept
         # The waiter buys the product later through the shop (attributed, not counted as revenue).
         await add_order(session, people["waiter"], products["LIP-3"], 1, external_id="O-WAIT-LATER")
+    await h.say(ADMIN, "/help")  # the bot knows the admin (a first update records its sender)
+    before = await every_row(h.db)
     stats = await h.reply(ADMIN, "/stats")
+    assert await every_row(h.db) == before  # a report reads: the purchase is counted, not recorded
     assert "Customers affected by stockouts: 4" in stats
     assert "Contacted: 3 (1 could not be messaged)" in stats
     assert "Reached (delivered): 3 (100%)" in stats
@@ -308,6 +312,12 @@ async def test_stats_show_the_funnel_with_rates_and_revenue_kept(bot_harness: Ha
     assert "Bought within the window: 1 (33%)" in stats
     assert "Coupons: 2 issued, 1 redeemed (50%)" in stats
     assert "Revenue kept: 32.00" in stats and "substitutes 23.00 + coupon orders 9.00" in stats
+    # The job records the purchase; the figures stay the same once it has.
+    assert await jobs.attribute_purchases(h.services) == 1
+    async with h.db.read_session() as session:
+        bought = await session.scalar(select(StockoutOffer).where(StockoutOffer.bought_at.is_not(None)))
+    assert (bought.customer_id, bought.bought_order_external_id) == (people["waiter"].id, "O-WAIT-LATER")
+    assert await h.reply(ADMIN, "/stats") == stats
     log = await h.reply(ADMIN, "/stats C-REG")
     assert "stockout_offer: sent" in log
 
