@@ -94,7 +94,7 @@ async def one_run(mode: str, url: str, args: argparse.Namespace) -> None:
     from bot.api.app import add_api_routes
     from bot.db import create_database
     from bot.migrate import recreate
-    from bot.sandbox.conversation import running_bot
+    from bot.conversation import running_bot
     from bot.settings import load_settings
 
     saved = configure(mode, url.startswith("sqlite"))

@@ -18,7 +18,7 @@ from bot.db import create_database
 from bot.inventory.importer import import_csv
 from bot.inventory.stock import StockChange, apply_changes
 from bot.migrate import upgrade
-from bot.sandbox.conversation import Conversation, running_bot
+from bot.conversation import Conversation, running_bot
 from bot.sandbox.models import ButtonNotFound, SentMessage
 from bot.settings import load_settings
 from bot.shop.customers import issue_invites

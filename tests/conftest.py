@@ -18,6 +18,7 @@ from bot.migrate import recreate
 from bot.sandbox import BotApiSandbox
 from bot.models import Base
 from bot.settings import Settings, load_settings
+from tests.factories import ADMIN
 
 POSTGRES_URL = os.environ.get("DATABASE_URL", "")
 ON_POSTGRES = POSTGRES_URL.startswith("postgresql")
@@ -80,7 +81,7 @@ def settings(database_url: str) -> Settings:
         _env_file=None,
         DATABASE_URL=database_url,
         BOT_TOKEN="123456:SANDBOX-TOKEN",
-        ADMIN_IDS="1",
+        ADMIN_IDS=str(ADMIN),
         QUIET_HOURS="",
     )
 

@@ -1,6 +1,6 @@
 """The test harness is the product's own in-process driver (also used by `stockbot demo`)."""
 
-from bot.sandbox.conversation import Conversation as Harness
-from bot.sandbox.conversation import running_bot
+from bot.conversation import Conversation as Harness
+from bot.conversation import running_bot
 
 __all__ = ["Harness", "running_bot"]

@@ -23,10 +23,9 @@ from bot.api.signing import signature
 from bot.db import Database, create_database
 from bot.models import Product
 from bot.settings import Settings
-from tests.factories import add_product
+from tests.factories import VIP, add_customer, add_order, add_product, catalog, offer_message
 from tests.harness import Harness
 from tests.test_api import SECRET, _settings, snapshot
-from tests.test_recovery import VIP, add_customer, add_order, catalog, offer_message
 
 HOT, GONE = "HOT-1", "LIP-1"
 

@@ -4,12 +4,13 @@ from sqlalchemy import func, select
 
 from bot.db import Database
 from bot.handlers.middlewares import Throttle
-from bot.models import Product, StaffMember
+from bot.handlers.callbacks import LanguagePick, OfferAction, OrderEta, OrderQty, PromptAction
+from bot.models import Product, ReorderPrompt, StaffMember
 from bot.settings import Settings
-from tests.factories import add_product
+from tests.factories import ADMIN, add_product, change_stock, every_row
 from tests.harness import Harness, running_bot
 
-ADMIN, STRANGER = 1, 777
+STRANGER = 777
 
 
 async def test_huge_text_emoji_and_stickers_get_a_polite_answer(bot_harness: Harness) -> None:
@@ -34,12 +35,39 @@ async def test_an_edited_message_does_not_crash_or_act(bot_harness: Harness) -> 
     assert "/grant" in await h.reply(ADMIN, "/help")  # still alive
 
 
-async def test_forged_and_garbage_callbacks_are_refused(bot_harness: Harness) -> None:
+async def test_forged_and_garbage_callbacks_are_refused_and_change_nothing(bot_harness: Harness) -> None:
     h = bot_harness
-    [message] = await h.say(ADMIN, "/language")
-    for data in ("rp:ordered:999", "rp:nonsense:1", "of:take:1:2", "lang:fr", "garbage", "rq:1:5", "re:1:3"):
-        await h.act(h.sandbox.force_callback(ADMIN, message, data))
+    await h.say(ADMIN, "/help")  # the bot knows the admin (a first update records its sender)
+    async with h.db.transaction() as session:  # a live reorder prompt, so the forgeries name something real
+        await add_product(session, "LIP-1", stock={"SH": 9}, reorder_point=5)
+    await change_stock(h, "LIP-1", -6)
+    await h.settle()
+    prompt_message = h.last(ADMIN)  # with no purchaser, prompts go to the admins
+    assert prompt_message.buttons()
+    async with h.db.read_session() as session:
+        prompt_id = await session.scalar(select(ReorderPrompt.id))
+    refused, gone = "button_refused", "prompt_gone"
+    forged = {
+        PromptAction(action="nonsense", prompt_id=prompt_id).pack(): refused,  # no such action
+        PromptAction(action="ordered", prompt_id=999).pack(): gone,  # no such prompt
+        OrderQty(prompt_id=prompt_id, qty=5).pack(): gone,  # no order in progress to take a quantity
+        OrderEta(prompt_id=prompt_id, days=3).pack(): gone,
+        OfferAction(action="take", offer_id=1, product_id=2).pack(): refused,  # offers are for customers
+        "garbage": refused,
+        LanguagePick(locale="fr").pack(): None,  # a language the bot does not speak: answered, nothing set
+    }
+    before = await every_row(h.db)
+    for data in forged:
+        await h.act(h.sandbox.force_callback(ADMIN, prompt_message, data))
+    templates = h.services.templates
+    assert [(answer.data, answer.text) for answer in h.sandbox.callback_answers(user_id=ADMIN)] == [
+        (data, templates.plain("en", key) if key else None) for data, key in forged.items()
+    ]
     assert h.sandbox.unanswered_callbacks() == []
+    assert await every_row(h.db) == before
+    assert h.last(ADMIN) == prompt_message and not prompt_message.edits  # no message sent or edited
+    # No order was started either (on SQLite the FSM state is not in the database): a number is just text.
+    assert await h.reply(ADMIN, "5") == templates.plain("en", "use_commands")
 
 
 async def test_a_flooding_user_is_throttled_and_others_still_served(settings: Settings, db: Database) -> None:

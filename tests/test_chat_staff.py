@@ -3,10 +3,10 @@
 from sqlalchemy import select
 
 from bot.models import Product, ReorderPrompt, StaffMember, StockLevel
-from tests.factories import add_product
+from tests.factories import ADMIN, PURCHASER, REP, add_product
 from tests.harness import Harness
 
-ADMIN, PURCHASER, REP, STRANGER = 1, 200, 300, 999
+STRANGER = 999
 
 
 async def _staff(h: Harness) -> None:

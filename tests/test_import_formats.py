@@ -9,6 +9,7 @@ from sqlalchemy import select
 from bot.db import Database
 from bot.inventory.importer import import_csv
 from bot.models import Customer, Product
+from tests.factories import ADMIN
 from tests.harness import Harness
 
 CATALOG = (
@@ -96,11 +97,11 @@ async def test_a_decimal_comma_is_only_read_in_a_semicolon_file(db: Database) ->
 async def test_admin_sends_a_gbk_customers_file_in_chat(bot_harness: Harness) -> None:
     h = bot_harness
     data = "external_id,name,tier,timezone\nC1,李娜,vip,Asia/Shanghai\nC2,王伟,regular,\n".encode("gbk")
-    await h.act(h.sandbox.send_document(1, "客户.csv", data, caption="customers"))
-    assert "2 created" in h.last(1).plain_text
+    await h.act(h.sandbox.send_document(ADMIN, "客户.csv", data, caption="customers"))
+    assert "2 created" in h.last(ADMIN).plain_text
     bad = "external_id,name,tier,timezone\nC3,张三,vip,Asia/Beijing\nC4,李四,gold,\n".encode("gbk")
-    await h.act(h.sandbox.send_document(1, "客户.csv", bad, caption="customers"))
-    failed = h.last(1).plain_text
+    await h.act(h.sandbox.send_document(ADMIN, "客户.csv", bad, caption="customers"))
+    failed = h.last(ADMIN).plain_text
     assert "客户.csv:2: timezone 'Asia/Beijing' is not an IANA time zone" in failed
     assert "客户.csv:3: tier 'gold' is not one of regular, vip" in failed
     async with h.db.read_session() as session:

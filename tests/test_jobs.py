@@ -9,10 +9,8 @@ from bot.inventory.stock import StockChange, apply_change
 from bot.jobs import create_scheduler, purchaser_digest, sweep_expired_leases, wake_snoozed_prompts
 from bot.events import MAX_ATTEMPTS, EventConsumer, Reaction
 from bot.models import EventLease, Notification, Product, ReorderPrompt, StockEvent, StockEventKind, utcnow
-from tests.factories import add_product
+from tests.factories import ADMIN, add_product
 from tests.harness import Harness
-
-ADMIN = 1
 
 
 async def _low(h: Harness, sku: str) -> None:

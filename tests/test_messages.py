@@ -8,16 +8,15 @@ from types import SimpleNamespace
 import pytest
 from jinja2 import meta
 
-from bot.delivery.markup import pack
 from bot.delivery.templates import TELEGRAM_TEXT_LIMIT, Templates, fit
-from bot.handlers.callbacks import OfferAction, PromptAction
+from bot.handlers.callbacks import OfferAction, PlanAction, PromptAction
 from bot.inventory.catalog import LevelView, StockView
-from bot.inventory.reorder import Suggestion
+from bot.inventory.reorder import PLAN_PREFIX, PROMPT_PREFIX, Suggestion, prompt_buttons
 from bot.planning.replenishment import LeadTimeStats
 from bot.planning.service import ProductCover
 from bot.planning.suggestions import Action, Line, Reason
 from bot.recovery.funnel import FunnelReport
-from bot.recovery.offers import SubView
+from bot.recovery.offers import OFFER_PREFIX, OfferRenderer, SubView
 
 TEMPLATES = Templates()
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
@@ -152,7 +151,22 @@ def test_a_long_message_is_trimmed_at_a_line_boundary_with_markup_intact() -> No
     assert_telegram_html(trimmed)
 
 
+def _callbacks(markup: dict | None) -> list[str]:
+    assert markup is not None
+    return [button["callback_data"] for row in markup["inline_keyboard"] for button in row]
+
+
 def test_service_built_callback_data_is_what_the_handlers_parse() -> None:
-    assert pack("rp", "ordered", 12) == PromptAction(action="ordered", prompt_id=12).pack()
-    assert pack("of", "take", 7, 42) == OfferAction(action="take", offer_id=7, product_id=42).pack()
-    assert OfferAction.unpack(pack("of", "wait", 7, 0)) == OfferAction(action="wait", offer_id=7, product_id=0)
+    """Services pack callback data with their own prefix constants, without aiogram; the handlers
+    parse it with CallbackData classes. Buttons as built must be what those classes pack."""
+    assert (PromptAction.__prefix__, OfferAction.__prefix__, PlanAction.__prefix__) == (
+        PROMPT_PREFIX, OFFER_PREFIX, PLAN_PREFIX)
+    services = SimpleNamespace(templates=TEMPLATES)
+    prompt = prompt_buttons(services, "en", SimpleNamespace(id=12))  # type: ignore[arg-type]
+    assert _callbacks(prompt) == [PromptAction(action=a, prompt_id=12).pack() for a in ("ordered", "snooze", "dismiss")]
+    offer = OfferRenderer(services, PRODUCT, SUBS, None).buttons("en", 7, has_line=True)  # type: ignore[arg-type]
+    assert _callbacks(offer) == [
+        *(OfferAction(action="take", offer_id=7, product_id=sub.product_id).pack() for sub in SUBS),
+        OfferAction(action="wait", offer_id=7, product_id=0).pack(),
+        OfferAction(action="cancel", offer_id=7, product_id=0).pack(),
+    ]

@@ -10,9 +10,8 @@ import asyncio
 
 from bot.delivery.templates import Templates
 from bot.sandbox.formatting import plain_text
-from tests.factories import add_product
+from tests.factories import ADMIN, add_customer, add_order, add_product, change_stock
 from tests.harness import Harness
-from tests.test_recovery import ADMIN, add_customer, add_order, change_stock
 
 NAME = "Salt & Pepper <Hot> Mix"
 GONE_SUB = "Chili & Lime <Sea> Flakes"  # a substitute that sells out before it is taken

@@ -6,11 +6,9 @@ from sqlalchemy import func, select
 
 from bot.models import DemandForecast, Product, PurchaseOrder, StockLevel, StockTransfer, Warehouse
 from bot.planning.jobs import cover_after_stock_changes, daily_forecast
-from tests.factories import add_product
+from tests.factories import ADMIN, PURCHASER, REP, add_product
 from tests.harness import Harness
 from tests.planning_data import add_history
-
-ADMIN, PURCHASER, REP = 1, 200, 300
 
 
 async def _staff(h: Harness) -> None:

@@ -22,10 +22,9 @@ from bot.inventory.stock import warehouse_ids
 from bot.models import Notification, NotificationFile, SalesDay
 from bot.planning import report_service
 from bot.sandbox import BotApiSandbox, SentMessage, sandbox_bot
-from tests.factories import add_product
+from tests.factories import ADMIN, PURCHASER, REP, add_product
 from tests.harness import Harness
 
-ADMIN, PURCHASER, REP = 1, 200, 300
 PNG = b"\x89PNG\r\n\x1a\n"
 HEADER = "sku,warehouse,abc,daily_demand,days_of_cover,turnover,stockout_days"
 

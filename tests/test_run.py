@@ -16,8 +16,8 @@ import pytest
 from bot.sandbox import BotApiSandbox
 from bot.settings import Settings
 from tests.conftest import ON_POSTGRES
+from tests.factories import ADMIN
 
-ADMIN = 1
 CUSTOMER = 42
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -390,3 +394,25 @@ async def test_thread_mode_serves_another_loop_and_wakes_its_long_polls() -> Non
     finally:
         await client.session.close()
         sandbox.stop_thread()
+
+
+# Imports every module of the package, then lists the `bot.*` modules that came with them.
+_IMPORT_THE_SANDBOX = """
+import importlib, json, pkgutil, sys
+import bot.sandbox
+for module in pkgutil.iter_modules(bot.sandbox.__path__):
+    importlib.import_module(f"bot.sandbox.{module.name}")
+print(json.dumps([bot.sandbox.__file__, sorted(name for name in sys.modules if name.startswith("bot."))]))
+"""
+
+
+def test_the_sandbox_imports_nothing_of_the_product() -> None:
+    """It is the fake Telegram: were it to import the product, a bug there could hide in both sides."""
+    root = Path(__file__).resolve().parents[1]
+    # A fresh interpreter: this one has the product loaded already. From the root, `bot` is this copy.
+    done = subprocess.run([sys.executable, "-c", _IMPORT_THE_SANDBOX], cwd=root, capture_output=True, text=True,
+                          timeout=60, check=True)
+    location, loaded = json.loads(done.stdout)
+    assert Path(location).is_relative_to(root / "bot" / "sandbox")
+    assert "bot.sandbox.server" in loaded  # the listing sees the package's own modules
+    assert [name for name in loaded if not name.startswith("bot.sandbox")] == []

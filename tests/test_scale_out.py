@@ -30,7 +30,8 @@ from bot.sandbox import BotApiSandbox, sandbox_bot
 from bot.settings import Settings, load_settings
 from tests.conftest import ON_POSTGRES
 from tests.test_delivery import max_in_sliding_second
-from tests.test_run import ADMIN, _free_port
+from tests.factories import ADMIN
+from tests.test_run import _free_port
 
 OPEN = Gate(quiet=None, zone=UTC)
 postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="several processes share PostgreSQL only")

@@ -353,15 +353,15 @@ async def build(session: AsyncSession, services: Services, *, days: int, locale:
                 until: date | None = None) -> ReportFiles | None:
     """/report: the files for one user; None when there is nothing to report.
 
-    The history is read in a read-only session, so a long read never holds SQLite's write lock;
-    the update's own session is committed before drawing, which takes seconds."""
+    The history and the funnel are read in a read-only session, so a long read never holds
+    SQLite's write lock; the update's own session is committed before drawing, which takes seconds."""
     settings = services.settings
     until = until or shop_today(settings)
     async with services.db.read_session() as reader:
         data = await load(reader, days=days, until=until, rules=rules_of(settings))
-    if data.empty:
-        return None
-    funnel_report = await _funnel(session, settings, days)  # records purchases it attributes
+        if data.empty:
+            return None
+        funnel_report = await _funnel(reader, settings, days)
     await session.commit()
     return await asyncio.to_thread(render, services.templates, locale, data, funnel_report)
 
@@ -388,9 +388,9 @@ async def weekly_report(services: Services, *, days: int = DEFAULT_DAYS, until: 
         recipients = await report_recipients(session, services.admins())
         locales = {user: await locale_of(session, user, settings.DEFAULT_LOCALE) for user in recipients}
         data = await load(session, days=days, until=until, rules=rules_of(settings)) if recipients else None
+        funnel_report = await _funnel(session, settings, days) if data and not data.empty else None
     async with services.db.transaction() as session:
         await attachments.forget_sent(session, utcnow() - KEEP_FILES)
-        funnel_report = await _funnel(session, settings, days) if data and not data.empty else None
     if data is None or data.empty:
         return 0
     files = {

@@ -8,8 +8,9 @@ now). Every outcome is recorded on the offer or its coupon when it happens:
 - pressed, substitute taken, waited, cancelled: the customer's answer (`pressed_at`, `status`);
 - coupon redeemed: `Coupon.redeemed_at` (set by the redemption API);
 - bought: an order by the customer, for the product or one of the offered substitutes, created (or
-  fulfilled) within ATTRIBUTION_DAYS after the offer; recorded in `bought_at` by `attribute`,
-  which the report and a job both run.
+  fulfilled) within ATTRIBUTION_DAYS after the offer; recorded in `bought_at` by `attribute`, which
+  a job runs. The report only reads: it counts what the job has recorded and, the same way, what it
+  has yet to record.
 
 Revenue kept is money that would otherwise have walked out with the stockout:
 - a substitute taken: the line's quantity x the substitute's price (stored on the offer when taken);
@@ -77,11 +78,9 @@ class FunnelReport:
         return f"{round(100 * count / base)}%" if base else "—"
 
 
-async def attribute(session: AsyncSession, *, since: datetime, until: datetime, attribution_days: int) -> int:
-    """Record `bought_at` on offers of the period whose customer then bought the product or a
-    substitute within the window; returns how many were newly attributed."""
-    window = timedelta(days=attribution_days)
-    offers = list(
+async def _unattributed(session: AsyncSession, since: datetime, until: datetime) -> list[StockoutOffer]:
+    """Offers of the period with no purchase recorded yet."""
+    return list(
         await session.scalars(
             select(StockoutOffer).where(
                 StockoutOffer.created_at >= since, StockoutOffer.created_at < until,
@@ -89,8 +88,16 @@ async def attribute(session: AsyncSession, *, since: datetime, until: datetime, 
             )
         )
     )
+
+
+async def find_purchases(
+    session: AsyncSession, offers: list[StockoutOffer], *, attribution_days: int
+) -> dict[int, tuple[datetime, str]]:
+    """Offer id -> (when, order external id) of the first purchase within the window after each
+    offer, by its customer, of the product or a substitute; offers with none are left out. Reads only."""
     if not offers:
-        return 0
+        return {}
+    window = timedelta(days=attribution_days)
     customers = {offer.customer_id for offer in offers}
     earliest = min(offer.created_at for offer in offers)
     purchases: dict[int, list[tuple[datetime, int, str]]] = {}
@@ -107,7 +114,7 @@ async def attribute(session: AsyncSession, *, since: datetime, until: datetime, 
             purchases.setdefault(customer_id, []).append((created, product_id, external_id))
             if status == OrderStatus.FULFILLED.value and updated > created:
                 purchases[customer_id].append((updated, product_id, external_id))
-    found = 0
+    found: dict[int, tuple[datetime, str]] = {}
     for offer in offers:
         wanted = {offer.product_id, *(offer.substitute_ids or [])}
         if offer.chosen_product_id:
@@ -118,15 +125,29 @@ async def attribute(session: AsyncSession, *, since: datetime, until: datetime, 
             if product_id in wanted and offer.created_at <= at <= offer.created_at + window
         ]
         if hits:
-            at, external_id = min(hits)
-            offer.bought_at, offer.bought_order_external_id = at, external_id
-            found += 1
-    await session.flush()
+            found[offer.id] = min(hits)
     return found
 
 
+async def attribute(session: AsyncSession, *, since: datetime, until: datetime, attribution_days: int) -> int:
+    """Record `bought_at` on offers of the period whose customer then bought the product or a
+    substitute within the window; returns how many were newly attributed."""
+    offers = await _unattributed(session, since, until)
+    found = await find_purchases(session, offers, attribution_days=attribution_days)
+    for offer in offers:
+        if offer.id in found:
+            offer.bought_at, offer.bought_order_external_id = found[offer.id]
+    await session.flush()
+    return len(found)
+
+
 async def build_report(session: AsyncSession, *, since: datetime, until: datetime, attribution_days: int) -> FunnelReport:
-    await attribute(session, since=since, until=until, attribution_days=attribution_days)
+    """The funnel of the offers made in [since, until). Reads only (a report must not write): a
+    purchase not recorded yet is counted as `attribute` would record it, so the figures do not
+    wait for the job."""
+    not_yet_recorded = await find_purchases(
+        session, await _unattributed(session, since, until), attribution_days=attribution_days
+    )
     in_period = (StockoutOffer.created_at >= since, StockoutOffer.created_at < until)
     offers = dict(
         (await session.execute(
@@ -158,7 +179,10 @@ async def build_report(session: AsyncSession, *, since: datetime, until: datetim
             .where(*in_period)
         )
     ).one()
-    affected, contacted, reached, pressed, bought, coupons_issued, revenue_substitutes = (int(v or 0) for v in row)
+    affected, contacted, reached, pressed, recorded_bought, coupons_issued, revenue_substitutes = (
+        int(v or 0) for v in row
+    )
+    bought = recorded_bought + len(not_yet_recorded)
     redeemed = (
         await session.execute(
             select(Coupon.id, Coupon.redeemed_value_cents, Coupon.redeemed_order_external_id, Product.price_cents)

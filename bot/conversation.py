@@ -2,6 +2,10 @@
 
 Polling runs with `handle_as_tasks=False`, so once the sandbox has seen the bot ask for the next
 batch of updates, every handler for the previous batch has finished: `act` waits for exactly that.
+
+It lives with the product, not in `bot.sandbox`: the sandbox is the fake Telegram and imports
+nothing of the product (a test keeps it so), while this wires the product's own runtime to it.
+Its users are `stockbot demo` and the tests' harness.
 """
 
 from __future__ import annotations
