@@ -153,9 +153,11 @@ async def run(settings: Settings, *, webhook: bool = False) -> int:
             with suppress(RuntimeError):
                 await runtime.dispatcher.stop_polling()
             await polling
-        await scheduler.stop()
-        await consumer_task
-        await sender_task
+        # Side by side, so shutdown takes the longest of them, not their sum: each has seen
+        # `stop`, and what any of them leaves undone is in the database for the next start.
+        for outcome in await asyncio.gather(scheduler.stop(), consumer_task, sender_task, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("stopping failed", exc_info=outcome)
         log.info("delivery: %s", runtime.sender.stats)  # each process's share, when there are several
         await runner.cleanup()
         await bot.session.close()

@@ -1,6 +1,7 @@
 """Shared fixtures. DATABASE_URL decides the backend: unset or SQLite gives each test a fresh
 migrated SQLite file; a postgresql+asyncpg:// URL runs the same tests on that server, with the
-tables emptied between tests."""
+tables emptied between tests. Under pytest-xdist each worker on PostgreSQL gets a database of
+its own beside the named one (`<name>_gw0`, ...), made on the same server when missing."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from bot.db import Database, create_database
 from bot.migrate import recreate
@@ -20,8 +21,19 @@ from bot.models import Base
 from bot.settings import Settings, load_settings
 from tests.factories import ADMIN
 
-POSTGRES_URL = os.environ.get("DATABASE_URL", "")
-ON_POSTGRES = POSTGRES_URL.startswith("postgresql")
+GIVEN_URL = os.environ.get("DATABASE_URL", "")
+ON_POSTGRES = GIVEN_URL.startswith("postgresql")
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", ... when pytest-xdist runs this process
+
+
+def _worker_url(url: str) -> str:
+    if not (ON_POSTGRES and _WORKER):
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{_WORKER}").render_as_string(hide_password=False)
+
+
+POSTGRES_URL = _worker_url(GIVEN_URL)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -36,7 +48,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(same_on_both)
 
 
+async def _create_database_if_missing(given: str, wanted: str) -> None:
+    name = make_url(wanted).database
+    server = create_database(given)
+    try:
+        async with server.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+            exists = await connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:  # CREATE DATABASE cannot run inside a transaction
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await server.dispose()
+
+
 async def _fresh_schema(url: str) -> None:
+    if ON_POSTGRES and url != GIVEN_URL:  # a worker's own database
+        await _create_database_if_missing(GIVEN_URL, url)
     db = create_database(url)
     try:
         await recreate(db)
