@@ -102,10 +102,10 @@ async def main() -> None:
     async with db.read_session() as session:
         loaded = await timed("load_history: one streamed query into numpy", load_history(session, end))
     assert len(loaded.product_ids) == series
-    await timed(f"refresh_forecasts: all {series:,} series (load, forecast, store)", refresh_forecasts(services))
+    await timed(f"refresh_forecasts: all {series:,} series (load, forecast, store)", refresh_forecasts(db, settings, services.templates))
     touched = list(range(1, min(1000, args.products) + 1))
     async with db.transaction() as session:
-        await timed(f"stock_changed: cover + warnings of {len(touched)} products", stock_changed(session, services, touched))
+        await timed(f"stock_changed: cover + warnings of {len(touched)} products", stock_changed(session, settings, services.templates, touched))
     async with db.read_session() as session:
         lines = await timed("suggestions: every product that needs something", suggestions(session))
     print(f"suggestions: {len(lines):,} ({sum(1 for line in lines if line.action == 'transfer'):,} transfers)")

@@ -21,8 +21,8 @@ from bot.delivery.sender import Sender
 from bot.delivery.shared_rate import create_rate_gate
 from bot.delivery.telegram import TelegramTransport
 from bot.events import EventConsumer, Reaction, merge_reactions
-from bot.inventory.reorder import REORDER_REACTIONS
-from bot.recovery.reactions import RECOVERY_REACTIONS
+from bot.inventory.reorder import reorder_reactions
+from bot.recovery.reactions import recovery_reactions
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle
 from bot.models import StockEventKind
 from bot.services import Services
@@ -59,9 +59,11 @@ def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -
     return dispatcher
 
 
-def reactions() -> dict[StockEventKind, list[Reaction]]:
-    """What happens on each stock event: each package declares its own reactions beside its code."""
-    return merge_reactions(REORDER_REACTIONS, RECOVERY_REACTIONS)
+def reactions(services: Services) -> dict[StockEventKind, list[Reaction]]:
+    """What happens on each stock event: each package declares its own reactions beside its code,
+    given the parts of `services` they use."""
+    return merge_reactions(reorder_reactions(services.settings, services.templates),
+                           recovery_reactions(services.recovery))
 
 
 @dataclass(slots=True)
@@ -88,7 +90,7 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
         services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate,
         rate_gate=create_rate_gate(services.settings, services.db),  # shared by all processes on PostgreSQL
     )
-    consumer = EventConsumer(services, reactions())
+    consumer = EventConsumer(services.db, services.catalog, reactions(services))
     # Woken after the commit that wrote their work, never before (it would not be visible yet).
     services.db.on_commit(OUTBOX, sender.wake)
     services.db.on_commit(STOCK_EVENTS, consumer.wake)
