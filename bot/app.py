@@ -21,10 +21,14 @@ from bot.delivery.sender import Sender
 from bot.delivery.shared_rate import create_rate_gate
 from bot.delivery.telegram import TelegramTransport
 from bot.events import EventConsumer, Reaction, merge_reactions
+from bot.handlers import build_routers
+from bot.handlers.errors import on_error
+from bot.handlers.fsm_storage import DatabaseStorage
+from bot.handlers.middlewares import CommitBeforeTelegram, Throttle, UnitOfWork
 from bot.inventory.reorder import reorder_reactions
-from bot.recovery.reactions import recovery_reactions
-from bot.handlers.middlewares import CommitBeforeTelegram, Throttle
 from bot.models import StockEventKind
+from bot.recovery.reactions import recovery_reactions
+from bot.runner import run
 from bot.services import Services
 from bot.settings import Settings
 
@@ -41,11 +45,6 @@ def create_bot(settings: Settings, *, session: AiohttpSession | None = None) -> 
 
 
 def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -> Dispatcher:
-    from bot.handlers import build_routers
-    from bot.handlers.errors import on_error
-    from bot.handlers.fsm_storage import DatabaseStorage
-    from bot.handlers.middlewares import UnitOfWork
-
     storage = MemoryStorage() if services.db.is_sqlite else DatabaseStorage(services.db)
     dispatcher = Dispatcher(storage=storage, services=services)
     throttle = throttle or Throttle()
@@ -99,6 +98,4 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
 
 
 async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
-    from bot.runner import run
-
     return await run(settings, webhook=webhook)

@@ -12,7 +12,7 @@ import logging
 
 from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery.templates import money
@@ -79,8 +79,6 @@ async def offer_pressed(query: CallbackQuery, callback_data: OfferAction, sessio
 async def _edit(message: Message | None, text: str, markup: dict | None) -> None:  # type: ignore[type-arg]
     if message is None:
         return
-    from aiogram.types import InlineKeyboardMarkup
-
     try:
         await message.edit_text(text, reply_markup=InlineKeyboardMarkup.model_validate(markup) if markup else None)
     except TelegramBadRequest:  # unchanged, or too old to edit: the answer already told them

@@ -284,6 +284,7 @@ async def refresh_forecasts(
                                                            "stockout_date", "computed_at"])
         await _upsert(session, ReplenishmentPolicy, policies, ["abc", "lead_time_days", "safety_stock",
                                                                "reorder_point", "order_up_to", "computed_at"])
+        # Deferred (import cycle): warnings builds on this module's cover queries.
         from bot.planning.warnings import check_cover
 
         await check_cover(session, settings, templates, unique)

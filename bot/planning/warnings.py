@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
 from bot.delivery.templates import Templates
+from bot.inventory.reorder import on_low_stock
 from bot.models import CoverWarning, StockEvent, StockEventKind, utcnow
 from bot.planning.service import ProductCover, id_filters, product_cover, refresh_cover
 from bot.settings import Settings
@@ -35,8 +36,6 @@ async def check_cover(
 ) -> int:
     """Open an episode (and its prompt) for each product newly short of cover, end those that
     are not any more; returns how many episodes were opened."""
-    from bot.inventory.reorder import on_low_stock
-
     ids = sorted(set(product_ids))
     covers = await product_cover(session, ids, settings.zone)
     short = {p for p, cover in covers.items() if runs_out_first(cover)}
