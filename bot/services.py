@@ -1,9 +1,9 @@
 """Everything a handler, job or API route needs, built once by the composition root.
 
-`Services` is the bag the edges hold (aiogram hands it to handlers, the scheduler to jobs, the
-composition root to the event worker's reactions). Domain code never takes it: the edges unpack it and pass each function
-the parts it uses (a session, the settings, the templates, the catalog, a `Gate`, or a package's
-small context such as `RecoveryContext`)."""
+`Services` is the bag the edges hold: aiogram hands it to handlers, the scheduler to jobs, and the
+composition root unpacks it for the event worker and its reactions. Domain code never takes it:
+the edges pass each function the parts it uses (a session, the settings, the templates, the
+catalog, a `Gate`, or a package's small context such as `RecoveryContext`)."""
 
 from __future__ import annotations
 
