@@ -23,12 +23,12 @@ from common import describe  # benchmarks/common.py, beside this script
 from sqlalchemy import insert, select
 
 from bot.db import create_database
+from bot.delivery.templates import Templates
 from bot.migrate import recreate
 from bot.models import Product, SalesDay, StockLevel, Warehouse, utcnow
 from bot.planning.service import WINDOW_DAYS, load_history, refresh_forecasts
 from bot.planning.suggestions import suggestions
 from bot.planning.warnings import stock_changed
-from bot.services import build_services
 from bot.settings import load_settings
 
 
@@ -92,7 +92,7 @@ async def main() -> None:
     settings = load_settings(_env_file=None, DATABASE_URL=url, BOT_TOKEN="1:X", QUIET_HOURS="")
     db = create_database(settings)
     await recreate(db)
-    services = build_services(settings, db)
+    templates = Templates(zone=settings.zone)  # for the prompts early warnings would send
     series = args.products * args.warehouses
     print(f"{describe()}; {db.engine.dialect.name}; {args.products} products x {args.warehouses} warehouses "
           f"x {args.days} days = {series * args.days:,} history rows")
@@ -102,10 +102,11 @@ async def main() -> None:
     async with db.read_session() as session:
         loaded = await timed("load_history: one streamed query into numpy", load_history(session, end))
     assert len(loaded.product_ids) == series
-    await timed(f"refresh_forecasts: all {series:,} series (load, forecast, store)", refresh_forecasts(services))
+    await timed(f"refresh_forecasts: all {series:,} series (load, forecast, store)", refresh_forecasts(db, settings, templates))
     touched = list(range(1, min(1000, args.products) + 1))
     async with db.transaction() as session:
-        await timed(f"stock_changed: cover + warnings of {len(touched)} products", stock_changed(session, services, touched))
+        await timed(f"stock_changed: cover + warnings of {len(touched)} products",
+                    stock_changed(session, settings, templates, touched))
     async with db.read_session() as session:
         lines = await timed("suggestions: every product that needs something", suggestions(session))
     print(f"suggestions: {len(lines):,} ({sum(1 for line in lines if line.action == 'transfer'):,} transfers)")

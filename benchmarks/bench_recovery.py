@@ -113,7 +113,7 @@ async def one_run(customers: int, vip_share: float, seed_value: int) -> tuple[fl
         await upgrade(db)
         await seed_catalog(db, rng)
         services = build_services(settings, db)
-        consumer = EventConsumer(services, reactions())
+        consumer = EventConsumer(db, services.catalog, reactions(services))
         await consumer.process()  # the seed's own crossings (back in stock)
         await seed_customers(db, customers, vip_share, rng)
         async with db.transaction() as session:
@@ -122,7 +122,7 @@ async def one_run(customers: int, vip_share: float, seed_value: int) -> tuple[fl
         found: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         watcher = asyncio.create_task(watch_first_vip(db, started, found))
         await consumer.process()
-        await continue_plans(services)
+        await continue_plans(db, services.recovery)
         planned = time.perf_counter() - started
         first_vip = await asyncio.wait_for(found, 5)
         await watcher

@@ -21,10 +21,14 @@ from bot.delivery.sender import Sender
 from bot.delivery.shared_rate import create_rate_gate
 from bot.delivery.telegram import TelegramTransport
 from bot.events import EventConsumer, Reaction, merge_reactions
-from bot.inventory.reorder import REORDER_REACTIONS
-from bot.recovery.reactions import RECOVERY_REACTIONS
-from bot.handlers.middlewares import CommitBeforeTelegram, Throttle
+from bot.handlers import build_routers
+from bot.handlers.errors import on_error
+from bot.handlers.fsm_storage import DatabaseStorage
+from bot.handlers.middlewares import CommitBeforeTelegram, Throttle, UnitOfWork
+from bot.inventory.reorder import reorder_reactions
 from bot.models import StockEventKind
+from bot.recovery.reactions import recovery_reactions
+from bot.runner import run
 from bot.services import Services
 from bot.settings import Settings
 
@@ -41,11 +45,6 @@ def create_bot(settings: Settings, *, session: AiohttpSession | None = None) -> 
 
 
 def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -> Dispatcher:
-    from bot.handlers import build_routers
-    from bot.handlers.errors import on_error
-    from bot.handlers.fsm_storage import DatabaseStorage
-    from bot.handlers.middlewares import UnitOfWork
-
     storage = MemoryStorage() if services.db.is_sqlite else DatabaseStorage(services.db)
     dispatcher = Dispatcher(storage=storage, services=services)
     throttle = throttle or Throttle()
@@ -59,9 +58,11 @@ def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -
     return dispatcher
 
 
-def reactions() -> dict[StockEventKind, list[Reaction]]:
-    """What happens on each stock event: each package declares its own reactions beside its code."""
-    return merge_reactions(REORDER_REACTIONS, RECOVERY_REACTIONS)
+def reactions(services: Services) -> dict[StockEventKind, list[Reaction]]:
+    """What happens on each stock event: each package declares its own reactions beside its code,
+    given the parts of `services` they use."""
+    return merge_reactions(reorder_reactions(services.settings, services.templates),
+                           recovery_reactions(services.recovery))
 
 
 @dataclass(slots=True)
@@ -88,7 +89,7 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
         services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate,
         rate_gate=create_rate_gate(services.settings, services.db),  # shared by all processes on PostgreSQL
     )
-    consumer = EventConsumer(services, reactions())
+    consumer = EventConsumer(services.db, services.catalog, reactions(services))
     # Woken after the commit that wrote their work, never before (it would not be visible yet).
     services.db.on_commit(OUTBOX, sender.wake)
     services.db.on_commit(STOCK_EVENTS, consumer.wake)
@@ -97,6 +98,4 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
 
 
 async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
-    from bot.runner import run
-
     return await run(settings, webhook=webhook)

@@ -20,7 +20,8 @@ def version() -> str:
 
 
 def _columns_help() -> str:
-    # The importer owns the columns; the help reads them so the two never disagree.
+    # The importer owns the columns; the help reads them so the two never disagree. Deferred (CLI
+    # start path): only `import --help` pays for loading the importer.
     from bot.inventory.importer import COLUMNS
 
     lines = ["columns (first row of the file is the header):"]
@@ -98,8 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Each command imports what it needs when it runs (CLI start path): `--help`, `--version` and a
+# bad setting answer at once, and no command pays for another's imports (aiogram takes seconds).
+
+
 async def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
-    from bot.runner import open_database
+    from bot.runner import open_database  # deferred: see above
 
     db = await open_database(settings)
     await db.dispose()
@@ -108,7 +113,7 @@ async def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.inventory.importer import import_csv
+    from bot.inventory.importer import import_csv  # deferred: see above
     from bot.runner import open_database
 
     label = str(args.file)
@@ -140,7 +145,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runner import bot_username, open_database
+    from bot.runner import bot_username, open_database  # deferred: see above
     from bot.shop.customers import issue_invites
 
     username = None if args.token_only else await bot_username(settings, "stockbot customers invite")
@@ -160,13 +165,13 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runner import run
+    from bot.runner import run  # deferred: see above
 
     return await run(settings, webhook=args.webhook)
 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.demo import run_demo
+    from bot.demo import run_demo  # deferred: see above (the demo runs the whole bot, aiogram included)
 
     return await run_demo(locales=("en", "zh") if args.locale == "both" else (args.locale,))
 
@@ -188,13 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.webhook:
                 if not settings.WEBHOOK_URL:
                     raise SettingsError("WEBHOOK_URL", "is required by `stockbot run --webhook`")
-                from bot.runner import with_webhook_secret
+                from bot.runner import with_webhook_secret  # deferred (CLI start path)
 
                 settings = with_webhook_secret(settings)
         elif args.command == "customers" and not args.token_only:
             settings.require_token("stockbot customers invite (or use --token-only)")
         if args.command != "demo":  # the demo prints conversations, and keeps its own quiet logging
-            from bot.logs import configure_logging
+            from bot.logs import configure_logging  # deferred (CLI start path): it loads SQLAlchemy
 
             configure_logging(settings)
         return asyncio.run(_handler(args)(settings, args))

@@ -15,6 +15,8 @@ from itertools import islice
 from typing import TypeVar
 
 from sqlalchemy import event, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
@@ -153,10 +155,7 @@ def create_database(settings: Settings | str) -> Database:
 
 def dialect_insert(session: AsyncSession, table):  # type: ignore[no-untyped-def]
     """`INSERT` with `ON CONFLICT` support for the session's dialect (SQLite or PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     return insert(table)
 
 

@@ -38,10 +38,10 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import chunked, dialect_insert
+from bot.db import Database, chunked, dialect_insert
+from bot.inventory.catalog import Catalog
 from bot.models import EventLease, StockEvent, StockEventKind, utcnow
 from bot.process import holder_id, is_dead_local_holder
-from bot.services import Services
 from bot.waiting import until_any
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ CLAIM_SIZE = {CUSTOMER_LANE: 500, BOOKKEEPING_LANE: 5000}
 _FLIPS = (StockEventKind.OUT_OF_STOCK.value, StockEventKind.BACK_IN_STOCK.value)
 _LEVELS = (StockEventKind.LOW_STOCK.value, StockEventKind.RECOVERED.value)
 
-React = Callable[[AsyncSession, Services, Sequence[StockEvent]], Awaitable[object]]
+React = Callable[[AsyncSession, Sequence[StockEvent]], Awaitable[object]]
 Concerns = Callable[[AsyncSession, Collection[int]], Awaitable[set[int]]]
 
 
@@ -62,7 +62,8 @@ class Reaction:
     """What one part of the bot does with a kind of event.
 
     `react` gets the coalesced events of its kind (one product's in the customer lane, a whole
-    batch's in the bookkeeping lane), in the transaction that marks them processed. `concerns`,
+    batch's in the bookkeeping lane), in the transaction that marks them processed. What else it
+    needs (settings, templates, the catalog) it was given when its package built its table. `concerns`,
     when given, returns which of the products it could do anything for; the others skip `react`.
     """
 
@@ -119,8 +120,9 @@ class _Claim:
 class EventConsumer:
     """Consumes the event backlog: `process()` until nothing is left, or `run()` as a worker."""
 
-    def __init__(self, services: Services, reactions: Reactions, *, poll_interval: float = 1.0) -> None:
-        self.services = services
+    def __init__(self, db: Database, catalog: Catalog, reactions: Reactions, *, poll_interval: float = 1.0) -> None:
+        self.db = db
+        self.catalog = catalog
         self.reactions = reactions
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
@@ -135,7 +137,7 @@ class EventConsumer:
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.services.catalog.refresh(self.services.db)
+                await self.catalog.refresh(self.db)
                 while not stop.is_set() and await self.process_once():
                     pass
             except Exception:  # the worker must outlive a bad batch; the rows stay pending
@@ -144,7 +146,7 @@ class EventConsumer:
 
     async def process(self) -> int:
         """Handle every pending event (tests, the demo); returns how many were handled."""
-        await self.services.catalog.refresh(self.services.db)
+        await self.catalog.refresh(self.db)
         total = 0
         while handled := await self.process_once():
             total += handled
@@ -173,7 +175,7 @@ class EventConsumer:
     async def _claim(self, lane: int) -> _Claim:
         claim = _Claim()
         now = utcnow()
-        async with self.services.db.transaction() as session:
+        async with self.db.transaction() as session:
             if session.get_bind().dialect.name == "postgresql":
                 # Claims are short; taking them one at a time keeps two processes from splitting
                 # one product's events between them.
@@ -235,7 +237,7 @@ class EventConsumer:
         work_ids = [event_id for product_id in product_ids for event_id in claim.work[product_id]]
         covered = [event_id for product_id in product_ids for event_id in claim.covered[product_id]]
         try:
-            async with self.services.db.transaction() as session:
+            async with self.db.transaction() as session:
                 events = list(await session.scalars(
                     select(StockEvent).where(StockEvent.id.in_(work_ids), StockEvent.processed_at.is_(None))
                     .order_by(StockEvent.id)
@@ -245,7 +247,7 @@ class EventConsumer:
                     by_kind[StockEventKind(event.kind)].append(event)
                 for kind, kind_events in by_kind.items():
                     for reaction in self.reactions.get(kind, ()):
-                        await reaction.react(session, self.services, kind_events)
+                        await reaction.react(session, kind_events)
                 await _mark_processed(session, covered, utcnow())
                 await _release(session, product_ids)
         except asyncio.CancelledError:
@@ -261,7 +263,7 @@ class EventConsumer:
 
     async def _release_quietly(self, product_ids: list[int]) -> None:
         try:
-            async with self.services.db.transaction() as session:
+            async with self.db.transaction() as session:
                 await _release(session, product_ids)
         except Exception:  # the leases run out on their own
             log.warning("could not hand back %d products' events", len(product_ids), exc_info=True)
@@ -270,7 +272,7 @@ class EventConsumer:
         self, work_ids: list[int], covered: list[int], product_ids: list[int], exc: Exception
     ) -> None:
         now = utcnow()
-        async with self.services.db.transaction() as session:
+        async with self.db.transaction() as session:
             failed = list(await session.scalars(select(StockEvent).where(StockEvent.id.in_(work_ids))))
             parked = False
             for event in failed:

@@ -18,8 +18,7 @@ from bot.delivery import outbox
 from bot.delivery.quiet import local_day
 from bot.inventory import reorder
 from bot.models import utcnow
-from bot.planning.jobs import PLANNING_JOBS
-from bot.planning.report_service import REPORT_JOBS, weekly_report
+from bot.planning.jobs import PLANNING_JOBS, weekly_report
 from bot.recovery.jobs import RECOVERY_JOBS
 from bot.services import Services, Work, in_transaction
 
@@ -39,11 +38,12 @@ async def _sweep_expired_leases(session: AsyncSession, services: Services) -> in
 
 
 async def _purchaser_digest(session: AsyncSession, services: Services) -> int:
-    return await reorder.send_digest(session, services, local_day(utcnow(), services.settings.zone))
+    settings = services.settings
+    return await reorder.send_digest(session, settings, services.templates, local_day(utcnow(), settings.zone))
 
 
 async def _wake_snoozed_prompts(session: AsyncSession, services: Services) -> int:
-    return await reorder.wake_snoozed(session, services)
+    return await reorder.wake_snoozed(session, services.settings, services.templates)
 
 
 sweep_expired_leases = in_transaction(_sweep_expired_leases)
@@ -102,7 +102,7 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     # Stock events and the outbox have their own workers (bot/events.py, bot/delivery/sender.py).
     every(30, "sweep-leases", sweep_expired_leases)
     every(60, "wake-snoozed", wake_snoozed_prompts)
-    for name, seconds, work in (*RECOVERY_JOBS, *REPORT_JOBS, *PLANNING_JOBS):
+    for name, seconds, work in (*RECOVERY_JOBS, *PLANNING_JOBS):
         every(seconds, name, work)
     digest = settings.digest_time
     jobs.scheduler.add_job(

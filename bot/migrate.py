@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bot import migrations
@@ -31,8 +32,6 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 async def recreate(db: Database) -> None:
     """Drop everything and migrate from empty: for test and benchmark databases only."""
     if db.engine.dialect.name == "postgresql":
-        from sqlalchemy import text
-
         async with db.engine.begin() as connection:
             await connection.execute(text("DROP SCHEMA public CASCADE"))
             await connection.execute(text("CREATE SCHEMA public"))

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot.db import Database, create_database
 from bot.leadership import poll_updates
+from bot.migrate import upgrade
 from bot.settings import Settings, SettingsError
 
 if TYPE_CHECKING:  # aiogram takes seconds to import: `db upgrade` and `import` never need it
@@ -52,8 +53,6 @@ def _reason(exc: BaseException) -> str:
 
 async def open_database(settings: Settings) -> Database:
     """The database, migrated to the newest schema."""
-    from bot.migrate import upgrade
-
     db = create_database(settings)
     try:
         # Connect on its own first, so that only a failure to open counts as a settings problem;
@@ -68,7 +67,7 @@ async def open_database(settings: Settings) -> Database:
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
-    try:
+    try:  # deferred (heavy, optional): only PostgreSQL needs asyncpg; a SQLite run never loads it
         from asyncpg import PostgresError
     except ImportError:  # pragma: no cover - asyncpg is a dependency
         return ()
@@ -77,6 +76,7 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
 
 async def check_bot(bot: Bot, settings: Settings) -> User:
     """Who the token belongs to, asking the Bot API server the settings name."""
+    # Deferred (CLI start path): this module must not import aiogram, see TYPE_CHECKING above.
     from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 
     try:
@@ -91,7 +91,7 @@ async def check_bot(bot: Bot, settings: Settings) -> User:
 
 
 async def bot_username(settings: Settings, command: str) -> str:
-    from bot.app import create_bot
+    from bot.app import create_bot  # deferred (CLI start path): bot.app imports aiogram
 
     settings.require_token(command)
     bot = create_bot(settings)
@@ -103,6 +103,8 @@ async def bot_username(settings: Settings, command: str) -> str:
 
 
 async def run(settings: Settings, *, webhook: bool = False) -> int:
+    # Deferred (CLI start path): the bot, its handlers, jobs and services import aiogram, the
+    # scheduler, numpy and the catalog; `db upgrade` and `import` load this module and need none.
     from bot.app import create_bot, create_runtime
     from bot.handlers.commands import publish_default_commands
     from bot.jobs import create_scheduler
@@ -166,13 +168,13 @@ async def run(settings: Settings, *, webhook: bool = False) -> int:
 
 
 def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
-    from bot.api.app import add_api_routes
+    from bot.api.app import add_api_routes  # deferred (CLI start path): only `run` serves the API
 
     add_api_routes(app, settings, db)
 
 
 async def _add_webhook(app: web.Application, runtime, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler  # deferred (CLI start path): aiogram
 
     class SecretCheckedHandler(SimpleRequestHandler):
         """Refuses (403) any update whose secret-token header is missing or wrong."""

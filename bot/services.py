@@ -1,4 +1,9 @@
-"""Everything a handler, job or API route needs, built once by the composition root."""
+"""Everything a handler, job or API route needs, built once by the composition root.
+
+`Services` is the bag the edges hold: aiogram hands it to handlers, the scheduler to jobs, and the
+composition root unpacks it for the event worker and its reactions. Domain code never takes it:
+the edges pass each function the parts it uses (a session, the settings, the templates, the
+catalog, a `Gate`, or a package's small context such as `RecoveryContext`)."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from bot.db import Database
 from bot.delivery.outbox import Gate
 from bot.delivery.templates import Templates
 from bot.inventory.catalog import Catalog
+from bot.recovery.context import RecoveryContext
 from bot.settings import Settings
 
 
@@ -29,8 +35,9 @@ class Services:
             daily_cap=self.settings.DAILY_MESSAGE_CAP,
         )
 
-    def admins(self) -> frozenset[int]:
-        return self.settings.ADMIN_IDS
+    @property
+    def recovery(self) -> RecoveryContext:
+        return RecoveryContext(settings=self.settings, templates=self.templates, catalog=self.catalog)
 
 
 def build_services(settings: Settings, db: Database) -> Services:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from dotenv import dotenv_values  # pydantic-settings' own .env reader
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Locale = Literal["en", "zh"]
@@ -225,8 +226,6 @@ def _quiet_hours_given_empty(env_file: object) -> bool:
     if "QUIET_HOURS" in os.environ:
         return os.environ["QUIET_HOURS"].strip() == ""
     if isinstance(env_file, (str, os.PathLike)) and os.path.isfile(env_file):
-        from dotenv import dotenv_values  # pydantic-settings' own .env reader
-
         value = dotenv_values(env_file).get("QUIET_HOURS")
         return value is not None and value.strip() == ""
     return False

@@ -130,12 +130,12 @@ async def test_a_stop_mid_backlog_loses_nothing(bot_harness: Harness) -> None:
     stop = asyncio.Event()
     seen: list[int] = []
 
-    async def slow(session, services, events):  # type: ignore[no-untyped-def]
+    async def slow(session, events):  # type: ignore[no-untyped-def]
         seen.extend(e.product_id for e in events)
         stop.set()  # the operator's SIGTERM arrives while the first batch is being handled
         await asyncio.sleep(0.05)
 
-    consumer = EventConsumer(h.services, {StockEventKind.LOW_STOCK: [Reaction(slow)]})
+    consumer = EventConsumer(h.db, h.services.catalog, {StockEventKind.LOW_STOCK: [Reaction(slow)]})
     await asyncio.wait_for(consumer.run(stop), timeout=30)
     assert await _pending(h) == 0  # the batch in hand was finished and committed
     # A reaction that fails on stop is rolled back: its events stay pending for the next run.
@@ -143,10 +143,10 @@ async def test_a_stop_mid_backlog_loses_nothing(bot_harness: Harness) -> None:
         await apply_changes(session, [StockChange(f"P-{n}", "SH", on_hand=9) for n in range(12)])
         await apply_changes(session, [StockChange(f"P-{n}", "SH", delta=-6) for n in range(12)])
 
-    async def cancelled(session, services, events):  # type: ignore[no-untyped-def]
+    async def cancelled(session, events):  # type: ignore[no-untyped-def]
         raise asyncio.CancelledError
 
-    with_cancel = EventConsumer(h.services, {StockEventKind.LOW_STOCK: [Reaction(cancelled)]})
+    with_cancel = EventConsumer(h.db, h.services.catalog, {StockEventKind.LOW_STOCK: [Reaction(cancelled)]})
     try:
         await with_cancel.process()
     except asyncio.CancelledError:

@@ -40,7 +40,7 @@ async def test_a_failing_reaction_is_retried_then_parked_without_blocking_others
     await _low(h, "A")
     await _low(h, "B")
 
-    async def broken_for_a(session, services, events):  # type: ignore[no-untyped-def]
+    async def broken_for_a(session, events):  # type: ignore[no-untyped-def]
         if any(event.product_id == a_id for event in events):
             raise RuntimeError("supplier system down")
         handled.extend(event.product_id for event in events)
@@ -48,7 +48,7 @@ async def test_a_failing_reaction_is_retried_then_parked_without_blocking_others
     async with h.db.read_session() as session:
         a_id = await session.scalar(select(Product.id).where(Product.sku == "A"))
     handled: list[int] = []
-    consumer = EventConsumer(h.services, {StockEventKind.LOW_STOCK: [Reaction(broken_for_a)]})
+    consumer = EventConsumer(h.db, h.services.catalog, {StockEventKind.LOW_STOCK: [Reaction(broken_for_a)]})
     for attempt in range(MAX_ATTEMPTS):
         await consumer.process()
         async with h.db.transaction() as session:  # the back-off before a retry has passed

@@ -157,14 +157,13 @@ def _callbacks(markup: dict | None) -> list[str]:
 
 
 def test_service_built_callback_data_is_what_the_handlers_parse() -> None:
-    """Services pack callback data with their own prefix constants, without aiogram; the handlers
+    """Domain code packs callback data with its own prefix constants, without aiogram; the handlers
     parse it with CallbackData classes. Buttons as built must be what those classes pack."""
     assert (PromptAction.__prefix__, OfferAction.__prefix__, PlanAction.__prefix__) == (
         PROMPT_PREFIX, OFFER_PREFIX, PLAN_PREFIX)
-    services = SimpleNamespace(templates=TEMPLATES)
-    prompt = prompt_buttons(services, "en", SimpleNamespace(id=12))  # type: ignore[arg-type]
+    prompt = prompt_buttons(TEMPLATES, "en", SimpleNamespace(id=12))  # type: ignore[arg-type]
     assert _callbacks(prompt) == [PromptAction(action=a, prompt_id=12).pack() for a in ("ordered", "snooze", "dismiss")]
-    offer = OfferRenderer(services, PRODUCT, SUBS, None).buttons("en", 7, has_line=True)  # type: ignore[arg-type]
+    offer = OfferRenderer(TEMPLATES, PRODUCT, SUBS, None).buttons("en", 7, has_line=True)
     assert _callbacks(offer) == [
         *(OfferAction(action="take", offer_id=7, product_id=sub.product_id).pack() for sub in SUBS),
         OfferAction(action="wait", offer_id=7, product_id=0).pack(),

@@ -98,7 +98,7 @@ async def test_a_history_import_seen_in_the_database_refreshes_the_forecast(serv
     async with db.transaction() as session:
         product = await add_product(session, "P", stock={"SH": 30})
         await add_history(session, product.id, "SH", [(2, 30)] * 60)
-    await refresh_forecasts(services)
+    await refresh_forecasts(db, services.settings, services.templates)
     async with db.transaction() as session:  # another process imports a busier history
         await session.execute(update(SalesDay).values(sold=6))
         await history_changed(session, [product.id])
@@ -132,7 +132,7 @@ async def test_waitlist_sign_ups_count_as_demand(services: Services, db: Databas
             await session.flush()
             session.add(WaitlistEntry(product_id=product.id, customer_id=customer.id,
                                       expires_at=utcnow() + timedelta(days=30)))
-    await refresh_forecasts(services)
+    await refresh_forecasts(db, services.settings, services.templates)
     async with db.read_session() as session:
         assert 1.8 <= await session.scalar(select(DemandForecast.daily_demand)) <= 2.2  # 1 sold + 1 signed up a day
 
@@ -146,7 +146,7 @@ async def test_suggestions_use_the_measured_lead_time_after_three_receipts(servi
             await place_order(session, product, sh, 10, utcnow() - timedelta(days=10), None)
         await session.execute(update(PurchaseOrder).values(ordered_at=utcnow() - timedelta(days=20),
                                                            received_at=utcnow()))
-    await refresh_forecasts(services)
+    await refresh_forecasts(db, services.settings, services.templates)
     async with db.read_session() as session:
         assert await session.scalar(select(ReplenishmentPolicy.lead_time_days)) == 20.0
 
@@ -164,7 +164,7 @@ async def test_the_replenishment_api_lists_transfers_and_buys(services: Services
         await add_history(session, moved.id, "BJ", [(1, 200)] * 60)
         bought = await add_product(session, "BUY", lead_time_days=14, supplier="Rosa Ltd", stock={"SH": 3})
         await add_history(session, bought.id, "SH", [(4, 30)] * 60)
-    await refresh_forecasts(services)
+    await refresh_forecasts(db, services.settings, services.templates)
     async with TestClient(TestServer(create_api_app(api_settings, db))) as client:
         assert (await _get(client, None)).status == 401
         assert (await _get(client, "wrong")).status == 401

@@ -160,15 +160,15 @@ async def test_taking_a_substitute_reserves_it_until_the_hold_ends(bot_harness: 
     # The sales rep hears about it in the day's digest, once however often the job runs.
     async with h.db.transaction() as session:
         tomorrow = utcnow() + timedelta(days=1)
-        assert await send_digest(session, h.services, now=tomorrow.replace(hour=23)) == 1
-        assert await send_digest(session, h.services, now=tomorrow.replace(hour=23, minute=30)) == 0
+        assert await send_digest(session, h.services.recovery, now=tomorrow.replace(hour=23)) == 1
+        assert await send_digest(session, h.services.recovery, now=tomorrow.replace(hour=23, minute=30)) == 0
     await h.settle()
     digest = h.last(REP).plain_text
     assert "Cust C-REG" not in digest and "Vera <VIP> (C-VIP): 2 × Velvet Lipstick Rose instead of Velvet Lipstick Red" in digest
 
     # The hold ends: the stock is released through the stock service, once.
-    assert await release_expired_holds(h.services, now=utcnow() + timedelta(hours=25)) == 1
-    assert await release_expired_holds(h.services, now=utcnow() + timedelta(hours=26)) == 0
+    assert await release_expired_holds(h.db, now=utcnow() + timedelta(hours=25)) == 1
+    assert await release_expired_holds(h.db, now=utcnow() + timedelta(hours=26)) == 0
     assert await available(h, "LIP-2") == 5
 
 

@@ -50,11 +50,11 @@ async def test_partial_restock_notifies_vip_first_then_waves_while_stock_remains
     assert timedelta(minutes=29) < restock.next_wave_at - utcnow() <= timedelta(minutes=30)
 
     # Not due yet: nothing happens; after the interval, stock remains, so the last one hears.
-    assert await run_due_waves(h.services) == 0
-    assert await run_due_waves(h.services, now=utcnow() + timedelta(minutes=31)) == 1
+    assert await run_due_waves(h.db, h.services.recovery) == 0
+    assert await run_due_waves(h.db, h.services.recovery, now=utcnow() + timedelta(minutes=31)) == 1
     await h.settle()
     assert notices(h) == [VIP, *REGULARS]
-    assert await run_due_waves(h.services, now=utcnow() + timedelta(hours=2)) == 0
+    assert await run_due_waves(h.db, h.services.recovery, now=utcnow() + timedelta(hours=2)) == 0
     async with h.db.read_session() as session:
         restock = await session.scalar(select(Restock))
         statuses = set(await session.scalars(select(WaitlistEntry.status)))
@@ -71,7 +71,7 @@ async def test_the_next_wave_waits_for_stock_and_resumes_on_the_next_restock(bot
     assert len(notices(h)) == 4
     await change_stock(h, "LIP-1", -2)  # sold: gone before the next wave
     await h.settle()
-    assert await run_due_waves(h.services, now=utcnow() + timedelta(minutes=31)) == 0
+    assert await run_due_waves(h.db, h.services.recovery, now=utcnow() + timedelta(minutes=31)) == 0
     await h.settle()
     assert REGULARS[3] not in notices(h)
     async with h.db.read_session() as session:
@@ -100,7 +100,7 @@ async def test_restock_min_units_holds_notices_until_that_many_are_available(set
         await h.settle()
         assert notices(h) == []
         await change_stock(h, "LIP-1", +1)  # three available: a wave of 6 covers all five
-        assert await run_due_waves(h.services, now=utcnow() + timedelta(minutes=31)) == 5
+        assert await run_due_waves(h.db, h.services.recovery, now=utcnow() + timedelta(minutes=31)) == 5
         await h.settle()
         assert notices(h) == [VIP, *REGULARS]
 
@@ -125,7 +125,7 @@ async def test_a_vip_may_have_a_unit_held_on_restock(settings: Settings, db: Dat
         async with h.db.read_session() as session:
             hold = await session.scalar(select(Reservation))
         assert hold.reason == "vip_restock_hold" and hold.qty == 1
-        assert await release_expired_holds(h.services, now=utcnow() + timedelta(hours=13)) == 1
+        assert await release_expired_holds(h.db, now=utcnow() + timedelta(hours=13)) == 1
         assert await available(h, "LIP-1") == 3
 
 
@@ -137,8 +137,8 @@ async def test_waitlist_entries_expire_with_a_notice(bot_harness: Harness) -> No
             expires_at=utcnow() - timedelta(minutes=1)))
         keep = await session.scalar(select(WaitlistEntry).order_by(WaitlistEntry.id.desc()).limit(1))
         keep.expires_at = utcnow() + timedelta(days=3)
-    assert await expire_waitlist(h.services) == 4
-    assert await expire_waitlist(h.services) == 0  # safe twice
+    assert await expire_waitlist(h.db, h.services.recovery) == 4
+    assert await expire_waitlist(h.db, h.services.recovery) == 0  # safe twice
     await h.settle()
     notice = h.last(REGULARS[0]).plain_text
     assert "your place on the waitlist for Velvet Lipstick Red has ended after 90 days" in notice

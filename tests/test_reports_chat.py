@@ -103,8 +103,9 @@ async def test_weekly_report_reaches_admins_and_purchasers_once_through_the_outb
     assert "sales rep" in await h.reply(ADMIN, f"/grant {REP} sales")
     await shop_with_history(h)
 
-    assert await report_service.weekly_report(h.services) == 2
-    assert await report_service.weekly_report(h.services) == 0  # the same shop week: already queued
+    settings, templates = h.services.settings, h.services.templates
+    assert await report_service.weekly_report(h.db, settings, templates) == 2
+    assert await report_service.weekly_report(h.db, settings, templates) == 0  # the same shop week: already queued
     async with h.db.read_session() as session:
         files = await session.scalar(select(func.count()).select_from(NotificationFile))
     assert files == 2 * 6  # five charts and the CSV each, queued with the message

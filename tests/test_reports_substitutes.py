@@ -52,11 +52,10 @@ async def test_slow_movers_in_stock_are_preferred_when_a_product_runs_out(db: Da
         session.add(DemandForecast(product_id=wanted.id, warehouse_id=sh, daily_demand=0.1, days_of_cover=365.0))
     catalog = Catalog()
     await catalog.refresh(db)
-    services = report_service.Services(settings=settings, db=db, templates=None, catalog=catalog)  # type: ignore[arg-type]
 
     async with db.read_session() as session:
         before = [p.sku for p, _, _ in await substitutes_for(session, catalog, wanted, limit=1)]
-    assert await report_service.refresh_slow_movers(services) == 1
+    assert await report_service.refresh_slow_movers(db, settings, catalog) == 1
     assert catalog.substitute_boost == {slow.id: SLOW_MOVER_BOOST}
     async with db.read_session() as session:
         after = [p.sku for p, _, _ in await substitutes_for(session, catalog, wanted, limit=1)]

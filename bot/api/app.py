@@ -43,6 +43,7 @@ from bot.db import POOL_SIZE, Database, ids_by_key
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes
 from bot.models import Product
 from bot.planning.purchasing import settle_applied
+from bot.planning.suggestions import as_json, suggestions
 from bot.recovery.redemption import RedeemStatus, redeem_coupon
 from bot.settings import Settings
 from bot.shop.customers import CustomerInput, upsert_customers
@@ -398,8 +399,6 @@ class IntegrationApi:
 
     async def replenishment(self, request: web.Request, body: bytes) -> web.Response:
         """What to buy or move now, from the demand forecast (signed over the empty body)."""
-        from bot.planning.suggestions import as_json, suggestions
-
         async with self.db.read_session() as session:
             lines = await suggestions(session)
         return web.json_response({"suggestions": [as_json(line) for line in lines]})

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -185,8 +186,6 @@ def next_morning(now: datetime, zone: tzinfo, quiet: tuple[time, time] | None) -
 
 def _customer_zone(customer: Customer | None, default: tzinfo) -> tzinfo:
     if customer is not None and customer.timezone:
-        from zoneinfo import ZoneInfo
-
         try:
             return ZoneInfo(customer.timezone)
         except (KeyError, ValueError):

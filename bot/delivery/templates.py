@@ -12,10 +12,11 @@ the label's own markup tags dropped), where an escaped name would show as `&amp;
 
 from __future__ import annotations
 
+import html
+import re
 import tomllib
 from datetime import datetime, tzinfo
 from decimal import Decimal
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -134,9 +135,6 @@ def fit(text: str, *, limit: int = TELEGRAM_TEXT_LIMIT, more: str = "…") -> st
         kept.append(line)
         used += len(line) + 1
     if not kept:
-        import html
-        import re
-
         plain = html.unescape(re.sub(r"<[^>]+>", "", text))
         return html.escape(plain[: limit - len(more) - 10]) + more
     return "\n".join(kept + [more])

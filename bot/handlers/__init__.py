@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiogram import Router
 
+from bot.handlers import admin, common, customer, fallback, offers, purchaser, reports, sales
+
 
 def build_routers() -> list[Router]:
-    from bot.handlers import admin, common, customer, fallback, offers, purchaser, reports, sales
-
     return [
         common.create_router(),
         admin.create_router(),

@@ -73,7 +73,7 @@ async def stats(message: Message, command: CommandObject, session: AsyncSession,
                 services: Services) -> None:
     args = (command.args or "").strip()
     if args and not args.isdigit():
-        text = await funnel.customer_log_text(session, services, texts.locale, args[:128])
+        text = await funnel.customer_log_text(session, services.templates, texts.locale, args[:128])
         await message.answer(text or texts("unknown_customer", external_id=args[:128]))
         return
     days = int(args) if args and len(args) <= 3 else 7 if not args else 0

@@ -12,7 +12,7 @@ import logging
 
 from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery.templates import money
@@ -44,12 +44,12 @@ async def offer_pressed(query: CallbackQuery, callback_data: OfferAction, sessio
                                             chat_id=message.chat.id if message else None,
                                             message_id=message.message_id if message else None)
         if callback_data.action == "take":
-            result = await offers.take_substitute(session, services, offer, callback_data.product_id)
+            result = await offers.take_substitute(session, services.recovery, offer, callback_data.product_id)
             if isinstance(result, offers.SoldOut):
                 await session.flush()
                 key = "recovery_sold_out_next" if result.next else "recovery_sold_out_none"
                 await query.answer(answer_text(texts.plain(key, name=result.substitute.name)), show_alert=True)
-                text, markup = await offers.render_offer(session, services, offer, texts.locale)
+                text, markup = await offers.render_offer(session, services.templates, offer, texts.locale)
                 await _edit(message, text, markup)
                 return
             done = texts("recovery_taken", qty=result.qty, name=result.substitute.name,
@@ -57,8 +57,9 @@ async def offer_pressed(query: CallbackQuery, callback_data: OfferAction, sessio
                          until=result.reservation.expires_at)
             toast = texts.plain("recovery_taken_short", name=result.substitute.name)
         elif callback_data.action == "wait":
-            await offers.wait_for_restock(session, services, offer)
-            done = texts("recovery_waiting", days=services.settings.WAITLIST_DAYS)
+            days = services.settings.WAITLIST_DAYS
+            await offers.wait_for_restock(session, offer, waitlist_days=days)
+            done = texts("recovery_waiting", days=days)
             toast = texts.plain("recovery_waiting_short")
         elif callback_data.action == "cancel":
             await offers.cancel_line(session, offer)
@@ -70,7 +71,7 @@ async def offer_pressed(query: CallbackQuery, callback_data: OfferAction, sessio
         await query.answer(texts.plain(refused.key), show_alert=True)
         return
     await session.flush()
-    text, _ = await offers.render_offer(session, services, offer, texts.locale, done=done)
+    text, _ = await offers.render_offer(session, services.templates, offer, texts.locale, done=done)
     await query.answer(answer_text(toast))
     await _edit(message, text, None)
 
@@ -78,8 +79,6 @@ async def offer_pressed(query: CallbackQuery, callback_data: OfferAction, sessio
 async def _edit(message: Message | None, text: str, markup: dict | None) -> None:  # type: ignore[type-arg]
     if message is None:
         return
-    from aiogram.types import InlineKeyboardMarkup
-
     try:
         await message.edit_text(text, reply_markup=InlineKeyboardMarkup.model_validate(markup) if markup else None)
     except TelegramBadRequest:  # unchanged, or too old to edit: the answer already told them

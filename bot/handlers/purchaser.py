@@ -152,7 +152,7 @@ async def prompt_pressed(
     elif action == "ordered":
         product = await session.get(Product, prompt.product_id)
         assert product is not None
-        suggestion = await reorder.suggest(session, product, services)
+        suggestion = await reorder.suggest(session, product, services.settings)
         await state.set_state(Ordering.quantity)
         message_id = query.message.message_id if query.message else None
         await state.update_data(prompt_id=prompt.id, prompt_message_id=message_id, plan_product_id=None,
@@ -229,7 +229,8 @@ async def _finish_order(
         await target.answer(texts("prompt_gone"))
         return
     assert product is not None
-    await stock_changed(session, services, [product.id])  # what is on its way changes the cover
+    # What is on its way changes the cover.
+    await stock_changed(session, services.settings, services.templates, [product.id])
     recorded = texts("order_recorded", sku=product.sku, qty=data["qty"], eta=eta.date().isoformat())
     if data.get("prompt_message_id") and target.bot:
         # The prompt itself loses its buttons, so nobody orders the same thing twice, and the one

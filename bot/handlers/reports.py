@@ -27,7 +27,8 @@ async def report(message: Message, command: CommandObject, session: AsyncSession
     if days is None:
         await message.answer(texts("usage_report"))
         return
-    files = await report_service.build(session, services, days=days, locale=texts.locale)
+    files = await report_service.build(session, services.db, services.settings, services.templates, days=days,
+                                       locale=texts.locale)
     if files is None:
         await message.answer(texts("report_empty"))
         return

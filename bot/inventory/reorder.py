@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db import chunked
 from bot.delivery.markup import Button, keyboard, pack
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue
+from bot.delivery.templates import Templates
 from bot.events import Reaction, Reactions
 from bot.inventory.stock import demand, warehouse_ids
 from bot.models import (
@@ -32,7 +33,7 @@ from bot.models import (
 from bot.planning.purchasing import place_order
 from bot.planning.service import pack_size, product_cover
 from bot.planning.suggestions import Action, Line, suggestions
-from bot.services import Services
+from bot.settings import Settings
 from bot.shop.staff import locale_of, purchasing_recipients
 
 PROMPT_PREFIX = "rp"
@@ -68,7 +69,7 @@ class Suggestion:
         return self.daily_demand is not None
 
 
-async def suggest(session: AsyncSession, product: Product, services: Services) -> Suggestion:
+async def suggest(session: AsyncSession, product: Product, settings: Settings) -> Suggestion:
     """What to order: from the forecast's policy where the product has one (transfers first),
     else from the ledger's recent sales over the lead time plus the waitlist. Either way at least
     enough to lift it above its reorder point."""
@@ -78,7 +79,7 @@ async def suggest(session: AsyncSession, product: Product, services: Services) -
     )
     waiting, vip = await waitlist_counts(session, product.id)
     available = product.available
-    cover = (await product_cover(session, [product.id], services.settings.zone)).get(product.id)
+    cover = (await product_cover(session, [product.id], settings.zone)).get(product.id)
     if cover is not None:
         lines = await suggestions(session, [product.id])
         moving = next((line for line in lines if line.action is Action.TRANSFER), None)
@@ -91,7 +92,7 @@ async def suggest(session: AsyncSession, product: Product, services: Services) -
             days_of_cover=cover.days_of_cover, stockout_date=cover.stockout_date,
             pack_size=pack_size(product.attributes), transfer=moving,
         )
-    days = services.settings.DEMAND_DAYS
+    days = settings.DEMAND_DAYS
     sold = await demand(session, product.id, utcnow() - timedelta(days=days))
     lead_demand = math.ceil(sold * product.lead_time_days / days)
     qty = product.safety_stock + lead_demand + waiting - max(available, 0) - incoming
@@ -116,9 +117,9 @@ async def waitlist_counts(session: AsyncSession, product_id: int) -> tuple[int, 
 
 
 def prompt_buttons(
-    services: Services, locale: str, prompt: ReorderPrompt, suggestion: Suggestion | None = None
+    templates: Templates, locale: str, prompt: ReorderPrompt, suggestion: Suggestion | None = None
 ) -> dict | None:
-    label = services.templates.label
+    label = templates.label
     moving = suggestion.transfer if suggestion else None
     return keyboard([
         [Button(label(locale, "btn_transfer", qty=moving.qty, source=moving.from_warehouse, target=moving.warehouse),
@@ -136,7 +137,9 @@ def transfer_data(line: Line) -> str:
     return pack(PLAN_PREFIX, "t", line.product_id, line.from_warehouse_id, line.warehouse_id, line.qty)
 
 
-async def on_low_stock(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> int:
+async def on_low_stock(
+    session: AsyncSession, settings: Settings, templates: Templates, events: Sequence[StockEvent]
+) -> int:
     """Open a prompt for each product unless one is already live (open, snoozed or ordered)."""
     live = await _with_live_prompt(session, [event.product_id for event in events])
     opened = 0
@@ -145,11 +148,11 @@ async def on_low_stock(session: AsyncSession, services: Services, events: Sequen
             continue
         product = await session.get(Product, event.product_id)
         assert product is not None
-        suggestion = await suggest(session, product, services)
+        suggestion = await suggest(session, product, settings)
         prompt = ReorderPrompt(product_id=product.id, cause_event_id=event.id, suggested_qty=suggestion.qty)
         session.add(prompt)
         await session.flush()
-        await send_prompt(session, services, prompt, cause=f"open{event.id}", suggestion=suggestion)
+        await send_prompt(session, settings, templates, prompt, cause=f"open{event.id}", suggestion=suggestion)
         opened += 1
     return opened
 
@@ -169,18 +172,18 @@ async def without_live_prompt(session: AsyncSession, product_ids: Collection[int
 
 
 async def send_prompt(
-    session: AsyncSession, services: Services, prompt: ReorderPrompt, *, cause: str,
+    session: AsyncSession, settings: Settings, templates: Templates, prompt: ReorderPrompt, *, cause: str,
     suggestion: Suggestion | None = None,
 ) -> None:
     product = await session.get(Product, prompt.product_id)
     assert product is not None
     # Worked out once (it reads the ledger and the waitlist), whatever the number of recipients.
-    suggestion = suggestion or await suggest(session, product, services)
+    suggestion = suggestion or await suggest(session, product, settings)
     rendered: dict[str, str] = {}
-    for user_id in await purchasing_recipients(session, services.admins()):
-        locale = await locale_of(session, user_id, services.settings.DEFAULT_LOCALE)
+    for user_id in await purchasing_recipients(session, settings.ADMIN_IDS):
+        locale = await locale_of(session, user_id, settings.DEFAULT_LOCALE)
         if locale not in rendered:
-            rendered[locale] = services.templates.render(
+            rendered[locale] = templates.render(
                 locale, "reorder_prompt", product=product, s=suggestion, prompt=prompt
             )
         await enqueue(
@@ -190,13 +193,13 @@ async def send_prompt(
                 chat_id=user_id,
                 kind="reorder_prompt",
                 text=rendered[locale],
-                reply_markup=prompt_buttons(services, locale, prompt, suggestion),
+                reply_markup=prompt_buttons(templates, locale, prompt, suggestion),
                 priority=STAFF_PRIORITY,
             ),
         )
 
 
-async def on_recovered(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> int:
+async def on_recovered(session: AsyncSession, events: Sequence[StockEvent]) -> int:
     """Stock is back above the reorder point: live prompts are done."""
     resolved = 0
     for chunk in chunked(sorted({event.product_id for event in events})):
@@ -210,11 +213,16 @@ async def on_recovered(session: AsyncSession, services: Services, events: Sequen
     return resolved
 
 
-# Purchasing's part of the event pipeline, merged with the others by the composition root.
-REORDER_REACTIONS: Reactions = {
-    StockEventKind.LOW_STOCK: (Reaction(on_low_stock, concerns=without_live_prompt),),
-    StockEventKind.RECOVERED: (Reaction(on_recovered, concerns=_with_live_prompt),),
-}
+def reorder_reactions(settings: Settings, templates: Templates) -> Reactions:
+    """Purchasing's part of the event pipeline, merged with the others by the composition root."""
+
+    async def prompt_on_low_stock(session: AsyncSession, events: Sequence[StockEvent]) -> int:
+        return await on_low_stock(session, settings, templates, events)
+
+    return {
+        StockEventKind.LOW_STOCK: (Reaction(prompt_on_low_stock, concerns=without_live_prompt),),
+        StockEventKind.RECOVERED: (Reaction(on_recovered, concerns=_with_live_prompt),),
+    }
 
 
 class PromptGone(LookupError):
@@ -274,7 +282,9 @@ async def dismiss(session: AsyncSession, prompt_id: int, user_id: int) -> Reorde
     return prompt
 
 
-async def wake_snoozed(session: AsyncSession, services: Services, now: datetime | None = None) -> int:
+async def wake_snoozed(
+    session: AsyncSession, settings: Settings, templates: Templates, now: datetime | None = None
+) -> int:
     now = now or utcnow()
     due = list(
         await session.scalars(
@@ -286,7 +296,7 @@ async def wake_snoozed(session: AsyncSession, services: Services, now: datetime 
     for prompt in due:
         prompt.status, prompt.snoozed_until = PromptStatus.OPEN.value, None
         prompt.wake_count += 1
-        await send_prompt(session, services, prompt, cause=f"wake{prompt.wake_count}")
+        await send_prompt(session, settings, templates, prompt, cause=f"wake{prompt.wake_count}")
     return len(due)
 
 
@@ -299,15 +309,15 @@ async def live_prompts(session: AsyncSession, *, include_ordered: bool = True) -
     )
 
 
-async def send_digest(session: AsyncSession, services: Services, day: str) -> int:
+async def send_digest(session: AsyncSession, settings: Settings, templates: Templates, day: str) -> int:
     """The morning list of open prompts, once a day per purchaser (keyed by the day)."""
     prompts = await live_prompts(session, include_ordered=False)
     if not prompts:
         return 0
     sent = 0
-    for user_id in await purchasing_recipients(session, services.admins()):
-        locale = await locale_of(session, user_id, services.settings.DEFAULT_LOCALE)
-        text = services.templates.render(locale, "purchaser_digest", prompts=prompts, day=day)
+    for user_id in await purchasing_recipients(session, settings.ADMIN_IDS):
+        locale = await locale_of(session, user_id, settings.DEFAULT_LOCALE)
+        text = templates.render(locale, "purchaser_digest", prompts=prompts, day=day)
         if await enqueue(session, Outgoing(f"digest:{day}:{user_id}", user_id, "digest", text, priority=STAFF_PRIORITY)):
             sent += 1
     return sent

@@ -66,7 +66,7 @@ def is_ascii_word(token: str) -> bool:
 def _pypinyin() -> ModuleType:
     """pypinyin, imported at the first Chinese name: its tables cost ~55 MB of RSS, which a
     shop without Chinese names never pays, and which are made smaller once loaded."""
-    import pypinyin
+    import pypinyin  # deferred (heavy, rarely needed): see above
 
     _share_phrase_readings()
     return pypinyin
@@ -77,7 +77,7 @@ def _share_phrase_readings() -> None:
     lists, ~35 MB; the readings are a few thousand distinct syllable lists, so equal ones can
     be one object. pypinyin deep-copies a reading before using it, so sharing is safe; left
     alone if the tables are not shaped as expected (another pypinyin version)."""
-    from pypinyin import constants, phrases_dict
+    from pypinyin import constants, phrases_dict  # deferred with pypinyin itself (_pypinyin)
 
     tables = [constants.PHRASES_DICT, phrases_dict.phrases_dict]
     if not all(isinstance(table, dict) for table in tables):

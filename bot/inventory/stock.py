@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import any_, bindparam, delete, func, select, update
+from sqlalchemy import any_, bindparam, case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -412,12 +415,12 @@ class _Statements:
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY, insert
+        insert = postgresql_insert
 
         def keyed(column: Any, name: str) -> Any:
             return column == any_(bindparam(name, type_=ARRAY(column.type)))
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        insert = sqlite_insert
 
         def keyed(column: Any, name: str) -> Any:
             return column.in_(bindparam(name, expanding=True))
@@ -528,8 +531,6 @@ async def add_incoming(
 ) -> None:
     """More stock on its way (an order, a transfer), on top of what already is; the ETA shown is
     the earliest. It does not change what is available."""
-    from sqlalchemy import case
-
     await session.run_sync(lambda sync: _ensure_level(sync.connection(), product_id, warehouse_id))
     earliest = StockLevel.incoming_eta if eta is None else case(
         ((StockLevel.incoming > 0) & (StockLevel.incoming_eta < eta), StockLevel.incoming_eta), else_=eta
@@ -556,8 +557,6 @@ async def demand(session: AsyncSession, product_id: int, since: datetime) -> int
 
 async def settle_incoming(session: AsyncSession, product_id: int, warehouse_id: int, received: int) -> None:
     """Goods arrived: what was on its way shrinks by what came (never below zero)."""
-    from sqlalchemy import case
-
     remaining = case((StockLevel.incoming > received, StockLevel.incoming - received), else_=0)
     await session.execute(
         update(StockLevel)

@@ -4,6 +4,7 @@ builds an async engine from `sqlalchemy.url` or DATABASE_URL."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -35,8 +36,6 @@ def _configure(connection: Connection) -> None:
 
 
 async def _run_with_own_engine() -> None:
-    import os
-
     url = config.get_main_option("sqlalchemy.url") or os.environ.get(
         "DATABASE_URL", "sqlite+aiosqlite:///stockbot.db"
     )

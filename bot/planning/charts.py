@@ -64,7 +64,7 @@ class Font:
 
 
 def _font(families: tuple[str, ...], cjk: bool) -> Font:
-    from matplotlib import font_manager
+    from matplotlib import font_manager  # deferred (heavy): only reports draw, see _figure
 
     coverage = []
     for family in families:
@@ -81,7 +81,7 @@ def latin_font() -> Font:
 @functools.cache
 def find_font() -> Font:
     """The CJK font when one is installed (looked up once per process), else Latin only."""
-    from matplotlib import font_manager
+    from matplotlib import font_manager  # deferred (heavy): only reports draw, see _figure
 
     known = {entry.name for entry in font_manager.fontManager.ttflist}
     if not known.intersection(CJK_FAMILIES):
@@ -139,7 +139,7 @@ def _line_in(points: float) -> float:
 
 
 def _png(fig: Figure, font: Font) -> bytes:
-    from matplotlib.text import Text
+    from matplotlib.text import Text  # deferred (heavy): only reports draw, see _figure
 
     for ax in fig.axes:
         ax.tick_params(labelfontfamily=[LATIN_FAMILY])  # numbers; named ticks are set below

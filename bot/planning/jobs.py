@@ -1,6 +1,7 @@
-"""Planning's scheduled jobs: (id, interval in seconds, async job(services)).
+"""Planning's scheduled jobs: (id, interval in seconds, async job(services)), and the weekly report.
 
-Each is safe to run twice or in two processes at once: what has been done is kept in
+These are entry points: each takes the `Services` bag the scheduler holds and hands the planning
+functions only the parts they use. Each is safe to run twice or in two processes at once: what has been done is kept in
 `planning_state` rows (the last recorded day, the day of the last full forecast, how far the
 stock ledger was read) and every write is an upsert.
 """
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import func, select
 
 from bot.models import StockMovement
-from bot.planning import history
+from bot.planning import history, report_service
 from bot.planning.service import refresh_forecasts
 from bot.planning.state import (
     FORECAST_DAY,
@@ -49,7 +50,7 @@ async def daily_forecast(services: Services) -> int:
         if not await claim_state(session, FORECAST_DAY, today):
             return 0
     try:
-        return await refresh_forecasts(services)
+        return await refresh_forecasts(services.db, services.settings, services.templates)
     except Exception:
         async with services.db.transaction() as session:
             await set_state(session, FORECAST_DAY, "")  # not done: the next run tries again
@@ -62,7 +63,7 @@ async def forecast_imported_history(services: Services) -> int:
         product_ids, seen = await dirty_products(session)
     if not product_ids or seen is None:
         return 0
-    done = await refresh_forecasts(services, product_ids)
+    done = await refresh_forecasts(services.db, services.settings, services.templates, product_ids)
     async with services.db.transaction() as session:
         await clear_dirty(session, product_ids, seen)
     return done
@@ -85,13 +86,23 @@ async def cover_after_stock_changes(services: Services) -> int:
             .where(StockMovement.id > max(last - OVERLAP, 0), StockMovement.id <= upto)
             .distinct()
         ))
-        await stock_changed(session, services, product_ids)
+        await stock_changed(session, services.settings, services.templates, product_ids)
         await set_state(session, MOVEMENTS_SEEN, str(upto))
         return len(product_ids)
+
+
+async def slow_movers(services: Services) -> int:
+    return await report_service.refresh_slow_movers(services.db, services.settings, services.catalog)
+
+
+async def weekly_report(services: Services) -> int:
+    """Run on a calendar (Mondays at DIGEST_TIME) rather than an interval: see bot/jobs.py."""
+    return await report_service.weekly_report(services.db, services.settings, services.templates)
 
 
 PLANNING_JOBS: list[tuple[str, float, Callable[[Services], Awaitable[object]]]] = [
     ("planning-daily", 300, daily_forecast),
     ("planning-imports", 30, forecast_imported_history),
     ("planning-cover", 10, cover_after_stock_changes),
+    ("slow-movers", 900, slow_movers),
 ]

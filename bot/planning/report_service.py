@@ -14,7 +14,7 @@ import csv
 import html
 import io
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -22,17 +22,18 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db import Database
 from bot.delivery import attachments
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing
 from bot.delivery.quiet import local_day
 from bot.delivery.templates import Templates, money
 from bot.delivery.transport import File
+from bot.inventory.catalog import Catalog
 from bot.models import DemandForecast, Product, Role, SalesDay, StockLevel, Warehouse, utcnow
 from bot.planning import charts, reports
 from bot.planning.charts import Bar, Font
 from bot.recovery import funnel
 from bot.recovery.funnel import FunnelReport
-from bot.services import Services
 from bot.settings import Settings
 from bot.shop.staff import locale_of, staff_with_role
 
@@ -349,21 +350,20 @@ def shop_today(settings: Settings) -> date:
     return date.fromisoformat(local_day(utcnow(), settings.zone))
 
 
-async def build(session: AsyncSession, services: Services, *, days: int, locale: str,
-                until: date | None = None) -> ReportFiles | None:
+async def build(session: AsyncSession, db: Database, settings: Settings, templates: Templates, *, days: int,
+                locale: str, until: date | None = None) -> ReportFiles | None:
     """/report: the files for one user; None when there is nothing to report.
 
     The history and the funnel are read in a read-only session, so a long read never holds
     SQLite's write lock; the update's own session is committed before drawing, which takes seconds."""
-    settings = services.settings
     until = until or shop_today(settings)
-    async with services.db.read_session() as reader:
+    async with db.read_session() as reader:
         data = await load(reader, days=days, until=until, rules=rules_of(settings))
         if data.empty:
             return None
         funnel_report = await _funnel(reader, settings, days)
     await session.commit()
-    return await asyncio.to_thread(render, services.templates, locale, data, funnel_report)
+    return await asyncio.to_thread(render, templates, locale, data, funnel_report)
 
 
 async def _funnel(session: AsyncSession, settings: Settings, days: int) -> FunnelReport:
@@ -379,29 +379,29 @@ async def report_recipients(session: AsyncSession, admin_ids: frozenset[int]) ->
     return sorted(found)
 
 
-async def weekly_report(services: Services, *, days: int = DEFAULT_DAYS, until: date | None = None) -> int:
+async def weekly_report(db: Database, settings: Settings, templates: Templates, *, days: int = DEFAULT_DAYS,
+                        until: date | None = None) -> int:
     """The job: queue the report for each admin and purchaser, once per shop week; returns how many."""
-    settings = services.settings
     until = until or shop_today(settings)
     year, week, _ = until.isocalendar()
-    async with services.db.read_session() as session:
-        recipients = await report_recipients(session, services.admins())
+    async with db.read_session() as session:
+        recipients = await report_recipients(session, settings.ADMIN_IDS)
         locales = {user: await locale_of(session, user, settings.DEFAULT_LOCALE) for user in recipients}
         data = await load(session, days=days, until=until, rules=rules_of(settings)) if recipients else None
         funnel_report = await _funnel(session, settings, days) if data and not data.empty else None
-    async with services.db.transaction() as session:
+    async with db.transaction() as session:
         await attachments.forget_sent(session, utcnow() - KEEP_FILES)
     if data is None or data.empty:
         return 0
     files = {
-        locale: await asyncio.to_thread(render, services.templates, locale, data, funnel_report)
+        locale: await asyncio.to_thread(render, templates, locale, data, funnel_report)
         for locale in sorted(set(locales.values()))
     }
     queued = 0
-    async with services.db.transaction() as session:
+    async with db.transaction() as session:
         for user, locale in locales.items():
             bundle = files[locale]
-            text = services.templates.label(locale, "report_weekly_caption", caption=bundle.caption)
+            text = templates.label(locale, "report_weekly_caption", caption=bundle.caption)
             message = Outgoing(f"weekly_report:{year}-W{week:02d}:{user}", user, "weekly_report", text,
                                priority=STAFF_PRIORITY)
             if await attachments.enqueue_with_files(session, message, [*bundle.photos, bundle.csv]):
@@ -430,15 +430,10 @@ async def slow_mover_ids(session: AsyncSession, *, until: date, rules: reports.R
     return set(await session.scalars(select(Product.id).where(Product.on_hand_total > 0, or_(*slow))))
 
 
-async def refresh_slow_movers(services: Services) -> int:
+async def refresh_slow_movers(db: Database, settings: Settings, catalog: Catalog) -> int:
     """The job: when a product runs out, in-stock slow movers of its category rank a little
     higher as substitutes (SLOW_MOVER_BOOST): selling them frees the stock they tie up."""
-    async with services.db.read_session() as session:
-        found = await slow_mover_ids(session, until=shop_today(services.settings), rules=rules_of(services.settings))
-    services.catalog.substitute_boost = dict.fromkeys(found, SLOW_MOVER_BOOST)
+    async with db.read_session() as session:
+        found = await slow_mover_ids(session, until=shop_today(settings), rules=rules_of(settings))
+    catalog.substitute_boost = dict.fromkeys(found, SLOW_MOVER_BOOST)
     return len(found)
-
-
-REPORT_JOBS: list[tuple[str, float, Callable[[Services], Awaitable[int]]]] = [
-    ("slow-movers", 900, refresh_slow_movers),
-]

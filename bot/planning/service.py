@@ -20,7 +20,8 @@ import numpy as np
 from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import chunked, dialect_insert
+from bot.db import Database, chunked, dialect_insert
+from bot.delivery.templates import Templates
 from bot.models import (
     DemandForecast,
     Product,
@@ -35,7 +36,7 @@ from bot.planning.forecast import History, forecast
 from bot.planning.history import shop_today
 from bot.planning.leadtimes import supplier_samples
 from bot.planning.replenishment import days_of_cover, policy, stockout_dates
-from bot.services import Services
+from bot.settings import Settings
 
 WINDOW_DAYS = 182  # history the forecast reads: half a year shows trend and weekday pattern
 _PARTITION = 50_000  # history rows per fetch while streaming
@@ -49,8 +50,7 @@ def pack_size(attributes: dict[str, str] | None) -> int:
     return int(raw) if raw.isdigit() and int(raw) > 0 else 1
 
 
-def service_levels(services: Services) -> dict[str, float]:
-    settings = services.settings
+def service_levels(settings: Settings) -> dict[str, float]:
     return {"A": settings.SERVICE_LEVEL_A, "B": settings.SERVICE_LEVEL_B, "C": settings.SERVICE_LEVEL_C}
 
 
@@ -228,15 +228,16 @@ def arriving_within(level: _Level | None, lead_days: float, now: datetime) -> in
     return 0
 
 
-async def refresh_forecasts(services: Services, product_ids: Sequence[int] | None = None) -> int:
+async def refresh_forecasts(
+    db: Database, settings: Settings, templates: Templates, product_ids: Sequence[int] | None = None
+) -> int:
     """Forecast every series (or those of `product_ids`), store forecasts and policies, and raise
-    early warnings; returns the number of series. Reads in one session, computes off the event
-    loop, writes in one transaction."""
-    settings = services.settings
+    early warnings (which is what the templates are for); returns the number of series. Reads in
+    one session, computes off the event loop, writes in one transaction."""
     now = utcnow()
     today = shop_today(settings.zone, now)
     end = today - timedelta(days=1)  # the last finished shop day
-    async with services.db.read_session() as session:
+    async with db.read_session() as session:
         loaded = await load_history(session, end, product_ids=product_ids)
         unique = np.unique(loaded.product_ids).tolist()
         facts = await _facts(session, unique)
@@ -260,7 +261,7 @@ async def refresh_forecasts(services: Services, product_ids: Sequence[int] | Non
 
     def compute():  # type: ignore[no-untyped-def]
         fc = forecast(loaded.history, extra_daily=extra)
-        return fc, policy(fc, lead, classes, service_levels=service_levels(services)), days_of_cover(
+        return fc, policy(fc, lead, classes, service_levels=service_levels(settings)), days_of_cover(
             available, arriving, fc.daily_demand
         )
 
@@ -278,14 +279,15 @@ async def refresh_forecasts(services: Services, product_ids: Sequence[int] | Non
          "order_up_to": float(pol.order_up_to[i]), "computed_at": now}
         for i, (p, w) in enumerate(zip(pids.tolist(), wids.tolist(), strict=True))
     ]
-    async with services.db.transaction() as session:
+    async with db.transaction() as session:
         await _upsert(session, DemandForecast, forecasts, ["daily_demand", "demand_class", "days_of_cover",
                                                            "stockout_date", "computed_at"])
         await _upsert(session, ReplenishmentPolicy, policies, ["abc", "lead_time_days", "safety_stock",
                                                                "reorder_point", "order_up_to", "computed_at"])
+        # Deferred (import cycle): warnings builds on this module's cover queries.
         from bot.planning.warnings import check_cover
 
-        await check_cover(session, services, unique)
+        await check_cover(session, settings, templates, unique)
     return len(forecasts)
 
 

@@ -15,9 +15,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
+from bot.delivery.templates import Templates
+from bot.inventory.reorder import on_low_stock
 from bot.models import CoverWarning, StockEvent, StockEventKind, utcnow
 from bot.planning.service import ProductCover, id_filters, product_cover, refresh_cover
-from bot.services import Services
+from bot.settings import Settings
 
 
 def runs_out_first(cover: ProductCover) -> bool:
@@ -29,13 +31,13 @@ def runs_out_first(cover: ProductCover) -> bool:
     )
 
 
-async def check_cover(session: AsyncSession, services: Services, product_ids: Iterable[int]) -> int:
+async def check_cover(
+    session: AsyncSession, settings: Settings, templates: Templates, product_ids: Iterable[int]
+) -> int:
     """Open an episode (and its prompt) for each product newly short of cover, end those that
     are not any more; returns how many episodes were opened."""
-    from bot.inventory.reorder import on_low_stock
-
     ids = sorted(set(product_ids))
-    covers = await product_cover(session, ids, services.settings.zone)
+    covers = await product_cover(session, ids, settings.zone)
     short = {p for p, cover in covers.items() if runs_out_first(cover)}
     open_now: set[int] = set()
     for condition in id_filters(CoverWarning.product_id, ids):
@@ -63,15 +65,17 @@ async def check_cover(session: AsyncSession, services: Services, product_ids: It
         session.add(event)
         await session.flush()
         await session.execute(update(CoverWarning).where(CoverWarning.product_id == product_id).values(event_id=event.id))
-        await on_low_stock(session, services, [event])
+        await on_low_stock(session, settings, templates, [event])
         opened += 1
     return opened
 
 
-async def stock_changed(session: AsyncSession, services: Services, product_ids: Iterable[int]) -> int:
+async def stock_changed(
+    session: AsyncSession, settings: Settings, templates: Templates, product_ids: Iterable[int]
+) -> int:
     """After stock moved: new cover for these products, and their warnings. Demand stays."""
     ids = sorted(set(product_ids))
     if not ids:
         return 0
-    await refresh_cover(session, ids, services.settings.zone)
-    return await check_cover(session, services, ids)
+    await refresh_cover(session, ids, settings.zone)
+    return await check_cover(session, settings, templates, ids)

@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db import Database
+from bot.delivery.templates import Templates
 from bot.models import (
     Coupon,
     Customer,
@@ -44,7 +46,6 @@ from bot.models import (
     StockoutOffer,
     utcnow,
 )
-from bot.services import Services
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,7 @@ async def _redemption_revenue(session: AsyncSession, redeemed: list) -> int:  # 
     return total
 
 
-async def customer_log_text(session: AsyncSession, services: Services, locale: str, external_id: str) -> str | None:
+async def customer_log_text(session: AsyncSession, templates: Templates, locale: str, external_id: str) -> str | None:
     customer = await session.scalar(select(Customer).where(Customer.external_id == external_id))
     if customer is None:
         return None
@@ -248,12 +249,12 @@ async def customer_log_text(session: AsyncSession, services: Services, locale: s
             .order_by(Notification.created_at.desc()).limit(20)
         )
     )
-    return services.templates.render(locale, "delivery_log", customer=customer, rows=rows)
+    return templates.render(locale, "delivery_log", customer=customer, rows=rows)
 
 
-async def attribute_recent(services: Services, *, attribution_days: int | None = None) -> int:
+async def attribute_recent(db: Database, *, attribution_days: int) -> int:
     """The job: attribute purchases to the offers of the last attribution window."""
-    days = attribution_days or services.settings.ATTRIBUTION_DAYS
     now = utcnow()
-    async with services.db.transaction() as session:
-        return await attribute(session, since=now - timedelta(days=days + 1), until=now, attribution_days=days)
+    async with db.transaction() as session:
+        return await attribute(session, since=now - timedelta(days=attribution_days + 1), until=now,
+                               attribution_days=attribution_days)

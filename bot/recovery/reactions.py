@@ -19,19 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db import chunked
 from bot.events import Reaction, Reactions
 from bot.models import StockEvent, StockEventKind, WaitlistEntry, WaitStatus
+from bot.recovery.context import RecoveryContext
 from bot.recovery.offers import start_plan, with_audience
 from bot.recovery.restock import on_back_in_stock
-from bot.services import Services
-
-
-async def offer_on_stockout(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> None:
-    for event in events:
-        await start_plan(session, services, event)
-
-
-async def notify_on_restock(session: AsyncSession, services: Services, events: Sequence[StockEvent]) -> None:
-    for event in events:
-        await on_back_in_stock(session, services, event)
 
 
 async def waited_for(session: AsyncSession, product_ids: Collection[int]) -> set[int]:
@@ -45,8 +35,19 @@ async def waited_for(session: AsyncSession, product_ids: Collection[int]) -> set
     return found
 
 
-RECOVERY_REACTIONS: Reactions = {
-    StockEventKind.OUT_OF_STOCK: (Reaction(offer_on_stockout, concerns=with_audience),),
-    StockEventKind.ORDER_SHORT: (Reaction(offer_on_stockout, concerns=with_audience),),
-    StockEventKind.BACK_IN_STOCK: (Reaction(notify_on_restock, concerns=waited_for),),
-}
+def recovery_reactions(recovery: RecoveryContext) -> Reactions:
+    """Recovery's part of the event pipeline, merged with the others by the composition root."""
+
+    async def offer_on_stockout(session: AsyncSession, events: Sequence[StockEvent]) -> None:
+        for event in events:
+            await start_plan(session, recovery, event)
+
+    async def notify_on_restock(session: AsyncSession, events: Sequence[StockEvent]) -> None:
+        for event in events:
+            await on_back_in_stock(session, recovery, event)
+
+    return {
+        StockEventKind.OUT_OF_STOCK: (Reaction(offer_on_stockout, concerns=with_audience),),
+        StockEventKind.ORDER_SHORT: (Reaction(offer_on_stockout, concerns=with_audience),),
+        StockEventKind.BACK_IN_STOCK: (Reaction(notify_on_restock, concerns=waited_for),),
+    }

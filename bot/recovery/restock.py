@@ -23,7 +23,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import dialect_insert
+from bot.db import Database, dialect_insert
 from bot.delivery.outbox import REGULAR_PRIORITY, VIP_PRIORITY, Outgoing, enqueue
 from bot.inventory.stock import StockError, shift_stock
 from bot.models import (
@@ -37,12 +37,12 @@ from bot.models import (
     WaitStatus,
     utcnow,
 )
-from bot.services import Services
+from bot.recovery.context import RecoveryContext
 
 log = logging.getLogger(__name__)
 
 
-async def on_back_in_stock(session: AsyncSession, services: Services, event: StockEvent) -> Restock | None:
+async def on_back_in_stock(session: AsyncSession, recovery: RecoveryContext, event: StockEvent) -> Restock | None:
     now = utcnow()
     inserted = await session.execute(
         dialect_insert(session, Restock.__table__)
@@ -61,7 +61,7 @@ async def on_back_in_stock(session: AsyncSession, services: Services, event: Sto
     )
     restock = await session.get(Restock, restock_id)
     assert restock is not None
-    await run_wave(session, services, restock, now=now)
+    await run_wave(session, recovery, restock, now=now)
     return restock
 
 
@@ -72,10 +72,12 @@ def wave_size(units: int, waiting: int, factor: Decimal) -> int:
     return min(waiting, max(1, math.ceil(Decimal(units) * factor)))
 
 
-async def run_wave(session: AsyncSession, services: Services, restock: Restock, *, now: datetime | None = None) -> int:
+async def run_wave(
+    session: AsyncSession, recovery: RecoveryContext, restock: Restock, *, now: datetime | None = None,
+) -> int:
     """Notify the next wave of the restock's waitlist if stock remains; returns how many."""
     now = now or utcnow()
-    settings = services.settings
+    settings = recovery.settings
     product = await session.get(Product, restock.product_id, populate_existing=True)
     if product is None or product.available <= 0:
         restock.finished_at, restock.next_wave_at = now, None  # gone again: resume on the next restock
@@ -110,12 +112,14 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
     partial = size < len(queue) or units < len(queue)
     for entry, customer in wave:
         hold_until = None
-        if customer.is_vip and holds_left > 0 and await _hold_one(session, services, product, customer, now):
+        if customer.is_vip and holds_left > 0 and await _hold_one(
+            session, product, customer, now, hours=settings.VIP_RESTOCK_HOLD_HOURS
+        ):
             holds_left -= 1
             hold_until = now + timedelta(hours=settings.VIP_RESTOCK_HOLD_HOURS)
         entry.status, entry.notified_at, entry.restock_id = WaitStatus.NOTIFIED.value, now, restock.id
-        locale = services.templates.locale(customer.locale or settings.DEFAULT_LOCALE, settings.DEFAULT_LOCALE)
-        text = services.templates.render(locale, "restock_notice", product=product, customer_name=customer.name,
+        locale = recovery.customer_locale(customer.locale)
+        text = recovery.templates.render(locale, "restock_notice", product=product, customer_name=customer.name,
                                          few=partial, hold_until=hold_until)
         await enqueue(session, Outgoing(
             dedup_key=f"restock:{restock.id}:{customer.chat_id}", chat_id=customer.chat_id or 0,
@@ -131,9 +135,9 @@ async def run_wave(session: AsyncSession, services: Services, restock: Restock, 
     return len(wave)
 
 
-async def _hold_one(session: AsyncSession, services: Services, product: Product, customer: Customer,
-                    now: datetime) -> bool:
-    """Hold one unit for a VIP for VIP_RESTOCK_HOLD_HOURS (through the stock service)."""
+async def _hold_one(session: AsyncSession, product: Product, customer: Customer, now: datetime, *,
+                    hours: int) -> bool:
+    """Hold one unit for a VIP for `hours` (VIP_RESTOCK_HOLD_HOURS), through the stock service."""
     warehouse_id = await session.scalar(
         select(StockLevel.warehouse_id)
         .where(StockLevel.product_id == product.id, StockLevel.on_hand - StockLevel.reserved >= 1)
@@ -149,16 +153,18 @@ async def _hold_one(session: AsyncSession, services: Services, product: Product,
         return False
     session.add(Reservation(
         product_id=product.id, warehouse_id=warehouse_id, customer_id=customer.id, qty=1, reason="vip_restock_hold",
-        expires_at=now + timedelta(hours=services.settings.VIP_RESTOCK_HOLD_HOURS), created_at=now,
+        expires_at=now + timedelta(hours=hours), created_at=now,
     ))
     return True
 
 
-async def run_due_waves(services: Services, *, now: datetime | None = None, limit: int = 50) -> int:
+async def run_due_waves(
+    db: Database, recovery: RecoveryContext, *, now: datetime | None = None, limit: int = 50,
+) -> int:
     """The job: next waves whose interval has passed. Returns how many customers were told."""
     now = now or utcnow()
     told = 0
-    async with services.db.transaction() as session:
+    async with db.transaction() as session:
         due = list(
             await session.scalars(
                 select(Restock)
@@ -169,15 +175,16 @@ async def run_due_waves(services: Services, *, now: datetime | None = None, limi
             )
         )
         for restock in due:
-            told += await run_wave(session, services, restock, now=now)
+            told += await run_wave(session, recovery, restock, now=now)
     return told
 
 
-async def expire_waitlist(services: Services, *, now: datetime | None = None, limit: int = 500) -> int:
+async def expire_waitlist(
+    db: Database, recovery: RecoveryContext, *, now: datetime | None = None, limit: int = 500,
+) -> int:
     """Entries past WAITLIST_DAYS leave the list, with a notice saying how to join again."""
     now = now or utcnow()
-    settings = services.settings
-    async with services.db.transaction() as session:
+    async with db.transaction() as session:
         rows = (
             await session.execute(
                 select(WaitlistEntry, Customer, Product)
@@ -193,9 +200,9 @@ async def expire_waitlist(services: Services, *, now: datetime | None = None, li
             entry.status = WaitStatus.EXPIRED.value
             if not customer.contactable:
                 continue
-            locale = services.templates.locale(customer.locale or settings.DEFAULT_LOCALE, settings.DEFAULT_LOCALE)
-            text = services.templates.render(locale, "waitlist_expired", product=product, customer_name=customer.name,
-                                             days=settings.WAITLIST_DAYS)
+            locale = recovery.customer_locale(customer.locale)
+            text = recovery.templates.render(locale, "waitlist_expired", product=product, customer_name=customer.name,
+                                             days=recovery.settings.WAITLIST_DAYS)
             await enqueue(session, Outgoing(
                 dedup_key=f"waitlist_expired:{entry.id}:{int(entry.joined_at.timestamp())}",
                 chat_id=customer.chat_id, kind="waitlist_expired", text=text, customer_id=customer.id,
@@ -204,11 +211,11 @@ async def expire_waitlist(services: Services, *, now: datetime | None = None, li
     return len(rows)
 
 
-async def release_expired_holds(services: Services, *, now: datetime | None = None, limit: int = 500) -> int:
+async def release_expired_holds(db: Database, *, now: datetime | None = None, limit: int = 500) -> int:
     """Reservations past their hold go back to available stock, through the stock service."""
     now = now or utcnow()
     released = 0
-    async with services.db.transaction() as session:
+    async with db.transaction() as session:
         due = list(
             await session.scalars(
                 select(Reservation)

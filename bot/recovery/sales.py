@@ -26,27 +26,28 @@ from bot.models import (
     StockoutOffer,
     utcnow,
 )
-from bot.services import Services
+from bot.recovery.context import RecoveryContext
 from bot.shop.staff import locale_of, staff_with_role
 
 DIGEST_KEY = "sales-digest:"
 
 
-async def sales_recipients(session: AsyncSession, services: Services) -> list[int]:
+async def sales_recipients(session: AsyncSession, admin_ids: frozenset[int]) -> list[int]:
     sales = await staff_with_role(session, Role.SALES)
     if sales:
         return sorted(sales)
-    return sorted(set(services.admins()) | set(await staff_with_role(session, Role.ADMIN)))
+    return sorted(set(admin_ids) | set(await staff_with_role(session, Role.ADMIN)))
 
 
 async def notify_large_order(
-    session: AsyncSession, services: Services, offer: StockoutOffer, substitute: Product, qty: int
+    session: AsyncSession, recovery: RecoveryContext, offer: StockoutOffer, substitute: Product, qty: int
 ) -> None:
     customer = await session.get(Customer, offer.customer_id)
     product = await session.get(Product, offer.product_id)
-    for user_id in await sales_recipients(session, services):
-        locale = await locale_of(session, user_id, services.settings.DEFAULT_LOCALE)
-        text = services.templates.label(
+    settings = recovery.settings
+    for user_id in await sales_recipients(session, settings.ADMIN_IDS):
+        locale = await locale_of(session, user_id, settings.DEFAULT_LOCALE)
+        text = recovery.templates.label(
             locale, "recovery_sales_large", qty=qty, substitute=substitute.name, sku=substitute.sku,
             product=product.name if product else "", customer=customer.name if customer else "",
             external_id=customer.external_id if customer else "",
@@ -55,12 +56,13 @@ async def notify_large_order(
                                         priority=STAFF_PRIORITY))
 
 
-async def send_digest(session: AsyncSession, services: Services, now: datetime | None = None) -> int:
+async def send_digest(session: AsyncSession, recovery: RecoveryContext, now: datetime | None = None) -> int:
     """Once per shop day, at or after DIGEST_TIME; returns how many staff were sent one."""
     now = now or utcnow()
-    zone = services.settings.zone
+    settings = recovery.settings
+    zone = settings.zone
     local = now.astimezone(zone)
-    if local.time() < services.settings.digest_time:
+    if local.time() < settings.digest_time:
         return 0
     day = local_day(now, zone)
     previous = await session.scalar(
@@ -101,10 +103,10 @@ async def send_digest(session: AsyncSession, services: Services, now: datetime |
         for o, c, p in rows if o.status == OfferStatus.CANCELLED.value
     ]
     sent = 0
-    for user_id in await sales_recipients(session, services):
-        locale = await locale_of(session, user_id, services.settings.DEFAULT_LOCALE)
-        text = services.templates.render(locale, "sales_digest", day=day, taken=taken, cancelled=cancelled,
-                                         large=services.settings.LARGE_ORDER_QTY)
+    for user_id in await sales_recipients(session, settings.ADMIN_IDS):
+        locale = await locale_of(session, user_id, settings.DEFAULT_LOCALE)
+        text = recovery.templates.render(locale, "sales_digest", day=day, taken=taken, cancelled=cancelled,
+                                         large=settings.LARGE_ORDER_QTY)
         if await enqueue(session, Outgoing(f"sales_digest:{day}:{user_id}", user_id, "sales_digest", text,
                                            priority=STAFF_PRIORITY)):
             sent += 1

@@ -26,11 +26,11 @@ from bot.models import (
     WaitlistEntry,
     utcnow,
 )
+from bot.recovery.context import RecoveryContext
 from bot.recovery.offers.message import SubView, line_qty
 from bot.recovery.offers.planning import current_substitutes
 from bot.recovery.sales import notify_large_order
 from bot.recovery.waitlist import join_waitlist
-from bot.services import Services
 
 OPEN_OFFER_STATUSES = (OfferStatus.QUEUED.value, OfferStatus.SENT.value)
 
@@ -88,7 +88,8 @@ class SoldOut:
 
 
 async def take_substitute(
-    session: AsyncSession, services: Services, offer: StockoutOffer, product_id: int, *, now: datetime | None = None,
+    session: AsyncSession, recovery: RecoveryContext, offer: StockoutOffer, product_id: int, *,
+    now: datetime | None = None,
 ) -> Taken | SoldOut:
     if product_id not in (offer.substitute_ids or []):
         raise Refused("button_refused")
@@ -102,23 +103,23 @@ async def take_substitute(
         product = await session.get(Product, offer.product_id)
         assert product is not None
         next_best = await current_substitutes(
-            session, services, product, exclude=[substitute.id], min_qty=qty
+            session, recovery.catalog, recovery.band, product, exclude=[substitute.id], min_qty=qty
         )
         offer.substitute_ids = [s.product_id for s in next_best]
         return SoldOut(substitute, next_best)
     await shift_stock(session, substitute.id, warehouse_id, reserved_delta=qty)
     reservation = Reservation(
         product_id=substitute.id, warehouse_id=warehouse_id, customer_id=offer.customer_id, qty=qty,
-        reason="substitute", offer_id=offer.id, expires_at=now + timedelta(hours=services.settings.HOLD_HOURS),
+        reason="substitute", offer_id=offer.id, expires_at=now + timedelta(hours=recovery.settings.HOLD_HOURS),
         created_at=now,
     )
     session.add(reservation)
     offer.status, offer.chosen_product_id, offer.pressed_at = OfferStatus.SUBSTITUTE_TAKEN.value, substitute.id, now
     offer.revenue_cents = qty * substitute.price_cents
     await session.flush()
-    large = qty >= services.settings.LARGE_ORDER_QTY
+    large = qty >= recovery.settings.LARGE_ORDER_QTY
     if large:
-        await notify_large_order(session, services, offer, substitute, qty)
+        await notify_large_order(session, recovery, offer, substitute, qty)
     return Taken(substitute, qty, reservation, large)
 
 
@@ -137,10 +138,9 @@ async def _warehouse_with(session: AsyncSession, product: Product, qty: int) -> 
 
 
 async def wait_for_restock(
-    session: AsyncSession, services: Services, offer: StockoutOffer, *, now: datetime | None = None,
+    session: AsyncSession, offer: StockoutOffer, *, waitlist_days: int, now: datetime | None = None,
 ) -> WaitlistEntry:
-    entry, _fresh = await join_waitlist(session, offer.customer_id, offer.product_id,
-                                        days=services.settings.WAITLIST_DAYS)
+    entry, _fresh = await join_waitlist(session, offer.customer_id, offer.product_id, days=waitlist_days)
     offer.status, offer.pressed_at = OfferStatus.WAITED.value, now or utcnow()
     return entry
 

@@ -18,10 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery.markup import Button, keyboard, pack
-from bot.delivery.templates import money
+from bot.delivery.templates import Templates, money
 from bot.inventory.stock import incoming_eta
 from bot.models import Coupon, Customer, OrderLine, Product, StockoutOffer
-from bot.services import Services
 
 OFFER_PREFIX = "of"
 MAX_BUTTON_NAME = 40
@@ -40,19 +39,19 @@ class SubView:
 class OfferRenderer:
     """Renders one product's offer for many customers: the shared parts are computed once."""
 
-    def __init__(self, services: Services, product: Product, subs: Sequence[SubView], eta: datetime | None) -> None:
-        self.services = services
+    def __init__(self, templates: Templates, product: Product, subs: Sequence[SubView], eta: datetime | None) -> None:
+        self.templates = templates
         self.product = product
         self.subs = list(subs)
         self.eta = eta
         self._labels: dict[str, dict[str, str]] = {}
 
     def _label(self, locale: str, key: str, **context: Any) -> str:
-        return self.services.templates.label(locale, key, **context)
+        return self.templates.label(locale, key, **context)
 
     def text(self, locale: str, *, name: str, qty: int, has_line: bool, coupon: Coupon | None,
              done: str | None = None) -> str:
-        return self.services.templates.render(
+        return self.templates.render(
             locale, "stockout_offer", product=self.product, customer_name=name, qty=qty, has_line=has_line,
             subs=self.subs, eta=self.eta, coupon=coupon, done=Markup(done) if done else None,
         )
@@ -88,21 +87,21 @@ def _money(value: Decimal) -> str:
     return money(value)
 
 
-async def renderer_for(session: AsyncSession, services: Services, offer: StockoutOffer) -> OfferRenderer:
+async def renderer_for(session: AsyncSession, templates: Templates, offer: StockoutOffer) -> OfferRenderer:
     """A renderer for an existing offer, with the substitutes it offers now."""
     product = await session.get(Product, offer.product_id)
     assert product is not None
     ids = list(offer.substitute_ids or [])
     loaded = {p.id: p for p in await session.scalars(select(Product).where(Product.id.in_(ids)))} if ids else {}
     subs = [SubView(p.id, p.sku, p.name, p.price, p.price - product.price) for i in ids if (p := loaded.get(i))]
-    return OfferRenderer(services, product, subs, await incoming_eta(session, product.id))
+    return OfferRenderer(templates, product, subs, await incoming_eta(session, product.id))
 
 
 async def render_offer(
-    session: AsyncSession, services: Services, offer: StockoutOffer, locale: str, *, done: str | None = None,
+    session: AsyncSession, templates: Templates, offer: StockoutOffer, locale: str, *, done: str | None = None,
 ) -> tuple[str, dict[str, Any] | None]:
     """The offer's text (with `done`, the outcome, when answered) and its buttons (none when done)."""
-    renderer = await renderer_for(session, services, offer)
+    renderer = await renderer_for(session, templates, offer)
     customer = await session.get(Customer, offer.customer_id)
     coupon = await session.get(Coupon, offer.coupon_id) if offer.coupon_id else None
     qty = await line_qty(session, offer)

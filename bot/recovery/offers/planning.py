@@ -24,10 +24,11 @@ from datetime import datetime
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import chunked, dialect_insert
+from bot.db import Database, chunked, dialect_insert
 from bot.delivery.outbox import REGULAR_PRIORITY, VIP_PRIORITY, Outgoing, enqueue_many
-from bot.inventory.catalog import substitutes_for
+from bot.inventory.catalog import Catalog, substitutes_for
 from bot.inventory.stock import incoming_eta
+from bot.inventory.substitutes import PriceBand
 from bot.models import (
     OPEN_STATUSES,
     Customer,
@@ -44,16 +45,11 @@ from bot.models import (
     utcnow,
 )
 from bot.recovery.coupons import CouponRequest, issue_coupons, policy
+from bot.recovery.context import RecoveryContext
 from bot.recovery.offers.message import OfferRenderer, SubView
-from bot.inventory.substitutes import PriceBand
-from bot.services import Services
 
 FIRST_BATCH = 500  # written in the stock event's transaction: VIPs first
 BATCH = 2500  # each further transaction of a large plan
-
-
-def band_of(services: Services) -> PriceBand:
-    return PriceBand.from_settings(services.settings)
 
 
 async def stockout_cause(session: AsyncSession, event: StockEvent) -> int:
@@ -82,7 +78,7 @@ async def stockout_cause(session: AsyncSession, event: StockEvent) -> int:
     return event.id
 
 
-async def start_plan(session: AsyncSession, services: Services, event: StockEvent) -> StockoutPlan | None:
+async def start_plan(session: AsyncSession, recovery: RecoveryContext, event: StockEvent) -> StockoutPlan | None:
     """The stock event's reaction: open the plan and write its first batch (VIPs first)."""
     cause = await stockout_cause(session, event)
     inserted = await session.execute(
@@ -103,15 +99,15 @@ async def start_plan(session: AsyncSession, services: Services, event: StockEven
         return plan
     plan = await session.get(StockoutPlan, plan_id)
     assert plan is not None
-    await plan_batch(session, services, plan, limit=FIRST_BATCH)
+    await plan_batch(session, recovery, plan, limit=FIRST_BATCH)
     return plan
 
 
-async def continue_plans(services: Services, *, batch: int = BATCH) -> int:
+async def continue_plans(db: Database, recovery: RecoveryContext, *, batch: int = BATCH) -> int:
     """Finish unfinished plans, one batch per transaction; safe in two processes at once."""
     total = 0
     while True:
-        async with services.db.transaction() as session:
+        async with db.transaction() as session:
             plan = await session.scalar(
                 select(StockoutPlan)
                 .where(StockoutPlan.finished_at.is_(None))
@@ -121,7 +117,7 @@ async def continue_plans(services: Services, *, batch: int = BATCH) -> int:
             )
             if plan is None:
                 return total
-            total += await plan_batch(session, services, plan, limit=batch)
+            total += await plan_batch(session, recovery, plan, limit=batch)
 
 
 @dataclass(slots=True)
@@ -178,11 +174,11 @@ async def audience(session: AsyncSession, plan: StockoutPlan) -> list[Target]:
 
 
 async def current_substitutes(
-    session: AsyncSession, services: Services, product: Product, *, exclude: Sequence[int] = (), min_qty: int = 1,
+    session: AsyncSession, catalog: Catalog, band: PriceBand, product: Product, *, exclude: Sequence[int] = (),
+    min_qty: int = 1,
 ) -> list[SubView]:
     """Up to three in-stock substitutes (above their minimum, with `min_qty` available)."""
-    found = await substitutes_for(session, services.catalog, product, band=band_of(services), limit=3 + len(exclude),
-                                  exclude=exclude)
+    found = await substitutes_for(session, catalog, product, band=band, limit=3 + len(exclude), exclude=exclude)
     views = [
         SubView(p.id, p.sku, p.name, p.price, p.price - product.price)
         for p, available, _diff in found
@@ -191,7 +187,7 @@ async def current_substitutes(
     return views[:3]
 
 
-async def plan_batch(session: AsyncSession, services: Services, plan: StockoutPlan, *, limit: int) -> int:
+async def plan_batch(session: AsyncSession, recovery: RecoveryContext, plan: StockoutPlan, *, limit: int) -> int:
     """Write offers (with coupons and outbox rows) for the next `limit` of the audience."""
     targets = await audience(session, plan)
     batch = targets[:limit]
@@ -202,9 +198,9 @@ async def plan_batch(session: AsyncSession, services: Services, plan: StockoutPl
     product = await session.get(Product, plan.product_id)
     assert product is not None
     now = utcnow()
-    subs = await current_substitutes(session, services, product)
+    subs = await current_substitutes(session, recovery.catalog, recovery.band, product)
     eta = await incoming_eta(session, product.id)
-    settings = services.settings
+    settings = recovery.settings
 
     grants = {
         t.customer_id: grant
@@ -231,7 +227,7 @@ async def plan_batch(session: AsyncSession, services: Services, plan: StockoutPl
     )
     offer_ids: dict[int, int] = {cid: oid for oid, cid in rows}
 
-    renderer = OfferRenderer(services, product, subs, eta)
+    renderer = OfferRenderer(recovery.templates, product, subs, eta)
     messages: list[Outgoing] = []
     offer_of_key: dict[str, int] = {}
     for t in batch:
@@ -239,7 +235,7 @@ async def plan_batch(session: AsyncSession, services: Services, plan: StockoutPl
         if offer_id is None or not t.contactable:
             continue  # offered already (a race), or cannot be messaged: the offer row records it
         assert t.chat_id is not None
-        locale = services.templates.locale(t.locale or settings.DEFAULT_LOCALE, settings.DEFAULT_LOCALE)
+        locale = recovery.customer_locale(t.locale)
         has_line = t.line_id is not None
         message = Outgoing(
             dedup_key=f"offer:{plan.cause_event_id}:{t.chat_id}", chat_id=t.chat_id, kind="stockout_offer",
