@@ -301,6 +301,9 @@ class IntegrationApi:
         try:
             async with asyncio.timeout(HEALTH_DB_TIMEOUT), self.db.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
+        except TimeoutError:  # a busy database: one line, not a traceback for every probe
+            log.warning("health: the database did not answer within %s s", HEALTH_DB_TIMEOUT)
+            return web.json_response({"status": "unavailable"}, status=503)
         except Exception:  # any failure to answer counts; the reason is logged, never returned
             log.warning("health: the database does not answer", exc_info=True)
             return web.json_response({"status": "unavailable"}, status=503)
