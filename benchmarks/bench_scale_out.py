@@ -60,6 +60,14 @@ def max_in_sliding_second(times: list[float]) -> int:
     return max((bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
 
 
+def seconds_over(times: list[float], limit: int) -> list[tuple[float, int]]:
+    """Each sliding second (starting at an arrival) holding more than `limit` arrivals: its start,
+    in seconds after the first arrival, and its count; where the peak came from, when it is over."""
+    times = sorted(times)
+    counts = [(t - times[0], bisect_left(times, t + 1.0) - i) for i, t in enumerate(times)]
+    return [(at, n) for at, n in counts if n > limit]
+
+
 class Cluster:
     """A private PostgreSQL in a temp folder (as `.ci/run` starts one), removed on exit."""
 
@@ -160,7 +168,7 @@ def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str,
         "processes": processes, "sent": len(calls), "missing": len(rows) - len(texts),
         "twice": sum(n - 1 for n in texts.values() if n > 1), "peak": max_in_sliding_second(arrivals),
         "rate": (len(arrivals) - 1) / span if span else 0.0, "min_chat_gap": min(gaps, default=float("nan")),
-        "paid": paid, "shares": shares,
+        "paid": paid, "shares": shares, "arrivals": arrivals,
     }
 
 
@@ -202,6 +210,9 @@ def main() -> None:
                   f"peak/1s={result['peak']} (limit {int(args.rate) + 1}) achieved={result['rate']:.1f}/s "
                   f"min same-chat gap={result['min_chat_gap']:.3f}s missing={result['missing']} "
                   f"twice={result['twice']} per process={result['shares']}", flush=True)
+            if over := seconds_over(result["arrivals"], int(args.rate) + 1):
+                print(f"  {len(over)} sliding seconds over the limit, starting at (s after the first "
+                      f"arrival, count): {', '.join(f'{at:.2f}:{n}' for at, n in over[:12])}", flush=True)
         for n in args.paid_processes:
             rows = outbox_rows(args.paid_messages, 1, "restock_notice")
             lifted = {"SEND_RATE": str(args.rate), "PAID_BROADCAST": "true", "PAID_BROADCAST_RATE": "10000"}
