@@ -4,21 +4,19 @@
     python benchmarks/bench_consumers.py --database-url ... --products 4000 --processes 1 2 4 --poll 0.1
 
 Before each N the schema is dropped and migrated (the database's name must contain "bench") and one
-shop is seeded through the real code paths (CSV importer, invite links, waitlist, stock service):
---products products in 2 warehouses, customers (every 8th a VIP) with linked chats. 4 in 5 products
-are in stock, half of those with two open orders; the 5th is out, 3 customers waiting. Then the
-backlog: each stocked product sells to its reorder point (low_stock) and is counted to zero
-(out_of_stock), half of them get a late order (order_short); each awaited one comes back in two
-receipts (back_in_stock, recovered). A product's outcome does not depend on how claims split its
-events, so every N must write the same rows.
+shop seeded through the real code paths (CSV importer, invite links, waitlist, stock service): 4 in
+5 products in stock in 2 warehouses, half of those with two open orders, the 5th out with 3 customers
+waiting (every 8th customer a VIP, all chats linked). Then the backlog: each stocked product sells to
+its reorder point (low_stock) and is counted to zero (out_of_stock), half get a late order
+(order_short); each awaited one comes back in two receipts (back_in_stock, recovered). No outcome
+depends on how claims split a product's events, so every N must write the same rows.
 
 N spawned processes build what the bot builds (`build_services`, `bot.app.reactions`, an
 `EventConsumer`), load the catalog, start together and call `consumer.process()` until nothing is
-pending; a pass that finds all pending work leased elsewhere waits --poll s (the worker's interval).
-Printed per N: wall time to an empty backlog, events/s, per process the events `process()` counted,
-idle passes and CPU; PostgreSQL's and the machine's CPU (/proc) and load; checks: nothing pending,
-failed or leased, no event given to a reaction twice (each process records them), at most one offer
-per customer and product, the same plans, offers, restocks, prompts and outbox rows as 1 process.
+pending, waiting --poll s (the worker's interval) after a pass that found everything leased. Printed:
+wall time, events/s, per process the events `process()` counted, idle passes and CPU; PostgreSQL's
+and the machine's CPU and load; checks: nothing pending, failed or leased, no event given to a
+reaction twice, one offer per customer and product, the same rows as with 1 process.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import queue
 import resource
 import sys
 import time
@@ -185,15 +184,15 @@ def machine_busy() -> float:
 
 def postgres_cpu() -> float:
     """CPU seconds of every postgres process, with the backends they have reaped (cutime)."""
-    total = 0
+    ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
-        except OSError:
+        except OSError:  # gone since the listing
             continue
         if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
-            total += sum(int(v) for v in text[text.rindex(")") + 2 :].split()[11:15])
-    return total / os.sysconf("SC_CLK_TCK")
+            ticks += sum(int(v) for v in text[text.rindex(")") + 2 :].split()[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def outcome(url: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -231,7 +230,14 @@ def run(url: str, n: int, args: argparse.Namespace, baseline: dict | None) -> tu
         worker.start()
     start.wait(timeout=600)
     began, machine, postgres = time.monotonic(), machine_busy(), postgres_cpu()
-    reports = sorted((results.get(timeout=3600) for _ in workers), key=lambda r: r["pid"])
+    reports: list[dict] = []
+    while len(reports) < n:
+        try:
+            reports.append(results.get(timeout=5))
+        except queue.Empty:
+            if any(worker.exitcode not in (None, 0) for worker in workers):
+                raise SystemExit(f"a consumer failed: exit codes {[w.exitcode for w in workers]}") from None
+    reports.sort(key=lambda r: r["pid"])
     span = time.monotonic() - began  # to the last report, a little after the backlog was empty
     machine, postgres, load = machine_busy() - machine, postgres_cpu() - postgres, os.getloadavg()
     for worker in workers:
@@ -251,7 +257,7 @@ def run(url: str, n: int, args: argparse.Namespace, baseline: dict | None) -> tu
           f"{span:.1f}s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     same = baseline is None or written == baseline
     ok = same and not any(problems.values())
-    print(f"  checks {'OK' if ok else 'FAILED'}: {problems}; " + ("the baseline" if baseline is None else
+    print(f"  checks {'OK' if ok else 'FAILED'}: {problems}; " + ("the baseline" if n == 1 else "no 1-process run" if baseline is None else
           "written as with 1 process" if same else f"1 process wrote {baseline}"), flush=True)
     print(f"  written: {written}", flush=True)
     return wall, written
