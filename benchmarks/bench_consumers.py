@@ -252,9 +252,10 @@ def run(url: str, n: int, args: argparse.Namespace, baseline: dict | None) -> tu
     print(f"processes={n} events={events}: wall {wall:.1f}s, {events / wall:.0f} events/s; per process: "
           f"events {[r['counted'] for r in reports]} (sum {counted}{extra}), idle passes {[r['idle'] for r in reports]}, "
           f"busy {[round(r['busy'], 1) for r in reports]}s", flush=True)
-    print(f"  CPU: consumers {[round(r['cpu'], 1) for r in reports]}s, postgres {postgres:.1f}s, whole machine "
-          f"{machine:.1f}s of {span * cores:.1f}s ({100 * machine / (span * cores):.0f}% of {cores} cores over "
-          f"{span:.1f}s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    others = machine - postgres - sum(r["cpu"] for r in reports)
+    print(f"  CPU: consumers {[round(r['cpu'], 1) for r in reports]}s, postgres {postgres:.1f}s, anything else "
+          f"{others:.1f}s; whole machine {machine:.1f}s of {span * cores:.1f}s ({100 * machine / (span * cores):.0f}% "
+          f"of {cores} cores over {span:.1f}s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     same = baseline is None or written == baseline
     ok = same and not any(problems.values())
     print(f"  checks {'OK' if ok else 'FAILED'}: {problems}; " + ("the baseline" if n == 1 else "no 1-process run" if baseline is None else
