@@ -180,10 +180,14 @@ class EventConsumer:
                 # Claims are short; taking them one at a time keeps two processes from splitting
                 # one product's events between them.
                 await session.execute(select(_claim_lock()))
+            # Products another consumer holds are left out of the query itself: filtered after
+            # it, the oldest events (all of them the other's) would fill the claim and leave this
+            # consumer idle until its next poll while the rest of the backlog waits.
+            pending = StockEvent.processed_at.is_(None) & ~(await _live_leases(session, now)).exists()
             rows = (
                 await session.execute(
                     select(StockEvent.id, StockEvent.product_id, StockEvent.kind)
-                    .where(StockEvent.processed_at.is_(None), StockEvent.lane == lane)
+                    .where(pending, StockEvent.lane == lane)
                     .order_by(StockEvent.id)
                     .limit(CLAIM_SIZE[lane])
                 )
@@ -193,9 +197,6 @@ class EventConsumer:
             by_product: dict[int, list[_Pending]] = defaultdict(list)
             for row in rows:
                 by_product[row.product_id].append(_Pending(row.id, row.product_id, row.kind))
-            held = await _leased(session, by_product.keys(), now)
-            for product_id in held:
-                del by_product[product_id]
             kept = {product_id: coalesce(events) for product_id, events in by_product.items()}
             concerned = await self._concerned(session, kept)
             for product_id, events in by_product.items():
@@ -297,16 +298,15 @@ def _claim_lock():  # type: ignore[no-untyped-def]
     return func.pg_advisory_xact_lock(0x570CE7)  # any constant, shared by every Stockbot process
 
 
-async def _leased(session: AsyncSession, product_ids: Collection[int], now) -> set[int]:  # type: ignore[no-untyped-def]
-    """Products another consumer is working on (a live lease held by someone)."""
-    held: set[int] = set()
-    for chunk in chunked(sorted(product_ids)):
-        rows = await session.execute(
-            select(EventLease.product_id, EventLease.holder)
-            .where(EventLease.product_id.in_(chunk), EventLease.lease_until > now)
-        )
-        held.update(product_id for product_id, holder in rows if not is_dead_local_holder(holder))
-    return held
+async def _live_leases(session: AsyncSession, now):  # type: ignore[no-untyped-def]
+    """The leases of the event's product that a live consumer holds (working on it, or backing
+    off after a failure), as a correlated query; a dead run's on this host do not count."""
+    holders = await session.scalars(select(EventLease.holder).where(EventLease.lease_until > now).distinct())
+    dead = [holder for holder in holders if is_dead_local_holder(holder)]  # one per process at most
+    live = select(EventLease.product_id).where(
+        EventLease.product_id == StockEvent.product_id, EventLease.lease_until > now
+    )
+    return live.where(EventLease.holder.not_in(dead)) if dead else live
 
 
 async def _lease(session: AsyncSession, product_ids: Collection[int], until) -> None:  # type: ignore[no-untyped-def]

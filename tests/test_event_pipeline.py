@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import timedelta
 
 from sqlalchemy import event, func, select
 
@@ -12,6 +13,7 @@ from bot.delivery import outbox
 from bot.events import EventConsumer, Reaction
 from bot.inventory.stock import StockChange, apply_change, apply_changes
 from bot.models import (
+    EventLease,
     Notification,
     Product,
     ReorderPrompt,
@@ -94,6 +96,27 @@ async def test_events_nobody_needs_are_consumed_without_work(bot_harness: Harnes
     assert await _count(h, StockoutOffer) == 0  # out of stock, but nobody ordered or waits
     assert await _count(h, Notification, Notification.kind != "reorder_prompt") == 0
     assert await _count(h, ReorderPrompt) == 15  # the purchaser still hears of the ones still out
+
+
+async def test_a_product_another_process_holds_does_not_hold_up_the_rest(bot_harness: Harness) -> None:
+    """Another process works on HELD, whose events are the oldest and more than one claim takes;
+    this one still handles FREE's stockout at once instead of idling until its next poll."""
+    h = bot_harness
+    async with h.db.transaction() as session:
+        held = await add_product(session, "HELD", reorder_point=0, stock={"SH": 1})
+        await add_product(session, "FREE", reorder_point=0, stock={"SH": 1})
+    await h.runtime.process_events()
+    async with h.db.transaction() as session:  # 600 stockouts and returns: more than a claim's 500
+        await apply_changes(session, [StockChange("HELD", "SH", on_hand=n % 2) for n in range(600)])
+        await apply_change(session, StockChange("FREE", "SH", on_hand=0))
+        session.add(EventLease(product_id=held.id, holder="another-host:4242:1", lease_until=utcnow() + timedelta(minutes=1)))
+    await h.runtime.process_events()
+    async with h.db.read_session() as session:
+        waiting = dict((await session.execute(
+            select(Product.sku, func.count()).join(StockEvent, StockEvent.product_id == Product.id)
+            .where(StockEvent.processed_at.is_(None)).group_by(Product.sku)
+        )).all())
+    assert waiting == {"HELD": 1200}  # HELD left to its holder (600 crossings each way); FREE done
 
 
 async def test_a_refresh_reads_nothing_when_no_card_changed(bot_harness: Harness) -> None:
