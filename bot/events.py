@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db import Database, chunked, dialect_insert
 from bot.inventory.catalog import Catalog
 from bot.models import EventLease, StockEvent, StockEventKind, utcnow
-from bot.process import holder_id, is_dead_local_holder
+from bot.process import dead_local_holders, holder_id
 from bot.waiting import until_any
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ async def _live_leases(session: AsyncSession, now):  # type: ignore[no-untyped-d
     """The leases of the event's product that a live consumer holds (working on it, or backing
     off after a failure), as a correlated query; a dead run's on this host do not count."""
     holders = await session.scalars(select(EventLease.holder).where(EventLease.lease_until > now).distinct())
-    dead = [holder for holder in holders if is_dead_local_holder(holder)]  # one per process at most
+    dead = sorted(dead_local_holders(holders))  # one per process at most
     live = select(EventLease.product_id).where(
         EventLease.product_id == StockEvent.product_id, EventLease.lease_until > now
     )

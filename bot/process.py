@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -28,6 +29,12 @@ def _start_ticks(pid: int) -> str | None:
 def holder_id() -> str:
     pid = os.getpid()
     return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or 0}"
+
+
+def dead_local_holders(holders: Iterable[str | None]) -> set[str]:
+    """The holders among `holders` that are processes of this host certainly gone; each distinct
+    holder is looked up in /proc once, however many rows name it."""
+    return {holder for holder in set(holders) if holder and is_dead_local_holder(holder)}
 
 
 def is_dead_local_holder(holder: str | None) -> bool:

@@ -21,7 +21,7 @@ from bot.delivery.chat_order import keep_chat_order
 from bot.delivery.quiet import local_day, next_local_midnight, quiet_until
 from bot.delivery.templates import TELEGRAM_TEXT_LIMIT
 from bot.models import Customer, DailyMessageCount, Notification, NotificationState, utcnow
-from bot.process import holder_id, is_dead_local_holder
+from bot.process import dead_local_holders, holder_id
 
 VIP_PRIORITY = 10
 STAFF_PRIORITY = 50
@@ -241,9 +241,11 @@ async def release_dead_claims(session: AsyncSession, *, now: datetime | None = N
         select(Notification.id, Notification.claimed_by, Notification.lease_until)
         .where(Notification.state == NotificationState.SENDING.value)
     )
+    rows = sending.all()
+    gone = dead_local_holders(row.claimed_by for row in rows)
     dead = [
-        row.id for row in sending
-        if (row.lease_until is not None and row.lease_until < now) or is_dead_local_holder(row.claimed_by)
+        row.id for row in rows
+        if (row.lease_until is not None and row.lease_until < now) or row.claimed_by in gone
     ]
     for chunk in chunked(dead):
         await session.execute(
