@@ -415,4 +415,5 @@ def test_the_sandbox_imports_nothing_of_the_product() -> None:
     location, loaded = json.loads(done.stdout)
     assert Path(location).is_relative_to(root / "bot" / "sandbox")
     assert "bot.sandbox.server" in loaded  # the listing sees the package's own modules
-    assert [name for name in loaded if not name.startswith("bot.sandbox")] == []
+    # `import bot` runs bot/__init__.py, which only defers aiogram's model building (no product code).
+    assert [name for name in loaded if not name.startswith("bot.sandbox") and name != "bot.lazy_aiogram"] == []
