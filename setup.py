@@ -9,5 +9,6 @@ from setuptools import find_namespace_packages, setup
 setup(
     packages=[*find_namespace_packages(include=["bot", "bot.*"], exclude=["*.__pycache__"]), "bot.messages"],
     package_dir={"bot.messages": "messages"},
-    package_data={"bot.messages": ["*/*.html", "*/*.toml"], "bot.migrations": ["script.py.mako"]},
+    package_data={"bot.messages": ["*/*.html", "*/*.toml"], "bot.migrations": ["script.py.mako"],
+                  "bot.inventory": ["pinyin_readings.json"]},
 )

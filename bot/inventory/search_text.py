@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from types import ModuleType
 
+from bot.inventory.pinyin_readings import import_lean_pypinyin
+
 # Raw input is sliced before NFKC so a pasted novel costs nothing; the
 # normalised query is cut again because nobody types a 65-char product name.
 MAX_RAW_QUERY_CHARS = 256
@@ -64,34 +66,9 @@ def is_ascii_word(token: str) -> bool:
 
 @cache
 def _pypinyin() -> ModuleType:
-    """pypinyin, imported at the first Chinese name: its tables cost ~55 MB of RSS, which a
-    shop without Chinese names never pays, and which are made smaller once loaded."""
-    import pypinyin  # deferred (heavy, rarely needed): see above
-
-    _share_phrase_readings()
-    return pypinyin
-
-
-def _share_phrase_readings() -> None:
-    """pypinyin decodes its ~47k phrase readings from JSON into ~600k separate strings and
-    lists, ~35 MB; the readings are a few thousand distinct syllable lists, so equal ones can
-    be one object. pypinyin deep-copies a reading before using it, so sharing is safe; left
-    alone if the tables are not shaped as expected (another pypinyin version)."""
-    from pypinyin import constants, phrases_dict  # deferred with pypinyin itself (_pypinyin)
-
-    tables = [constants.PHRASES_DICT, phrases_dict.phrases_dict]
-    if not all(isinstance(table, dict) for table in tables):
-        return
-    shared: dict[tuple[str, ...], list[str]] = {}
-    readings: dict[str, list[list[str]]] = {}
-    for phrase, reading in constants.PHRASES_DICT.items():
-        if not (isinstance(reading, list) and all(isinstance(r, list) for r in reading)):
-            return
-        readings[phrase] = [shared.setdefault(tuple(map(sys.intern, r)), [sys.intern(x) for x in r])
-                            for r in reading]
-    for table in tables:
-        for phrase in table.keys() & readings.keys():
-            table[phrase] = readings[phrase]
+    """pypinyin, imported at the first Chinese name (a shop without any never pays for it), with
+    only the phrase readings that change a toneless reading (bot/inventory/pinyin_readings.py)."""
+    return import_lean_pypinyin()
 
 
 @lru_cache(maxsize=65536)
@@ -107,8 +84,9 @@ def run_pinyin(run: str) -> tuple[str, ...]:
     # errors="ignore" may drop unknown characters; keep the 1:1 alignment we
     # rely on for pair tokens by falling back to the character itself.
     if len(syllables) != len(run):
-        return tuple(pypinyin.lazy_pinyin(ch, style=normal, errors=lambda c: c)[0] for ch in run)
-    return tuple(syllables)
+        syllables = [pypinyin.lazy_pinyin(ch, style=normal, errors=lambda c: c)[0] for ch in run]
+    # A few hundred distinct syllables among the ~150k a 100k catalog's names read as.
+    return tuple(map(sys.intern, syllables))
 
 
 def _cjk_tokens(run: str) -> Iterator[str]:
