@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import Row, event, inspect, select
@@ -107,9 +108,19 @@ def _price(cents: int) -> Decimal:
 def _attributes(attributes: Mapping[str, str] | None) -> Mapping[str, str]:
     if not attributes:
         return NO_ATTRIBUTES
-    # Keys ("colour") and most values ("red") repeat across the catalog.
-    return {sys.intern(str(key)): sys.intern(value) if isinstance(value, str) else value
-            for key, value in attributes.items()}
+    items = tuple(sorted((str(key), value) for key, value in attributes.items()))
+    try:
+        return _shared_attributes(items)
+    except TypeError:  # a value JSON made a list or a dict of: unhashable, so not shared
+        return MappingProxyType(dict(items))
+
+
+@lru_cache(maxsize=65536)
+def _shared_attributes(items: tuple[tuple[str, Any], ...]) -> Mapping[str, str]:
+    """Shops describe thousands of products with the same few sets ("colour=red; size=M"): one
+    read-only mapping per set, not a dict per card (~180 B each, 18 MB for the 100k shop)."""
+    return MappingProxyType({sys.intern(key): sys.intern(value) if isinstance(value, str) else value
+                             for key, value in items})
 
 
 class Catalog:
