@@ -24,6 +24,21 @@ MASK = "***"
 ROUTINE_LOGGERS = ("apscheduler.executors", "alembic")  # alembic: plugin and migration chatter
 
 
+class BusyTickIsRoutine(logging.Filter):
+    """A 1-second job still running at its next tick makes APScheduler skip that tick with a
+    WARNING ("maximum number of running instances reached"): dozens a minute while a 100k
+    catalog loads, yet nothing is lost, as the running one does the tick's work. DEBUG, then."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "maximum number of running instances" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_BUSY_TICK = BusyTickIsRoutine()
+
+
 def secrets_of(settings: Settings) -> list[str]:
     """Every value that must never be printed: tokens, keys and the database password."""
     found = [value.get_secret_value() for value in
@@ -97,5 +112,8 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> Secre
     root.setLevel(level)
     for name in ROUTINE_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if _BUSY_TICK not in scheduler_log.filters:
+        scheduler_log.addFilter(_BUSY_TICK)
     logging.captureWarnings(True)
     return mask

@@ -107,3 +107,31 @@ async def test_routine_job_runs_log_only_at_debug(level: str, shown: bool) -> No
     text = out.getvalue()
     assert ran and "job broke" in text  # a failing job is always told
     assert ("Running job" in text) is shown and ("executed successfully" in text) is shown
+
+
+@pytest.mark.parametrize(("level", "shown"), [("INFO", False), ("DEBUG", True)])
+async def test_a_tick_skipped_while_the_job_still_runs_logs_only_at_debug(level: str, shown: bool) -> None:
+    out = io.StringIO()
+    configure_logging(_settings(LOG_LEVEL=level), out)
+    release = asyncio.Event()
+    runs = []
+
+    async def slow() -> None:
+        runs.append(1)
+        await release.wait()
+
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(slow, "interval", seconds=0.05, id="slow", max_instances=1)
+    scheduler.start()
+    try:
+        for _ in range(300):
+            if "maximum number of running instances" in out.getvalue() or (runs and not shown and _ > 40):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        release.set()
+        scheduler.shutdown(wait=False)
+    text = out.getvalue()
+    assert runs == [1]  # the ticks were skipped: the first run never ended
+    assert "WARNING" not in text
+    assert ("maximum number of running instances" in text) is shown
