@@ -137,7 +137,7 @@ class EventConsumer:
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.catalog.refresh(self.db)
+                await self.catalog.refresh(self.db, stop)
                 while not stop.is_set() and await self.process_once():
                     pass
             except Exception:  # the worker must outlive a bad batch; the rows stay pending

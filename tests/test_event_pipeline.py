@@ -7,10 +7,13 @@ import asyncio
 import socket
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event, func, select
 
 from bot.delivery import outbox
 from bot.events import EventConsumer, Reaction
+from bot.inventory import catalog as catalog_module
+from bot.inventory.catalog import Catalog
 from bot.inventory.stock import StockChange, apply_change, apply_changes
 from bot.models import (
     EventLease,
@@ -140,6 +143,31 @@ async def test_a_refresh_reads_nothing_when_no_card_changed(bot_harness: Harness
         product.name = "Satin Lipstick Cherry"
     assert await h.services.catalog.refresh(h.db) == 1
     assert [hit.sku for hit in h.services.catalog.search.search("satin cherry")][:1] == ["LIP-1"]
+
+
+async def test_a_stop_while_the_catalog_loads_returns_between_batches_and_the_next_load_is_whole(
+    bot_harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first load of a 100k catalog takes seconds; SIGTERM must not wait for all of it."""
+    h = bot_harness
+    monkeypatch.setattr(catalog_module, "CARDS_PER_BATCH", 2)
+    async with h.db.transaction() as session:
+        for n in range(7):
+            await add_product(session, f"LIP-{n}", name=f"Velvet Lipstick {n}", stock={"SH": 5})
+    stopping = Catalog()
+    stop = asyncio.Event()
+    loads = stopping._load
+
+    def load_then_stop(cards):  # type: ignore[no-untyped-def]
+        loads(cards)
+        stop.set()  # SIGTERM arrives while the first batch goes into the indexes
+
+    stopping._load = load_then_stop  # type: ignore[method-assign]
+    assert await stopping.refresh(h.db, stop) == 2  # one batch, then it returned
+    stopping._load = loads  # type: ignore[method-assign]
+    assert await stopping.refresh(h.db) == 7  # not marked seen: the next load is whole
+    assert await stopping.refresh(h.db) == 0
+    assert len(stopping.search.search("velvet lipstick", limit=10)) == 7
 
 
 async def test_a_stop_mid_backlog_loses_nothing(bot_harness: Harness) -> None:

@@ -48,6 +48,8 @@ def _next_version(dialect: str):  # type: ignore[no-untyped-def]
     )
 
 
+CARDS_PER_BATCH = 5000  # loaded into the indexes at a time, off the event loop
+
 # What a card is made of: `select(*CARD_COLUMNS)` rows work with `card_of` as Products do, and
 # loading 100k of them costs a fraction of 100k ORM objects (~2 KB each with their state).
 CARD_COLUMNS = (Product.id, Product.sku, Product.name, Product.category, Product.brand,
@@ -131,8 +133,10 @@ class Catalog:
         self.substitute_boost: Mapping[int, float] = {}
         self._seen: int | None = None  # the catalog version the indexes hold
 
-    async def refresh(self, db: Database) -> int:
-        """Load products whose cards changed since the last refresh; returns how many."""
+    async def refresh(self, db: Database, stop: asyncio.Event | None = None) -> int:
+        """Load products whose cards changed since the last refresh; returns how many. Once `stop`
+        is set it returns between batches (the first load of 100k cards takes seconds), and the
+        next refresh loads them all again."""
         async with db.read_session() as session:
             current = int(await session.scalar(select(CatalogVersion.value).where(CatalogVersion.id == 1)) or 0)
             if current == self._seen:
@@ -141,8 +145,10 @@ class Catalog:
             if self._seen is not None:
                 query = query.where(Product.catalog_version > self._seen, Product.catalog_version <= current)
             loaded = 0
-            stream = await session.stream(query.execution_options(yield_per=5000))
+            stream = await session.stream(query.execution_options(yield_per=CARDS_PER_BATCH))
             async for rows in stream.partitions():
+                if stop is not None and stop.is_set():
+                    return loaded  # not seen: reloaded in full next time (a reload changes nothing)
                 cards = [card_of(row) for row in rows]  # a row has the fields card_of reads
                 # Off the event loop: loading 100k cards takes seconds of CPU (the indexes lock).
                 await asyncio.to_thread(self._load, cards)
