@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -347,10 +348,20 @@ def _stop(bot: subprocess.Popen[bytes], figures: Figures) -> None:
         figures.exit_code = bot.wait(timeout=30)
         figures.sigterm_s = time.monotonic() - t
     except subprocess.TimeoutExpired:
+        _print_stacks(bot.pid)
         bot.kill()
         bot.wait()
         figures.exit_code = bot.returncode
         figures.notes.append("still running 30 s after SIGTERM: killed")
+
+
+def _print_stacks(pid: int) -> None:
+    """Where a bot that ignores SIGTERM is stuck: every thread's stack, if py-spy is installed."""
+    if shutil.which("py-spy") is None:
+        print("(install py-spy to see where the bot was stuck)", flush=True)
+        return
+    done = subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+    print("--- py-spy dump of the bot that did not stop ---", done.stdout, done.stderr, sep="\n", flush=True)
 
 
 # --- report --------------------------------------------------------------------------------------------
