@@ -165,8 +165,9 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runner import run  # deferred: see above
+    from bot.runner import limit_malloc_arenas, run  # deferred: see above
 
+    limit_malloc_arenas()
     return await run(settings, webhook=args.webhook)
 
 

@@ -30,7 +30,7 @@ def alembic_config() -> Config:
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
-    if revision == "head" and await _at_head(db):
+    if revision == "head" and await at_head(db):
         return  # the usual start of `stockbot run`: nothing to do, so no alembic in memory
 
     def _upgrade(connection: Connection) -> None:
@@ -58,7 +58,8 @@ def head_revision() -> str | None:
     return next(iter(heads)) if len(heads) == 1 else None
 
 
-async def _at_head(db: Database) -> bool:
+async def at_head(db: Database) -> bool:
+    """Whether the database is at the newest migration (read without alembic)."""
     head = head_revision()
     if head is None:
         return False

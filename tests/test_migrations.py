@@ -57,3 +57,25 @@ def test_a_migrated_database_starts_without_loading_alembic(tmp_path: Path) -> N
 
     assert start() is True  # a new database: alembic migrates it
     assert start() is False  # at the head already: nothing to load
+
+
+_OPEN_FOR_RUN = """
+import asyncio, json, sys
+from bot.migrate import at_head
+from bot.runner import open_database
+from bot.settings import load_settings
+async def main():
+    db = await open_database(load_settings(_env_file=None, DATABASE_URL=sys.argv[1]), migrate_in_child=True)
+    migrated = await at_head(db)
+    await db.dispose()
+    return migrated
+print(json.dumps([asyncio.run(main()), "alembic" in sys.modules]))
+"""
+
+
+def test_stockbot_run_migrates_a_new_database_in_a_child_and_never_loads_alembic(tmp_path: Path) -> None:
+    """`run` stays up for weeks; alembic (~12 MB with mako and pygments) stays in the child."""
+    done = subprocess.run([sys.executable, "-c", _OPEN_FOR_RUN, f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert json.loads(done.stdout) == [True, False]
