@@ -42,7 +42,7 @@ from bot.db import Database, chunked, dialect_insert
 from bot.inventory.catalog import Catalog
 from bot.models import EventLease, StockEvent, StockEventKind, utcnow
 from bot.process import dead_local_holders, holder_id
-from bot.waiting import until_any
+from bot.waiting import IdlePolling, until_any
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,14 @@ class _Claim:
 class EventConsumer:
     """Consumes the event backlog: `process()` until nothing is left, or `run()` as a worker."""
 
-    def __init__(self, db: Database, catalog: Catalog, reactions: Reactions, *, poll_interval: float = 1.0) -> None:
+    def __init__(self, db: Database, catalog: Catalog, reactions: Reactions, *, poll_interval: float = 1.0,
+                 idle_poll_interval: float = 4.0) -> None:
         self.db = db
         self.catalog = catalog
         self.reactions = reactions
         self.poll_interval = poll_interval
+        # Events and catalog changes another process committed (a CLI import) are found by polling.
+        self._polling = IdlePolling(poll_interval, idle_poll_interval)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -137,12 +140,13 @@ class EventConsumer:
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.catalog.refresh(self.db, stop)
+                found = await self.catalog.refresh(self.db, stop) > 0
                 while not stop.is_set() and await self.process_once():
-                    pass
+                    found = True
             except Exception:  # the worker must outlive a bad batch; the rows stay pending
                 log.exception("consuming stock events failed")
-            await until_any(stop, self._wake, timeout=self.poll_interval)
+                found = True  # not idle: look again soon
+            await until_any(stop, self._wake, timeout=self._polling.interval(found_work=found))
 
     async def process(self) -> int:
         """Handle every pending event (tests, the demo); returns how many were handled."""

@@ -32,7 +32,7 @@ from bot.delivery.outbox import Gate
 from bot.delivery.shared_rate import LocalRateGate, RateGate
 from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
 from bot.models import Notification, utcnow
-from bot.waiting import until_any
+from bot.waiting import IdlePolling, until_any
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class Sender:
         backoff_base: float = 2.0,
         backoff_cap: float = 600.0,
         poll_interval: float = 0.5,
+        idle_poll_interval: float = 2.0,
         clock: Callable[[], datetime] = utcnow,
         rate_gate: RateGate | None = None,
     ) -> None:
@@ -81,6 +82,8 @@ class Sender:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.poll_interval = poll_interval
+        # Rows another process queued (or this one released for later) are found by polling.
+        self._polling = IdlePolling(poll_interval, idle_poll_interval)
         self.clock = clock
         self.stats = SenderStats()
         # scale-out: SEND_RATE and the 429 pause live in a RateGate, shared by all processes on
@@ -163,13 +166,11 @@ class Sender:
                 except Exception:  # keep delivering what is held; the next poll tries again
                     log.exception("claiming from the outbox failed")
             self._idle_claims = 0 if claimed else self._idle_claims + 1
+            pause = self._polling.interval(found_work=claimed > 0)
             if claimed and len(self._held) < self._claim_size:
                 continue
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+            await until_any(self._wake, stop, timeout=pause)
 
     async def _claim(self) -> int:
         self._claiming = True
