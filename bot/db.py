@@ -45,6 +45,10 @@ IN_CHUNK = 5_000  # keys per IN list: well under SQLite's 32,766 and asyncpg's 3
 # shop's stock import grew RSS by 33 MB with 128, 10 MB with 16). The statements the bot
 # repeats are few, and re-preparing one costs microseconds. asyncpg skips large statements.
 SQLITE_CACHED_STATEMENTS = 16
+# Pages each SQLite connection keeps in its own cache (SQLite's default is 2,000 KiB). A pool's
+# worth of connections each filled theirs after a big import; pages evicted from here are still
+# in the operating system's cache, a read call away.
+SQLITE_PAGE_CACHE_KIB = 512
 _BEGIN_OPTION = "stockbot_sqlite_begin"
 
 
@@ -78,6 +82,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across process crashes
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_PAGE_CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
