@@ -344,6 +344,31 @@ async def test_a_decrement_below_zero_is_422_for_that_index_and_nothing_is_appli
     assert await on_hand(db, "LIP-1", "main") == 0
 
 
+async def test_a_decrement_below_zero_is_listed_beside_other_errors_and_nothing_is_applied(
+    client: TestClient, db: Database, catalog: None
+) -> None:
+    earlier = {"events": [{"event_id": "old-1", "sku": "LIP-2", "warehouse": "main", "delta": -1}]}
+    assert (await post(client, "/api/v1/stock-events", earlier)).status == 200
+    before = await snapshot(db)
+    batch = {"events": [
+        {"event_id": "m-0", "sku": "NOPE", "warehouse": "main", "delta": 1},
+        {"event_id": "m-1", "sku": "LIP-2", "warehouse": "main", "delta": -5},  # has 2
+        {"event_id": "m-2", "sku": "LIP-1", "warehouse": "main", "delta": "x"},
+        {"event_id": "m-3", "sku": "LIP-1", "warehouse": "west", "delta": -1},  # a warehouse not created yet
+        {"event_id": "old-1", "sku": "LIP-2", "warehouse": "main", "delta": -1},  # a retry: not counted
+        {"event_id": "m-1", "sku": "LIP-1", "warehouse": "main", "delta": -99},  # reported as a duplicate only
+        {"event_id": "m-6", "sku": "LIP-2", "warehouse": "main", "delta": -2},  # fine: m-1 is refused
+        {"event_id": "m-7", "sku": "LIP-2", "warehouse": "main", "delta": -1},  # now below zero
+    ]}
+    response = await post(client, "/api/v1/stock-events", batch)
+    assert response.status == 422
+    errors = (await response.json())["errors"]
+    assert fields(errors) == [(0, "sku"), (1, "delta"), (2, "delta"), (3, "delta"), (5, "event_id"), (7, "delta")]
+    assert "LIP-2 in main has 2 on hand; a change of -5 would go below zero" in errors[1]["message"]
+    assert "LIP-1 in west has 0 on hand" in errors[3]["message"]
+    assert await snapshot(db) == before
+
+
 async def test_a_duplicate_of_an_earlier_request_is_not_counted_against_stock(
     client: TestClient, db: Database, catalog: None
 ) -> None:
