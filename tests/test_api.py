@@ -54,6 +54,18 @@ async def client(db: Database, database_url: str):  # type: ignore[no-untyped-de
         yield test_client
 
 
+@pytest.fixture
+async def down(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A client of an app whose database cannot be reached."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'no-such-folder' / 'shop.db'}"
+    unreachable = create_database(url)
+    try:
+        async with TestClient(TestServer(create_api_app(_settings(url), unreachable))) as test_client:
+            yield test_client
+    finally:
+        await unreachable.dispose()
+
+
 async def post(client: TestClient, path: str, payload: Any = None, *, raw: bytes | None = None,
                secret: str | None = SECRET, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     body = raw if raw is not None else json.dumps(payload).encode()
@@ -143,16 +155,10 @@ async def test_health_needs_no_signature(client: TestClient) -> None:
     assert await response.json() == {"status": "ok"}
 
 
-async def test_health_answers_503_while_the_database_cannot_be_reached(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'no-such-folder' / 'shop.db'}"
-    unreachable = create_database(url)
-    try:
-        async with TestClient(TestServer(create_api_app(_settings(url), unreachable))) as down:
-            response = await down.get("/api/v1/health")
-            assert response.status == 503
-            assert await response.json() == {"status": "unavailable"}
-    finally:
-        await unreachable.dispose()
+async def test_health_answers_503_while_the_database_cannot_be_reached(down: TestClient) -> None:
+    response = await down.get("/api/v1/health")
+    assert response.status == 503
+    assert await response.json() == {"status": "unavailable"}
 
 
 SIGNED = [
@@ -342,6 +348,31 @@ async def test_a_decrement_below_zero_is_422_for_that_index_and_nothing_is_appli
     response = await post(client, "/api/v1/stock-events", good)
     assert await response.json() == {"applied": 3, "duplicates": 0}
     assert await on_hand(db, "LIP-1", "main") == 0
+
+
+async def test_a_decrement_below_zero_is_listed_beside_other_errors_and_nothing_is_applied(
+    client: TestClient, db: Database, catalog: None
+) -> None:
+    earlier = {"events": [{"event_id": "old-1", "sku": "LIP-2", "warehouse": "main", "delta": -1}]}
+    assert (await post(client, "/api/v1/stock-events", earlier)).status == 200
+    before = await snapshot(db)
+    batch = {"events": [
+        {"event_id": "m-0", "sku": "NOPE", "warehouse": "main", "delta": 1},
+        {"event_id": "m-1", "sku": "LIP-2", "warehouse": "main", "delta": -5},  # has 2
+        {"event_id": "m-2", "sku": "LIP-1", "warehouse": "main", "delta": "x"},
+        {"event_id": "m-3", "sku": "LIP-1", "warehouse": "west", "delta": -1},  # a warehouse not created yet
+        {"event_id": "old-1", "sku": "LIP-2", "warehouse": "main", "delta": -1},  # a retry: not counted
+        {"event_id": "m-1", "sku": "LIP-1", "warehouse": "main", "delta": -99},  # reported as a duplicate only
+        {"event_id": "m-6", "sku": "LIP-2", "warehouse": "main", "delta": -2},  # fine: m-1 is refused
+        {"event_id": "m-7", "sku": "LIP-2", "warehouse": "main", "delta": -1},  # now below zero
+    ]}
+    response = await post(client, "/api/v1/stock-events", batch)
+    assert response.status == 422
+    errors = (await response.json())["errors"]
+    assert fields(errors) == [(0, "sku"), (1, "delta"), (2, "delta"), (3, "delta"), (5, "event_id"), (7, "delta")]
+    assert "LIP-2 in main has 2 on hand; a change of -5 would go below zero" in errors[1]["message"]
+    assert "LIP-1 in west has 0 on hand" in errors[3]["message"]
+    assert await snapshot(db) == before
 
 
 async def test_a_duplicate_of_an_earlier_request_is_not_counted_against_stock(
@@ -623,6 +654,26 @@ async def test_every_route_is_in_the_openapi_document(db: Database, database_url
         assert bool(operation.get("security")) == signed, path
         if signed:
             assert {"401", "503", "413"} <= set(operation["responses"]), path
+
+
+async def test_the_openapi_document_says_what_health_answers(client: TestClient, down: TestClient) -> None:
+    health = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))["paths"]["/api/v1/health"]["get"]
+    documented = {
+        int(status): response["content"]["application/json"]["schema"]["properties"]["status"]["const"]
+        for status, response in health["responses"].items()
+    }
+    assert "does not query the database" not in health["description"]
+    answers = [await client.get("/api/v1/health"), await down.get("/api/v1/health")]
+    assert {answer.status: (await answer.json())["status"] for answer in answers} == documented
+
+
+def test_the_openapi_document_says_what_signatures_are_accepted() -> None:
+    scheme = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))["components"]["securitySchemes"]["signature"]
+    upper = signature(SECRET, b"{}").upper()  # SHA256=<upper-case hex>
+    assert verify(SECRET, b"{}", upper)
+    assert "lower-case" not in scheme["description"]
+    assert "prefix is required" in scheme["description"]
+    assert not verify(SECRET, b"{}", upper.removeprefix("SHA256="))
 
 
 async def test_the_app_can_share_a_caller_owned_application(db: Database, database_url: str) -> None:

@@ -1,5 +1,5 @@
-"""CSV files as spreadsheet programs save them: encodings, `;` with decimal commas, and every bad
-row named whatever the encoding."""
+"""CSV files as spreadsheet programs save them: encodings (UTF-16 with or without a BOM), `;` with
+decimal commas, tabs, and every bad row named whatever the encoding."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ SEMICOLONS = (  # Excel in a locale whose decimal mark is a comma
     "LIP-2;Velvet, Red;lips;12,50;\r\n"
     "SHA-1;洗发水 Silk;护发;5;\r\n"
 )
+TABS = (  # Excel's "Unicode Text": tab-separated, written as UTF-16LE with a BOM
+    "sku\tname\tcategory\tprice\tattributes\r\n"
+    "LIP-1\t唇釉 豆沙色\t口红\t89.90\tcolour=rose;unit=ml\r\n"
+    "LIP-2\t\"Velvet, Red\"\tlips\t12.50\t\r\n"
+    "SHA-1\t洗发水 Silk\t护发\t5\t\r\n"
+)
 
 
 async def _products(db: Database) -> dict[str, tuple]:
@@ -42,12 +48,18 @@ async def _products(db: Database) -> dict[str, tuple]:
         (CATALOG, "utf-8", "UTF-8"),
         ("\ufeff" + CATALOG, "utf-8", "UTF-8"),
         (CATALOG, "gbk", "GBK"),  # Excel on Chinese Windows
-        (CATALOG, "utf-16", "UTF-16"),  # little-endian with a BOM ("Unicode text")
+        (CATALOG, "utf-16", "UTF-16"),  # the machine's byte order, with a BOM
         ("\ufeff" + CATALOG, "utf-16-be", "UTF-16"),
+        (CATALOG, "utf-16-le", "UTF-16"),  # no BOM, as some tools write it
+        (CATALOG, "utf-16-be", "UTF-16"),
+        ("\ufeff" + TABS, "utf-16-le", "UTF-16"),  # Excel's "Unicode Text"
+        (TABS, "utf-16-le", "UTF-16"),
+        (TABS, "utf-8", "UTF-8"),
         (SEMICOLONS, "utf-8", "UTF-8"),
         (SEMICOLONS, "gbk", "GBK"),
     ],
-    ids=["utf8", "utf8-bom", "gbk", "utf16le", "utf16be", "semicolon-decimal-comma", "semicolon-gbk"],
+    ids=["utf8", "utf8-bom", "gbk", "utf16-bom", "utf16be-bom", "utf16le-no-bom", "utf16be-no-bom",
+         "unicode-text", "unicode-text-no-bom", "tabs-utf8", "semicolon-decimal-comma", "semicolon-gbk"],
 )
 async def test_a_spreadsheets_file_imports_the_same_data_as_utf8(db: Database, text: str, encoding: str, label: str) -> None:
     report = await import_csv(db, "catalog", text.encode(encoding), label="catalog.csv")
@@ -69,6 +81,26 @@ async def test_every_bad_row_of_a_gbk_file_is_named(db: Database) -> None:
         "c.csv:4: price -1 is negative",
         "c.csv:5: not GBK text",
         "c.csv:6: price 'abc' is not a number",
+    ]
+    assert await _products(db) == {}
+
+
+async def test_every_bad_row_of_a_utf16_file_without_a_bom_is_named(db: Database) -> None:
+    rows = ["sku\tname\tcategory\tprice", "LIP-1\t唇釉\t口红\t1", "LIP-2\t豆沙色\t口红\t-1",
+            "LIP-3\tBad ", "LIP-4\t正红色\t口红\t2"]
+    encoded = [row.encode("utf-16-le") for row in rows]
+    encoded[3] += b"\x00\xd8" + "\tlips\t1".encode("utf-16-le")  # a lone surrogate: not UTF-16
+    report = await import_csv(db, "catalog", "\r\n".encode("utf-16-le").join(encoded), label="c.txt")
+    assert report.encoding == "UTF-16"
+    assert report.error_lines() == ["c.txt:3: price -1 is negative", "c.txt:4: not UTF-16 text"]
+    assert await _products(db) == {}
+
+
+async def test_a_header_in_no_accepted_layout_is_named_and_nothing_is_written(db: Database) -> None:
+    data = "sku|name|category|price\nA|Alpha|x|1\n".encode("utf-16-le")
+    report = await import_csv(db, "catalog", data, label="c.csv")
+    assert report.error_lines() == [
+        "c.csv:1: missing column sku, name, category, price; unknown column 'sku|name|category|price'"
     ]
     assert await _products(db) == {}
 

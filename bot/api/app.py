@@ -40,7 +40,7 @@ from bot.api.schemas import (
 )
 from bot.api.signing import HEADER, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
-from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes
+from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes, refused_changes
 from bot.models import Product
 from bot.planning.purchasing import settle_applied
 from bot.planning.suggestions import as_json, suggestions
@@ -228,6 +228,30 @@ def _duplicates(items: Sequence[tuple[int, Any]], key: Callable[[Any], Any], fie
     return errors
 
 
+def _without(items: list[tuple[int, Item]], errors: ErrorList) -> list[tuple[int, Item]]:
+    """The items no error points at."""
+    bad = {error["index"] for error in errors}
+    return [(index, item) for index, item in items if index not in bad]
+
+
+def _stock_changes(items: Sequence[tuple[int, StockEventIn]]) -> list[StockChange]:
+    return [
+        StockChange(
+            e.sku, e.warehouse, delta=e.delta, on_hand=e.on_hand, reason=e.reason,
+            actor=ACTOR, event_id=e.event_id,
+        )
+        for _, e in items
+    ]
+
+
+def _below_zero(items: Sequence[tuple[int, StockEventIn]], problems: Sequence[NotEnoughStock]) -> ErrorList:
+    """The service's below-zero problems, pointed at the items' indexes in the request."""
+    return [
+        item_error(items[problem.index][0], problem.field, str(problem))
+        for problem in problems if problem.index is not None
+    ]
+
+
 # --- the routes ----------------------------------------------------------------------------------
 
 Handler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
@@ -279,11 +303,16 @@ class IntegrationApi:
 
     async def _write_batch(
         self, items: list[tuple[int, Any]], errors: ErrorList, check: Callable[..., Awaitable[ErrorList]],
-        write: Callable[..., Awaitable[dict[str, int]]],
+        write: Callable[..., Awaitable[dict[str, int]]], dry_run: Callable[..., Awaitable[ErrorList]] | None = None,
     ) -> web.Response:
+        """`check` finds what is wrong before writing; `write` may find more (stock going below
+        zero) and raise BatchRejected. `dry_run` finds those without writing, for a batch that
+        `check` rejects, so that its 422 still lists every problem."""
         try:
             async with self.db.transaction() as session:
                 errors = errors + await check(session, items)
+                if errors and dry_run is not None:
+                    errors += await dry_run(session, _without(items, errors))
                 if errors:
                     raise BatchRejected(errors)
                 result = await write(session, items)
@@ -315,28 +344,21 @@ class IntegrationApi:
         items, errors = _parse_batch(StockEventsBody, StockEventIn, "events", _json(body))
         if any(error["index"] is None for error in errors):
             return _unprocessable(errors)
-        return await self._write_batch(items, errors, self._check_stock, self._write_stock)
+        return await self._write_batch(items, errors, self._check_stock, self._write_stock, self._dry_run_stock)
 
     async def _check_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> ErrorList:
         errors = _duplicates(items, lambda e: e.event_id, "event_id", "event_id")
         products = await ids_by_key(session, Product.sku, Product.id, {e.sku for _, e in items})
         return errors + [item_error(i, "sku", f"unknown SKU {e.sku!r}") for i, e in items if e.sku not in products]
 
+    async def _dry_run_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> ErrorList:
+        return _below_zero(items, await refused_changes(session, _stock_changes(items)))
+
     async def _write_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> dict[str, int]:
-        changes = [
-            StockChange(
-                e.sku, e.warehouse, delta=e.delta, on_hand=e.on_hand, reason=e.reason,
-                actor=ACTOR, event_id=e.event_id,
-            )
-            for _, e in items
-        ]
         try:
-            results = await apply_changes(session, changes)
+            results = await apply_changes(session, _stock_changes(items))
         except NotEnoughStock as refused:  # the service lists every event that would go below zero
-            raise BatchRejected([
-                item_error(items[problem.index][0], problem.field, str(problem))
-                for problem in refused.problems if problem.index is not None
-            ]) from None
+            raise BatchRejected(_below_zero(items, refused.problems)) from None
         except StockError as exc:
             where = items[exc.index][0] if exc.index is not None else None
             raise BatchRejected([item_error(where, exc.field, str(exc))]) from None

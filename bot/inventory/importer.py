@@ -1,9 +1,11 @@
 """CSV import of catalog, stock, customers, orders and sales history (CLI and chat share it).
 
-Files as spreadsheets save them: the encoding is detected by `charset-normalizer`, among the
-ones the contract names (UTF-8 with or without a BOM, UTF-16 with a BOM, GB18030, which reads
-GBK); a header separated by `;` means `;` separates values and `,` is the decimal mark. A row
-holding bytes the detected encoding cannot read is a bad row like any other.
+Files as spreadsheets save them: the encoding is detected among the ones the contract names
+(UTF-8 with or without a BOM, UTF-16 with or without one, GB18030, which reads GBK), by
+`charset-normalizer` except for UTF-16 without a BOM (see `_utf16_without_bom`). The separator
+is the one the header row uses most of `,`, `;` and tab (Excel's "Unicode Text" is UTF-16
+separated by tabs); with `;`, `,` is the decimal mark. A row holding bytes the detected encoding
+cannot read is a bad row like any other.
 
 Two passes, streamed, so memory does not grow with the file's rows (only with the keys kept to
 find duplicates):
@@ -78,6 +80,8 @@ CUSTOMER_NAME_LIMIT = 256
 CHUNK_ROWS = 5_000  # rows per check lookup and per write transaction (a few hundred ms each)
 SQLITE_GAP_S = 0.12  # after each commit: SQLite's busy handler re-polls a waiting writer every 100 ms
 DETECT_BYTES = 64 * 1024  # of the head, and of non-ASCII lines further on, for charset detection
+UTF16_SNIFF_BYTES = 32  # 16 UTF-16 code units: shorter than any kind's header row
+SEPARATORS = (",", ";", "\t")  # in this order of preference on a tie
 ENCODINGS = {"utf_8": ("utf-8-sig", "UTF-8"), "utf_16": ("utf-16", "UTF-16"), "gb18030": ("gb18030", "GBK")}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -147,8 +151,27 @@ class _Context:
 
 
 def _detect(binary: BinaryIO) -> _Format:
-    """The file's encoding (charset-normalizer, among the contract's) and separator."""
+    """The file's encoding and separator."""
+    found = _encoding(binary)
+    binary.seek(0)
+    header = codecs.getreader(found.codec)(binary, errors="stockbot_mark").readline()
+    binary.seek(0)
+    found.delimiter = _delimiter(header)
+    return found
+
+
+def _delimiter(header: str) -> str:
+    """The separator the header row uses most; a tie (a one-column header) means a comma."""
+    return max(SEPARATORS, key=header.count)
+
+
+def _encoding(binary: BinaryIO) -> _Format:
+    """The file's encoding: UTF-16 without a BOM by its NUL bytes, the rest by charset-normalizer
+    (among the contract's encodings)."""
     head = binary.read(DETECT_BYTES)
+    codec = _utf16_without_bom(head)
+    if codec is not None:
+        return _Format(codec, "UTF-16")
     sample = head
     if len(head) == DETECT_BYTES:
         cut = head.rfind(b"\n") + 1
@@ -163,16 +186,27 @@ def _detect(binary: BinaryIO) -> _Format:
         readable = [line for line in lines if _readable(line)]
         if len(lines) - len(readable) <= len(lines) // 10:  # more, and it is some other encoding
             guess = from_bytes(b"".join(readable), cp_isolation=list(ENCODINGS)).best()
-    binary.seek(0)
     found = _Format()
     if guess is not None:
         found.codec, found.label = ENCODINGS[guess.encoding]
-    reader = codecs.getreader(found.codec)(binary, errors="stockbot_mark")
-    header = reader.readline()
-    binary.seek(0)
-    if header.count(";") > header.count(","):
-        found.delimiter = ";"
     return found
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """"utf-16-le" or "utf-16-be" for UTF-16 that starts without a BOM, as some tools write it.
+
+    charset-normalizer does not recognise it. Every header is ASCII column names, so in UTF-16
+    its first bytes alternate NUL and not NUL; no other accepted encoding puts NULs in text.
+    """
+    sample = head[: min(len(head), UTF16_SNIFF_BYTES) // 2 * 2]
+    if len(sample) < 4:
+        return None
+    low, high = sample[0::2], sample[1::2]
+    if all(low) and not any(high):
+        return "utf-16-le"
+    if all(high) and not any(low):
+        return "utf-16-be"
+    return None
 
 
 def _readable(line: bytes) -> bool:

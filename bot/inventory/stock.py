@@ -169,6 +169,44 @@ async def apply_changes(
     return applied
 
 
+async def refused_changes(session: AsyncSession, changes: Sequence[StockChange]) -> list[NotEnoughStock]:
+    """Every change `apply_changes` would refuse for going below zero, by index; writes nothing.
+
+    For a caller that already knows the batch is rejected for other reasons and must still report
+    these: it plans as `apply_changes` does (changes of unknown products are left out), against
+    the levels and ledger as they are. A warehouse not created yet holds nothing.
+    """
+    if not changes:
+        return []
+    refused = await session.run_sync(lambda sync: _refused(sync.connection(), changes))
+    return sorted(refused, key=lambda problem: problem.index or 0)
+
+
+def _refused(connection: Connection, changes: Sequence[StockChange]) -> list[NotEnoughStock]:
+    codes = {change.warehouse for change in changes}
+    found = connection.execute(select(_warehouses.c.code, _warehouses.c.id).where(_warehouses.c.code.in_(codes)))
+    warehouses: dict[str, int] = {code: warehouse_id for code, warehouse_id in found}
+    products = _lock_products(connection, {change.sku for change in changes})
+    levels = _read_levels(connection, {p.id for p in products.values()}, set(warehouses.values()))
+    # Ids no row has: changes to a warehouse that does not exist yet start from zero.
+    unsaved = {code: -n for n, code in enumerate(sorted(codes - warehouses.keys()), start=1)}
+    given = [change.event_id for change in changes if change.event_id is not None]
+    plan = _plan(
+        changes, _apply_order(changes, products), products, warehouses | unsaved, levels,
+        _first_occurrences(changes), _seen_event_ids(connection, given),
+    )
+    return plan.refused
+
+
+def _seen_event_ids(connection: Connection, event_ids: list[str]) -> set[str]:
+    """The event ids the ledger already holds (`apply_changes` learns this by inserting)."""
+    return {
+        event_id
+        for chunk in chunked(sorted(set(event_ids)))
+        for event_id in connection.scalars(select(_movements.c.event_id).where(_movements.c.event_id.in_(chunk)))
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class _Product:
     id: int
@@ -200,11 +238,8 @@ def _apply_all(
         if change.sku not in products:
             raise UnknownProduct(change.sku, index=index)
     levels = _read_levels(connection, {p.id for p in products.values()}, set(warehouses.values()))
-    order = sorted(range(len(changes)), key=lambda i: products[changes[i].sku].id)  # stable
-    firsts: dict[str, int] = {}  # an event id repeated in the batch: its first occurrence wins
-    for index, change in enumerate(changes):
-        if change.event_id is not None:
-            firsts.setdefault(change.event_id, index)
+    order = _apply_order(changes, products)
+    firsts = _first_occurrences(changes)
     seen: set[str] = set()  # event ids the ledger already holds
     statements = _statements(connection.dialect.name)
     while True:
@@ -235,6 +270,22 @@ def _apply_all(
     if plan.events:
         connection.execute(_events.insert(), plan.events)
     return [result for result in plan.results if result is not None]
+
+
+def _apply_order(changes: Sequence[StockChange], products: dict[str, _Product]) -> list[int]:
+    """Indexes of the changes whose product exists, products in id order (the lock order), each
+    product's changes in the order given."""
+    known = [index for index, change in enumerate(changes) if change.sku in products]
+    return sorted(known, key=lambda i: products[changes[i].sku].id)  # stable
+
+
+def _first_occurrences(changes: Sequence[StockChange]) -> dict[str, int]:
+    """An event id repeated in the batch: its first occurrence wins."""
+    firsts: dict[str, int] = {}
+    for index, change in enumerate(changes):
+        if change.event_id is not None:
+            firsts.setdefault(change.event_id, index)
+    return firsts
 
 
 def _plan(
@@ -343,8 +394,8 @@ async def shift_stock(
     return shift
 
 
-_products, _levels, _movements, _events = (
-    Product.__table__, StockLevel.__table__, StockMovement.__table__, StockEvent.__table__,
+_products, _levels, _movements, _events, _warehouses = (
+    Product.__table__, StockLevel.__table__, StockMovement.__table__, StockEvent.__table__, Warehouse.__table__,
 )
 # Built once: the same statement objects hit SQLAlchemy's compiled cache on every call.
 _MOVE_TOTALS = (
