@@ -79,6 +79,28 @@ async def test_each_shop_day_is_recorded_from_sales_only_and_imports_are_kept(db
     assert rows[(bj, yesterday())] == (2, 5, "import")
 
 
+async def test_an_api_count_with_a_reason_of_its_own_is_not_a_sale(db: Database, api_settings: Settings) -> None:
+    noon = datetime.combine(utcnow().date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    async with db.transaction() as session:
+        await add_product(session, "P", stock={"SH": 20})
+    body = json.dumps({"events": [
+        {"event_id": "s-1", "sku": "P", "warehouse": "SH", "delta": -3, "reason": "sale"},
+        {"event_id": "c-1", "sku": "P", "warehouse": "SH", "on_hand": 12, "reason": "stocktake"},  # 5 missing
+    ]}).encode()
+    async with TestClient(TestServer(create_api_app(api_settings, db))) as client:
+        response = await client.post("/api/v1/stock-events", data=body, headers={
+            "Content-Type": "application/json", "X-Signature": signature(SECRET, body)})
+        assert response.status == 200
+    await _backdate(db, 24)
+    async with db.transaction() as session:
+        await record_days(session, UTC_ZONE, noon)
+    async with db.read_session() as session:
+        day = await session.scalar(select(SalesDay))
+        reasons = set(await session.scalars(select(StockMovement.reason)))
+    assert (day.sold, day.on_hand) == (3, 12)  # the shrinkage a stocktake found is not demand
+    assert "stocktake" in reasons  # the caller's word is kept for people reading the ledger
+
+
 async def test_days_missed_while_down_are_caught_up(db: Database) -> None:
     async with db.transaction() as session:
         product = await add_product(session, "P", stock={"SH": 30})

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db import IN_CHUNK, STOCK_EVENTS, chunked, dialect_insert, signal_after_commit
 from bot.inventory.thresholds import crossings
 from bot.models import (
+    MovementKind,
     Product,
     StockEvent,
     StockEventKind,
@@ -112,6 +113,10 @@ class StockChange:
     def effective_reason(self) -> str:
         default = "count" if self.on_hand is not None else "adjustment"
         return (self.reason or default)[:MAX_REASON]
+
+    @property
+    def kind(self) -> MovementKind:
+        return MovementKind.DELTA if self.on_hand is None else MovementKind.COUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +268,7 @@ def _plan(
             "warehouse_id": key[1],
             "delta": delta,
             "reason": change.effective_reason,
+            "kind": change.kind.value,
             "actor": change.actor[:MAX_ACTOR],
             "event_id": change.event_id,
             "created_at": utcnow(),

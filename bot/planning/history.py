@@ -1,7 +1,7 @@
 """The bot keeps the sales history itself: one row per product, warehouse and shop day.
 
 From the stock ledger: what a day sold is the sum of its decreases that were sales (not counts,
-imports, transfers or receipts), and what it ended with is today's on-hand minus every change
+imports, transfers or receipts: `taken_by_customers`, the one rule for demand), and what it ended with is today's on-hand minus every change
 since. A job records each finished shop day (in TIMEZONE) once it is over, catching up on days
 missed while the bot was down. Rows are upserts marked 'recorded' and never replace a row the
 `history` import wrote.
@@ -12,17 +12,28 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
-from bot.models import SalesDay, StockLevel, StockMovement, utcnow
+from bot.models import MovementKind, SalesDay, StockLevel, StockMovement, utcnow
 from bot.planning.state import RECORDED_THROUGH, get_state, set_state
 
 # Decreases that are not customers taking goods. Counts and stock imports set a level (they show
 # shrinkage or a correction, not demand); transfers move units between warehouses.
 NOT_SALES = ("count", "import", "transfer", "receipt")
 MAX_CATCH_UP_DAYS = 366
+
+
+def taken_by_customers() -> ColumnElement[bool]:
+    """Ledger rows that are demand. A count is known by its kind, since a caller may give it any
+    reason; a delta by its reason, the only place a transfer or receipt says what it is."""
+    return and_(
+        StockMovement.delta < 0,
+        StockMovement.kind != MovementKind.COUNT.value,
+        StockMovement.reason.not_in(NOT_SALES),
+    )
+
 _ROWS_PER_STATEMENT = 5_000
 
 
@@ -99,8 +110,7 @@ async def _sales_between(session: AsyncSession, start: datetime, end: datetime) 
     rows = await session.execute(
         select(StockMovement.product_id, StockMovement.warehouse_id, func.sum(-StockMovement.delta))
         .where(
-            StockMovement.created_at >= start, StockMovement.created_at < end, StockMovement.delta < 0,
-            StockMovement.reason.not_in(NOT_SALES),
+            StockMovement.created_at >= start, StockMovement.created_at < end, taken_by_customers(),
         )
         .group_by(StockMovement.product_id, StockMovement.warehouse_id)
     )
