@@ -4,6 +4,7 @@ API, the waitlist as demand, and the replenishment API."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,10 +14,12 @@ from sqlalchemy import select, update
 from bot.api.app import create_api_app
 from bot.api.signing import signature
 from bot.db import Database
+from bot.inventory.reorder import suggest
 from bot.inventory.stock import StockChange, apply_changes, warehouse_ids
 from bot.models import (
     Customer,
     DemandForecast,
+    Product,
     PurchaseOrder,
     ReplenishmentPolicy,
     SalesDay,
@@ -99,6 +102,27 @@ async def test_an_api_count_with_a_reason_of_its_own_is_not_a_sale(db: Database,
         reasons = set(await session.scalars(select(StockMovement.reason)))
     assert (day.sold, day.on_hand) == (3, 12)  # the shrinkage a stocktake found is not demand
     assert "stocktake" in reasons  # the caller's word is kept for people reading the ledger
+
+
+async def test_without_a_forecast_the_prompt_reads_demand_as_the_history_does(db: Database,
+                                                                            api_settings: Settings) -> None:
+    noon = datetime.combine(utcnow().date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    async with db.transaction() as session:
+        product = await add_product(session, "P", reorder_point=2, lead_time_days=7, stock={"SH": 40})
+        await apply_changes(session, [StockChange("P", "SH", delta=-6, reason="sale")])
+    await _backdate(db, 24)
+    async with db.transaction() as session:
+        await record_days(session, UTC_ZONE, noon)  # yesterday's 6 are in the history now, once
+        await apply_changes(session, [
+            StockChange("P", "SH", delta=-4),  # a feed's decrease, reason 'adjustment': taken all the same
+            StockChange("P", "SH", on_hand=28, reason="stocktake"),  # 2 missing: a count, not demand
+        ])
+        await add_history(session, product.id, "BJ", [(2, 10)] * 8)  # the shop's own sales elsewhere
+    async with db.read_session() as session:
+        suggestion = await suggest(session, await session.get(Product, product.id), api_settings)
+    assert not suggestion.forecast
+    assert suggestion.sold == 6 + 4 + 16
+    assert suggestion.lead_demand == math.ceil(26 * 7 / api_settings.DEMAND_DAYS)
 
 
 async def test_days_missed_while_down_are_caught_up(db: Database) -> None:

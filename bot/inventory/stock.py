@@ -548,19 +548,6 @@ async def add_incoming(
     )
 
 
-async def demand(session: AsyncSession, product_id: int, since: datetime) -> int:
-    """Units that left through sales since `since`, from the ledger."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(-StockMovement.delta), 0)).where(
-            StockMovement.product_id == product_id,
-            StockMovement.created_at >= since,
-            StockMovement.reason == "sale",
-            StockMovement.delta < 0,
-        )
-    )
-    return int(total or 0)
-
-
 async def settle_incoming(session: AsyncSession, product_id: int, warehouse_id: int, received: int) -> None:
     """Goods arrived: what was on its way shrinks by what came (never below zero)."""
     remaining = case((StockLevel.incoming > received, StockLevel.incoming - received), else_=0)
