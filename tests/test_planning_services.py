@@ -32,7 +32,7 @@ from bot.planning.history import record_days
 from bot.planning.purchasing import place_order
 from bot.planning.service import refresh_forecasts
 from bot.planning.state import history_changed
-from bot.planning.jobs import forecast_imported_history
+from bot.planning.jobs import cover_after_stock_changes, forecast_imported_history
 from bot.services import Services, build_services
 from bot.settings import Settings, load_settings
 from tests.factories import add_product
@@ -226,6 +226,25 @@ async def test_the_replenishment_api_lists_transfers_and_buys(services: Services
     assert buy["days_of_cover"] < 1 and buy["stockout_date"] == utcnow().date().isoformat()
     for item in body["suggestions"]:
         assert {"sku", "warehouse", "action", "qty", "daily_demand", "days_of_cover", "reason"} <= set(item)
+
+
+async def test_a_warehouse_stocked_after_the_days_forecast_is_planned_the_same_day(
+        services: Services, db: Database, api_settings: Settings) -> None:
+    async with db.transaction() as session:
+        product = await add_product(session, "P", lead_time_days=14, stock={"SH": 200})
+        await add_history(session, product.id, "SH", [(4, 200)] * 60)
+    await refresh_forecasts(db, services.settings, services.templates)  # the day's run
+    await cover_after_stock_changes(services)
+    async with db.transaction() as session:  # then the shop opens BJ with a few units
+        await apply_changes(session, [StockChange("P", "BJ", delta=2, reason="receipt")])
+    await cover_after_stock_changes(services)
+    async with TestClient(TestServer(create_api_app(api_settings, db))) as client:
+        body = await (await _get(client)).json()
+    lines = {(item["sku"], item["warehouse"]): item for item in body["suggestions"]}
+    assert ("P", "BJ") in lines
+    line = lines[("P", "BJ")]
+    assert line["action"] == "transfer" and line["from_warehouse"] == "SH" and line["qty"] > 0
+    assert line["daily_demand"] > 0  # the product's own rate elsewhere, until BJ has days of its own
 
 
 async def test_an_api_receipt_settles_incoming_and_times_the_supplier(db: Database, api_settings: Settings) -> None:
