@@ -171,12 +171,20 @@ class StockMovement(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
     warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
     delta: Mapped[int]
-    reason: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(32))  # the caller's words, for people
+    # What the change was, whatever the caller named it: demand reads this, since a count with a
+    # free-text reason ('stocktake') is still a count, never a sale.
+    kind: Mapped[str] = mapped_column(String(8), default="delta", server_default="delta")
     actor: Mapped[str] = mapped_column(String(128))
     event_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_stock_movements_product_time", "product_id", "created_at"),)
+
+
+class MovementKind(enum.StrEnum):
+    DELTA = "delta"  # moved by an amount
+    COUNT = "count"  # set to a level (a count, a stock import)
 
 
 class StockEventKind(enum.StrEnum):

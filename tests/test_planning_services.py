@@ -4,6 +4,7 @@ API, the waitlist as demand, and the replenishment API."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,10 +14,12 @@ from sqlalchemy import select, update
 from bot.api.app import create_api_app
 from bot.api.signing import signature
 from bot.db import Database
+from bot.inventory.reorder import suggest
 from bot.inventory.stock import StockChange, apply_changes, warehouse_ids
 from bot.models import (
     Customer,
     DemandForecast,
+    Product,
     PurchaseOrder,
     ReplenishmentPolicy,
     SalesDay,
@@ -29,7 +32,7 @@ from bot.planning.history import record_days
 from bot.planning.purchasing import place_order
 from bot.planning.service import refresh_forecasts
 from bot.planning.state import history_changed
-from bot.planning.jobs import forecast_imported_history
+from bot.planning.jobs import cover_after_stock_changes, forecast_imported_history
 from bot.services import Services, build_services
 from bot.settings import Settings, load_settings
 from tests.factories import add_product
@@ -77,6 +80,49 @@ async def test_each_shop_day_is_recorded_from_sales_only_and_imports_are_kept(db
     sh, bj = codes["SH"], codes["BJ"]
     assert rows[(sh, yesterday())] == (4, 12, "recorded")  # 3 sold + 1 taken; count and transfer are not sales
     assert rows[(bj, yesterday())] == (2, 5, "import")
+
+
+async def test_an_api_count_with_a_reason_of_its_own_is_not_a_sale(db: Database, api_settings: Settings) -> None:
+    noon = datetime.combine(utcnow().date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    async with db.transaction() as session:
+        await add_product(session, "P", stock={"SH": 20})
+    body = json.dumps({"events": [
+        {"event_id": "s-1", "sku": "P", "warehouse": "SH", "delta": -3, "reason": "sale"},
+        {"event_id": "c-1", "sku": "P", "warehouse": "SH", "on_hand": 12, "reason": "stocktake"},  # 5 missing
+    ]}).encode()
+    async with TestClient(TestServer(create_api_app(api_settings, db))) as client:
+        response = await client.post("/api/v1/stock-events", data=body, headers={
+            "Content-Type": "application/json", "X-Signature": signature(SECRET, body)})
+        assert response.status == 200
+    await _backdate(db, 24)
+    async with db.transaction() as session:
+        await record_days(session, UTC_ZONE, noon)
+    async with db.read_session() as session:
+        day = await session.scalar(select(SalesDay))
+        reasons = set(await session.scalars(select(StockMovement.reason)))
+    assert (day.sold, day.on_hand) == (3, 12)  # the shrinkage a stocktake found is not demand
+    assert "stocktake" in reasons  # the caller's word is kept for people reading the ledger
+
+
+async def test_without_a_forecast_the_prompt_reads_demand_as_the_history_does(db: Database,
+                                                                            api_settings: Settings) -> None:
+    noon = datetime.combine(utcnow().date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    async with db.transaction() as session:
+        product = await add_product(session, "P", reorder_point=2, lead_time_days=7, stock={"SH": 40})
+        await apply_changes(session, [StockChange("P", "SH", delta=-6, reason="sale")])
+    await _backdate(db, 24)
+    async with db.transaction() as session:
+        await record_days(session, UTC_ZONE, noon)  # yesterday's 6 are in the history now, once
+        await apply_changes(session, [
+            StockChange("P", "SH", delta=-4),  # a feed's decrease, reason 'adjustment': taken all the same
+            StockChange("P", "SH", on_hand=28, reason="stocktake"),  # 2 missing: a count, not demand
+        ])
+        await add_history(session, product.id, "BJ", [(2, 10)] * 8)  # the shop's own sales elsewhere
+    async with db.read_session() as session:
+        suggestion = await suggest(session, await session.get(Product, product.id), api_settings)
+    assert not suggestion.forecast
+    assert suggestion.sold == 6 + 4 + 16
+    assert suggestion.lead_demand == math.ceil(26 * 7 / api_settings.DEMAND_DAYS)
 
 
 async def test_days_missed_while_down_are_caught_up(db: Database) -> None:
@@ -180,6 +226,25 @@ async def test_the_replenishment_api_lists_transfers_and_buys(services: Services
     assert buy["days_of_cover"] < 1 and buy["stockout_date"] == utcnow().date().isoformat()
     for item in body["suggestions"]:
         assert {"sku", "warehouse", "action", "qty", "daily_demand", "days_of_cover", "reason"} <= set(item)
+
+
+async def test_a_warehouse_stocked_after_the_days_forecast_is_planned_the_same_day(
+        services: Services, db: Database, api_settings: Settings) -> None:
+    async with db.transaction() as session:
+        product = await add_product(session, "P", lead_time_days=14, stock={"SH": 200})
+        await add_history(session, product.id, "SH", [(4, 200)] * 60)
+    await refresh_forecasts(db, services.settings, services.templates)  # the day's run
+    await cover_after_stock_changes(services)
+    async with db.transaction() as session:  # then the shop opens BJ with a few units
+        await apply_changes(session, [StockChange("P", "BJ", delta=2, reason="receipt")])
+    await cover_after_stock_changes(services)
+    async with TestClient(TestServer(create_api_app(api_settings, db))) as client:
+        body = await (await _get(client)).json()
+    lines = {(item["sku"], item["warehouse"]): item for item in body["suggestions"]}
+    assert ("P", "BJ") in lines
+    line = lines[("P", "BJ")]
+    assert line["action"] == "transfer" and line["from_warehouse"] == "SH" and line["qty"] > 0
+    assert line["daily_demand"] > 0  # the product's own rate elsewhere, until BJ has days of its own
 
 
 async def test_an_api_receipt_settles_incoming_and_times_the_supplier(db: Database, api_settings: Settings) -> None:

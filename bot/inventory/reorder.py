@@ -15,7 +15,7 @@ from bot.delivery.markup import Button, keyboard, pack
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue
 from bot.delivery.templates import Templates
 from bot.events import Reaction, Reactions
-from bot.inventory.stock import demand, warehouse_ids
+from bot.inventory.stock import warehouse_ids
 from bot.models import (
     ACTIVE_PROMPT_STATUSES,
     VIP_TIER,
@@ -30,6 +30,7 @@ from bot.models import (
     WaitStatus,
     utcnow,
 )
+from bot.planning.history import units_sold
 from bot.planning.purchasing import place_order
 from bot.planning.service import pack_size, product_cover
 from bot.planning.suggestions import Action, Line, suggestions
@@ -58,7 +59,7 @@ class Suggestion:
     stockout_date: date | None = None
     pack_size: int = 1
     transfer: Line | None = None  # another warehouse can spare units: move them first
-    # Without a forecast: the ledger's recent sales over the lead time.
+    # Without a forecast: recent sales (the daily history, then the ledger) over the lead time.
     safety_stock: int = 0
     sold: int = 0
     window_days: int = 0
@@ -71,8 +72,8 @@ class Suggestion:
 
 async def suggest(session: AsyncSession, product: Product, settings: Settings) -> Suggestion:
     """What to order: from the forecast's policy where the product has one (transfers first),
-    else from the ledger's recent sales over the lead time plus the waitlist. Either way at least
-    enough to lift it above its reorder point."""
+    else from recent sales (the same demand the history records) over the lead time plus the
+    waitlist. Either way at least enough to lift it above its reorder point."""
     incoming = int(
         await session.scalar(select(func.coalesce(func.sum(StockLevel.incoming), 0)).where(StockLevel.product_id == product.id))
         or 0
@@ -93,7 +94,7 @@ async def suggest(session: AsyncSession, product: Product, settings: Settings) -
             pack_size=pack_size(product.attributes), transfer=moving,
         )
     days = settings.DEMAND_DAYS
-    sold = await demand(session, product.id, utcnow() - timedelta(days=days))
+    sold = await units_sold(session, product.id, days, settings.zone)
     lead_demand = math.ceil(sold * product.lead_time_days / days)
     qty = product.safety_stock + lead_demand + waiting - max(available, 0) - incoming
     floor = product.reorder_point + 1 - available - incoming

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db import IN_CHUNK, STOCK_EVENTS, chunked, dialect_insert, signal_after_commit
 from bot.inventory.thresholds import crossings
 from bot.models import (
+    MovementKind,
     Product,
     StockEvent,
     StockEventKind,
@@ -112,6 +113,10 @@ class StockChange:
     def effective_reason(self) -> str:
         default = "count" if self.on_hand is not None else "adjustment"
         return (self.reason or default)[:MAX_REASON]
+
+    @property
+    def kind(self) -> MovementKind:
+        return MovementKind.DELTA if self.on_hand is None else MovementKind.COUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +319,7 @@ def _plan(
             "warehouse_id": key[1],
             "delta": delta,
             "reason": change.effective_reason,
+            "kind": change.kind.value,
             "actor": change.actor[:MAX_ACTOR],
             "event_id": change.event_id,
             "created_at": utcnow(),
@@ -591,19 +597,6 @@ async def add_incoming(
         .where(StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id)
         .values(incoming=StockLevel.incoming + qty, incoming_eta=earliest)
     )
-
-
-async def demand(session: AsyncSession, product_id: int, since: datetime) -> int:
-    """Units that left through sales since `since`, from the ledger."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(-StockMovement.delta), 0)).where(
-            StockMovement.product_id == product_id,
-            StockMovement.created_at >= since,
-            StockMovement.reason == "sale",
-            StockMovement.delta < 0,
-        )
-    )
-    return int(total or 0)
 
 
 async def settle_incoming(session: AsyncSession, product_id: int, warehouse_id: int, received: int) -> None:

@@ -1,9 +1,10 @@
 """The bot keeps the sales history itself: one row per product, warehouse and shop day.
 
 From the stock ledger: what a day sold is the sum of its decreases that were sales (not counts,
-imports, transfers or receipts), and what it ended with is today's on-hand minus every change
-since. A job records each finished shop day (in TIMEZONE) once it is over, catching up on days
-missed while the bot was down. Rows are upserts marked 'recorded' and never replace a row the
+imports, transfers or receipts: `taken_by_customers`, the one rule for demand, which the reorder
+prompt reads too), and what it ended with is today's on-hand minus every change since. A job
+records each finished shop day (in TIMEZONE) once it is over, catching up on days missed while
+the bot was down. Rows are upserts marked 'recorded' and never replace a row the
 `history` import wrote.
 """
 
@@ -12,11 +13,11 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
-from bot.models import SalesDay, StockLevel, StockMovement, utcnow
+from bot.models import MovementKind, SalesDay, StockLevel, StockMovement, utcnow
 from bot.planning.state import RECORDED_THROUGH, get_state, set_state
 
 # Decreases that are not customers taking goods. Counts and stock imports set a level (they show
@@ -24,6 +25,46 @@ from bot.planning.state import RECORDED_THROUGH, get_state, set_state
 NOT_SALES = ("count", "import", "transfer", "receipt")
 MAX_CATCH_UP_DAYS = 366
 _ROWS_PER_STATEMENT = 5_000
+
+
+def taken_by_customers() -> ColumnElement[bool]:
+    """Ledger rows that are demand. A count is known by its kind, since a caller may give it any
+    reason; a delta by its reason, the only place a transfer or receipt says what it is."""
+    return and_(
+        StockMovement.delta < 0,
+        StockMovement.kind != MovementKind.COUNT.value,
+        StockMovement.reason.not_in(NOT_SALES),
+    )
+
+
+async def units_sold(
+    session: AsyncSession, product_id: int, days: int, zone: tzinfo, now: datetime | None = None
+) -> int:
+    """What customers took of a product, all warehouses, in its last `days` shop days (today
+    included). The daily history where it has the day, since an imported day exists nowhere else;
+    the ledger after each warehouse's last such day (today, and days not recorded yet)."""
+    today = shop_today(zone, now)
+    first = today - timedelta(days=days - 1)
+    total = 0
+    recorded_until: dict[int, datetime] = {}  # warehouse: where its history ends
+    for warehouse_id, sold, last in await session.execute(
+        select(SalesDay.warehouse_id, func.sum(SalesDay.sold), func.max(SalesDay.day))
+        .where(SalesDay.product_id == product_id, SalesDay.day >= first, SalesDay.day <= today)
+        .group_by(SalesDay.warehouse_id)
+    ):
+        total += int(sold or 0)
+        recorded_until[warehouse_id] = day_bounds(last, zone)[1]
+    after = [
+        and_(StockMovement.warehouse_id == warehouse_id, StockMovement.created_at >= end)
+        for warehouse_id, end in recorded_until.items()
+    ]
+    after.append(and_(StockMovement.warehouse_id.not_in(list(recorded_until)),
+                      StockMovement.created_at >= day_bounds(first, zone)[0]))
+    ledger = await session.scalar(
+        select(func.coalesce(func.sum(-StockMovement.delta), 0))
+        .where(StockMovement.product_id == product_id, taken_by_customers(), or_(*after))
+    )
+    return total + int(ledger or 0)
 
 
 def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
@@ -99,8 +140,7 @@ async def _sales_between(session: AsyncSession, start: datetime, end: datetime) 
     rows = await session.execute(
         select(StockMovement.product_id, StockMovement.warehouse_id, func.sum(-StockMovement.delta))
         .where(
-            StockMovement.created_at >= start, StockMovement.created_at < end, StockMovement.delta < 0,
-            StockMovement.reason.not_in(NOT_SALES),
+            StockMovement.created_at >= start, StockMovement.created_at < end, taken_by_customers(),
         )
         .group_by(StockMovement.product_id, StockMovement.warehouse_id)
     )

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from bot.models import StockMovement
 from bot.planning import history, report_service
-from bot.planning.service import refresh_forecasts
+from bot.planning.service import refresh_forecasts, without_forecast
 from bot.planning.state import (
     FORECAST_DAY,
     MOVEMENTS_SEEN,
@@ -86,9 +86,15 @@ async def cover_after_stock_changes(services: Services) -> int:
             .where(StockMovement.id > max(last - OVERLAP, 0), StockMovement.id <= upto)
             .distinct()
         ))
+        unforecast = await without_forecast(session, product_ids)
         await stock_changed(session, services.settings, services.templates, product_ids)
         await set_state(session, MOVEMENTS_SEEN, str(upto))
-        return len(product_ids)
+    if unforecast:
+        # Stock in a warehouse the day's forecast did not know (a product imported since, a new
+        # warehouse) would stay out of /plan, the API and the prompt until tomorrow: forecast those
+        # products now. After the commit: the forecast writes in transactions of its own.
+        await refresh_forecasts(services.db, services.settings, services.templates, unforecast)
+    return len(product_ids)
 
 
 async def slow_movers(services: Services) -> int:

@@ -304,6 +304,21 @@ async def _upsert(session: AsyncSession, model: type, rows: list[dict[str, objec
         await session.execute(statement, chunk)
 
 
+async def without_forecast(session: AsyncSession, product_ids: Iterable[int]) -> list[int]:
+    """Those of these products kept in a warehouse they have no forecast for (a new product, or
+    an old one's new warehouse): suggestions join on the forecast, so they would be left out."""
+    found: set[int] = set()
+    for condition in id_filters(StockLevel.product_id, sorted(set(product_ids))):
+        found.update(await session.scalars(
+            select(StockLevel.product_id)
+            .outerjoin(DemandForecast, and_(DemandForecast.product_id == StockLevel.product_id,
+                                            DemandForecast.warehouse_id == StockLevel.warehouse_id))
+            .where(condition, DemandForecast.product_id.is_(None))
+            .distinct()
+        ))
+    return sorted(found)
+
+
 async def refresh_cover(
     session: AsyncSession, product_ids: Iterable[int], zone: tzinfo, *, now: datetime | None = None
 ) -> int:
