@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.lazy_epilog = _columns_help
     importer.add_argument("kind", choices=IMPORT_KINDS, help="what the file holds: " + ", ".join(IMPORT_KINDS))
-    importer.add_argument("file", type=Path, help="the CSV file, with a header row")
+    # A string, not a Path: messages name the file as given (Path drops a leading ./).
+    importer.add_argument("file", help="the CSV file, with a header row")
     importer.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
 
     customers = commands.add_parser("customers", help="customer tools")
@@ -116,9 +117,9 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     from bot.inventory.importer import import_csv  # deferred: see above
     from bot.runner import open_database
 
-    label = str(args.file)
+    label = args.file
     try:
-        data = args.file.open("rb")  # streamed: the importer reads it twice, a chunk at a time
+        data = Path(args.file).open("rb")  # streamed: the importer reads it twice, a chunk at a time
     except OSError as exc:
         print(f"{label}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -8,19 +8,23 @@ reached are settings problems: each becomes a `SettingsError` naming the setting
 from __future__ import annotations
 
 import asyncio
+import base64
 import ctypes
+import errno
+import hashlib
+import hmac
 import logging
 import os
-import secrets
 import signal
+import socket
 import sys
-from contextlib import suppress
-
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack, suppress
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientError, web
 from pydantic import SecretStr
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from bot.db import Database, create_database
 from bot.leadership import poll_updates
@@ -35,18 +39,35 @@ log = logging.getLogger("bot.run")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _M_ARENA_MAX = -8  # mallopt() parameter, from glibc's malloc.h
+# Changing it changes every made-up webhook secret: processes of two versions would disagree.
+WEBHOOK_SECRET_LABEL = b"stockbot telegram webhook secret token"
 START_CHECK_TIMEOUT = 15  # seconds for each start-up check: a silent server is as bad as a refusal
 
 
 def with_webhook_secret(settings: Settings) -> Settings:
-    """The settings with a TELEGRAM_SECRET_TOKEN, made up for this run when none is set.
+    """The settings with a TELEGRAM_SECRET_TOKEN, made up from BOT_TOKEN when none is set.
 
     Without one, anyone who finds the webhook path can post updates as any user (a forged
-    `/grant` from an admin's id). `token_urlsafe` uses only A-Z a-z 0-9 _ -, as Telegram requires.
+    `/grant` from an admin's id). Each process registers its secret with `setWebhook`, and only
+    the last one registered counts: a random secret per process would leave every other process
+    refusing Telegram's updates (403). Derived from the token, every process of one bot makes up
+    the same secret without talking to the others, and nobody without the token can work it out.
     """
     if settings.TELEGRAM_SECRET_TOKEN is not None:
         return settings
-    return settings.model_copy(update={"TELEGRAM_SECRET_TOKEN": SecretStr(secrets.token_urlsafe(32))})
+    secret = _secret_from_token(settings.require_token("stockbot run --webhook"))
+    return settings.model_copy(update={"TELEGRAM_SECRET_TOKEN": SecretStr(secret)})
+
+
+def _secret_from_token(token: str) -> str:
+    digest = hmac.new(token.encode(), WEBHOOK_SECRET_LABEL, hashlib.sha256).digest()
+    # URL-safe base64 without padding: 43 characters of A-Z a-z 0-9 _ -, as Telegram requires.
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _url_problem(exc: Exception) -> str:
+    # ArgumentError's message repeats the URL, password included.
+    return "it cannot be parsed" if isinstance(exc, ArgumentError) else _reason(exc)
 
 
 def _reason(exc: BaseException) -> str:
@@ -57,18 +78,28 @@ def _reason(exc: BaseException) -> str:
 
 async def open_database(settings: Settings, *, migrate_in_child: bool = False) -> Database:
     """The database, migrated to the newest schema (by a child process if `migrate_in_child`)."""
-    db = create_database(settings)
+    try:
+        db = create_database(settings)
+    except (ValueError, ArgumentError) as exc:  # the settings check parses it too; this is the backstop
+        raise SettingsError("DATABASE_URL", f"is not a valid database URL: {_url_problem(exc)}") from None
     try:
         # Connect on its own first, so that only a failure to open counts as a settings problem;
         # a failing migration is a bug and keeps its traceback.
         async with asyncio.timeout(START_CHECK_TIMEOUT), db.engine.connect():
             pass
+    except TypeError as exc:  # the driver's connect() refused a query parameter of the URL
+        await db.dispose()
+        raise SettingsError("DATABASE_URL", f"the database driver refused an option: {_reason(exc)}") from None
     except (OSError, DBAPIError, TimeoutError, *_driver_errors()) as exc:
         await db.dispose()
         raise SettingsError("DATABASE_URL", f"cannot open the database: {_reason(exc)}") from None
-    if migrate_in_child and not await at_head(db):
-        await _upgrade_in_child(settings)
-    await upgrade(db)  # nothing to do after the child; else migrates here, with a full traceback
+    try:
+        if migrate_in_child and not await at_head(db):
+            await _upgrade_in_child(settings)
+        await upgrade(db)  # nothing to do after the child; else migrates here, with a full traceback
+    except BaseException:  # a failed migration, or a stop while migrating
+        await db.dispose()
+        raise
     return db
 
 
@@ -80,7 +111,13 @@ async def _upgrade_in_child(settings: Settings) -> None:
         sys.executable, "-m", "bot", "db", "upgrade", env={**os.environ, "DATABASE_URL": settings.DATABASE_URL},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
-    _, errors = await child.communicate()
+    try:
+        _, errors = await child.communicate()
+    except asyncio.CancelledError:
+        # A stop while migrating lets the child finish: a migration cut off halfway could
+        # leave SQLite's schema between two versions.
+        await child.wait()
+        raise
     if child.returncode != 0:
         log.warning("migrating in a child process failed (exit %s); migrating here: %s",
                     child.returncode, errors.decode(errors="replace").strip()[-500:])
@@ -136,68 +173,121 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 async def run(settings: Settings, *, webhook: bool = False) -> int:
+    # From the very start: a stop during start-up (migrations, getMe: up to half a minute) is a
+    # clean exit too, not the default action of SIGTERM or a KeyboardInterrupt.
+    stop = _stop_on_signals()
+    async with AsyncExitStack() as running:  # undoes whatever start-up got to, also when it fails
+        if not await _unless_stopped(_start(settings, webhook, stop, running), stop):
+            log.info("stopped while starting")
+            return 0
+        await stop.wait()
+        log.info("stopping")
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _unless_stopped(starting: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Whether `starting` finished before `stop` was set; if not, it is cancelled."""
+    start = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not start.done():
+            start.cancel()
+    with suppress(asyncio.CancelledError):
+        await start  # a start-up error is raised here
+    return not start.cancelled()
+
+
+async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running: AsyncExitStack) -> None:
+    """Check the settings against the world, then start serving; `running` undoes each step."""
     # Deferred (CLI start path): the bot, its handlers, jobs and services import aiogram, the
     # scheduler, numpy and the catalog; `db upgrade` and `import` load this module and need none.
     from bot.app import create_bot, create_runtime
     from bot.handlers.commands import publish_default_commands
-    from bot.jobs import create_scheduler
     from bot.services import build_services
 
     db = await open_database(settings, migrate_in_child=True)
+    running.push_async_callback(db.dispose)
     bot = create_bot(settings)
-    try:
-        me = await check_bot(bot, settings)
-    except SettingsError:
-        await bot.session.close()
-        await db.dispose()
-        raise
+    running.push_async_callback(bot.session.close)
+    me = await check_bot(bot, settings)
     log.info("running as @%s", me.username)
     services = build_services(settings, db)
     # The catalog indexes load in the event worker's first pass, while polling starts: a large
     # catalog no longer holds up start-up.
     runtime = create_runtime(services, bot)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await publish_default_commands(bot, services)
-    scheduler = create_scheduler(runtime)
-    scheduler.start()
-    sender_task = asyncio.create_task(runtime.sender.run(stop), name="sender")
-    consumer_task = asyncio.create_task(runtime.consumer.run(stop), name="stock-events")
+    # Listening comes before the workers: a port in use is a settings problem, reported before
+    # anything starts.
     app = web.Application()
     _add_api(app, settings, db)
     if webhook:
-        await _add_webhook(app, runtime, settings)
-    # No access log: raw paths carry coupon codes; the API logs each request by route pattern.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.API_HOST, settings.API_PORT)
-    await site.start()
-    log.info("HTTP API on http://%s:%s", settings.API_HOST, settings.API_PORT)
-    polling = None
+        _add_webhook_route(app, runtime, settings)
+    await _listen(app, settings, running)
+    if webhook:
+        await _register_webhook(bot, settings)
+    _start_workers(runtime, stop, running)
     if not webhook:
         await bot.delete_webhook(drop_pending_updates=False)
         # One poller among the processes sharing a PostgreSQL database (bot/leadership.py).
         polling = asyncio.create_task(poll_updates(runtime.dispatcher, bot, settings.DATABASE_URL, stop))
+        running.push_async_callback(_stop_polling, runtime.dispatcher, polling)
+
+
+async def _listen(app: web.Application, settings: Settings, running: AsyncExitStack) -> None:
+    # No access log: raw paths carry coupon codes; the API logs each request by route pattern.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    running.push_async_callback(runner.cleanup)
     try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        if polling is not None:
-            with suppress(RuntimeError):
-                await runtime.dispatcher.stop_polling()
-            await polling
+        await web.TCPSite(runner, settings.API_HOST, settings.API_PORT).start()
+    except OSError as exc:
+        raise _listen_error(exc, settings) from None
+    log.info("HTTP API on http://%s:%s", settings.API_HOST, settings.API_PORT)
+
+
+def _listen_error(exc: OSError, settings: Settings) -> SettingsError:
+    where = f"{settings.API_HOST}:{settings.API_PORT}"
+    # A name that does not resolve, or an address this machine does not have, is the host's fault.
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return SettingsError("API_HOST", f"cannot listen on {where}: {exc.strerror or exc}")
+    return SettingsError("API_PORT", f"cannot listen on {where}: {exc.strerror or exc}")
+
+
+def _start_workers(runtime, stop: asyncio.Event, running: AsyncExitStack) -> None:  # type: ignore[no-untyped-def]
+    from bot.jobs import create_scheduler  # deferred (CLI start path): the scheduler
+
+    scheduler = create_scheduler(runtime)
+    scheduler.start()
+    sender = asyncio.create_task(runtime.sender.run(stop), name="sender")
+    consumer = asyncio.create_task(runtime.consumer.run(stop), name="stock-events")
+
+    async def stop_workers() -> None:
+        stop.set()  # already, unless a later start-up step failed
         # Side by side, so shutdown takes the longest of them, not their sum: each has seen
         # `stop`, and what any of them leaves undone is in the database for the next start.
-        for outcome in await asyncio.gather(scheduler.stop(), consumer_task, sender_task, return_exceptions=True):
+        for outcome in await asyncio.gather(scheduler.stop(), consumer, sender, return_exceptions=True):
             if isinstance(outcome, Exception):
                 log.error("stopping failed", exc_info=outcome)
         log.info("delivery: %s", runtime.sender.stats)  # each process's share, when there are several
-        await runner.cleanup()
-        await bot.session.close()
-        await db.dispose()
-    return 0
+
+    running.push_async_callback(stop_workers)
+
+
+async def _stop_polling(dispatcher, polling: asyncio.Task[None]) -> None:  # type: ignore[no-untyped-def]
+    with suppress(RuntimeError):
+        await dispatcher.stop_polling()
+    await polling
 
 
 def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
@@ -206,7 +296,7 @@ def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
     add_api_routes(app, settings, db)
 
 
-async def _add_webhook(app: web.Application, runtime, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def _add_webhook_route(app: web.Application, runtime, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler  # deferred (CLI start path): aiogram
 
     class SecretCheckedHandler(SimpleRequestHandler):
@@ -217,12 +307,24 @@ async def _add_webhook(app: web.Application, runtime, settings: Settings) -> Non
                 return web.Response(status=403, text="Forbidden")
             return await super().handle(request)
 
-    if settings.TELEGRAM_SECRET_TOKEN is None:
-        raise SettingsError("TELEGRAM_SECRET_TOKEN", "is needed by `stockbot run --webhook`")  # see with_webhook_secret
-    secret = settings.TELEGRAM_SECRET_TOKEN.get_secret_value()
-    SecretCheckedHandler(runtime.dispatcher, runtime.bot, secret_token=secret).register(
+    SecretCheckedHandler(runtime.dispatcher, runtime.bot, secret_token=_webhook_secret(settings)).register(
         app, path=settings.WEBHOOK_PATH
     )
-    await runtime.bot.set_webhook(
-        settings.WEBHOOK_URL + settings.WEBHOOK_PATH, secret_token=secret, drop_pending_updates=False
-    )
+
+
+async def _register_webhook(bot: Bot, settings: Settings) -> None:
+    from aiogram.exceptions import TelegramAPIError, TelegramNetworkError  # deferred (CLI start path)
+
+    url = settings.WEBHOOK_URL + settings.WEBHOOK_PATH
+    try:
+        await bot.set_webhook(url, secret_token=_webhook_secret(settings), drop_pending_updates=False)
+    except TelegramNetworkError:
+        raise SettingsError("TELEGRAM_API_URL", f"cannot reach a Bot API server at {settings.TELEGRAM_API_URL}") from None
+    except TelegramAPIError as exc:  # Telegram checks the URL: https, a known port, a resolvable host
+        raise SettingsError("WEBHOOK_URL", f"the Bot API refused {url}: {exc.message}") from None
+
+
+def _webhook_secret(settings: Settings) -> str:
+    if settings.TELEGRAM_SECRET_TOKEN is None:
+        raise SettingsError("TELEGRAM_SECRET_TOKEN", "is needed by `stockbot run --webhook`")  # see with_webhook_secret
+    return settings.TELEGRAM_SECRET_TOKEN.get_secret_value()

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Locale = Literal["en", "zh"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
+API_PREFIX = "/api/"  # where bot/api serves the integration API
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -59,12 +60,12 @@ class Settings(BaseSettings):
     DEFAULT_LOCALE: Locale = "en"
     SEND_RATE: float = Field(25, gt=0, le=10_000)
     LOG_LEVEL: LogLevel = "INFO"
-
-    # Beyond the contract: tuning knobs with sensible defaults.
-    PHONE_REGION: str = ""  # region for numbers written without a country code, e.g. CN or US
     WEBHOOK_URL: str = ""  # public base URL Telegram posts updates to, for `run --webhook`
     WEBHOOK_PATH: str = "/telegram/webhook"
     TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls; made up when unset
+
+    # Beyond the contract: tuning knobs with sensible defaults.
+    PHONE_REGION: str = ""  # region for numbers written without a country code, e.g. CN or US
     LOG_FORMAT: Literal["text", "json"] = "text"
     INVITE_TTL_DAYS: int = Field(30, ge=1)
     RESTOCK_MIN_UNITS: int = Field(0, ge=0)  # hold restock notices until this many units are available
@@ -166,6 +167,26 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        # Deferred (CLI start path): SQLAlchemy takes a tenth of a second that --help need not pay.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ValueError as exc:  # a non-numeric port; the message names the port, not the password
+            raise ValueError(f"is not a valid database URL ({exc})") from None
+        except ArgumentError:  # its message repeats the whole URL, password included
+            raise ValueError("is not a valid database URL") from None
+        return value
+
+    @field_validator("WEBHOOK_PATH")
+    @classmethod
+    def _webhook_route(cls, value: str) -> str:
+        # The webhook shares API_HOST:API_PORT with the integration API, which owns /api/.
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with /")
+        if value == API_PREFIX.rstrip("/") or value.startswith(API_PREFIX):
+            raise ValueError(f"{value!r} must not be under {API_PREFIX}, the integration API's")
         return value
 
     @field_validator("TELEGRAM_API_URL", "WEBHOOK_URL")
@@ -211,10 +232,12 @@ def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, `.env` and explicit overrides (tests, demo)."""
     # An empty value means unset, except QUIET_HOURS, whose empty value turns quiet hours off
     # (the contract): taken from the environment or `.env` before the empty-is-unset rule drops it.
-    if "QUIET_HOURS" not in overrides and _quiet_hours_given_empty(overrides.get("_env_file", ".env")):
-        overrides = {**overrides, "QUIET_HOURS": ""}
     try:
+        if "QUIET_HOURS" not in overrides and _quiet_hours_given_empty(overrides.get("_env_file", ".env")):
+            overrides = {**overrides, "QUIET_HOURS": ""}
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError:  # e.g. saved as GBK by Notepad on Chinese Windows
+        raise SettingsError(".env", "is not UTF-8 text; save it as UTF-8") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "?"

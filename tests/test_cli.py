@@ -25,7 +25,9 @@ def stockbot(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[s
 @pytest.mark.parametrize(
     ("name", "value"),
     [("SEND_RATE", "fast"), ("ADMIN_IDS", "12,bob"), ("TIMEZONE", "Mars/Olympus"),
-     ("QUIET_HOURS", "late"), ("DATABASE_URL", "mysql://x"), ("DEFAULT_LOCALE", "fr")],
+     ("QUIET_HOURS", "late"), ("DATABASE_URL", "mysql://x"), ("DEFAULT_LOCALE", "fr"),
+     ("DATABASE_URL", "postgresql+asyncpg://shop@db:five/shop"), ("WEBHOOK_PATH", "hook"),
+     ("WEBHOOK_PATH", "/api/v1/telegram")],
 )
 def test_a_bad_setting_exits_2_with_one_line_naming_it(tmp_path: Path, name: str, value: str) -> None:
     result = stockbot("db", "upgrade", cwd=tmp_path, **{name: value})
@@ -54,6 +56,14 @@ def test_env_file_in_the_working_folder_is_read(tmp_path: Path) -> None:
     assert stockbot("db", "upgrade", cwd=tmp_path).returncode == 2
 
 
+def test_an_env_file_that_is_not_utf8_names_env(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes("# 店铺设置\nSEND_RATE=25\n".encode("gbk"))  # as Notepad saves it on Chinese Windows
+    result = stockbot("db", "upgrade", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and ".env" in lines[0] and "UTF-8" in lines[0] and "Traceback" not in result.stderr
+
+
 def test_env_example_lists_every_setting() -> None:
     listed = set(re.findall(r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert listed == set(Settings.model_fields)
@@ -70,6 +80,15 @@ def test_import_bad_file_prints_file_line_reason_and_exits_1(tmp_path: Path) -> 
     assert dry.returncode == 0 and "nothing written" in dry.stdout
     real = stockbot("import", "catalog", "catalog.csv", cwd=tmp_path, DATABASE_URL=db_url)
     assert real.returncode == 0 and "1 created" in real.stdout
+
+
+def test_import_messages_name_the_file_as_given(tmp_path: Path) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}"
+    (tmp_path / "catalog.csv").write_text("sku,name,category,price\nB,Beta,lips,-1\n")
+    bad = stockbot("import", "catalog", "./catalog.csv", cwd=tmp_path, DATABASE_URL=db_url)
+    assert "./catalog.csv:2: price -1 is negative" in bad.stderr.splitlines()
+    missing = stockbot("import", "catalog", "./no-such.csv", cwd=tmp_path, DATABASE_URL=db_url)
+    assert missing.returncode == 1 and missing.stderr.startswith("./no-such.csv: cannot read")
 
 
 def test_invite_token_only_prints_one_line_per_unlinked_customer(tmp_path: Path) -> None:

@@ -196,3 +196,46 @@ def test_invite_prints_deep_links_with_the_bots_username(
     external_id, link = line.split("\t")
     assert external_id == "C-2"
     assert link.startswith(f"https://t.me/{sandbox.bot_username}?start=") and len(link.split("=", 1)[1]) >= 20
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_while_starting_is_a_clean_exit(tmp_path: Path, database_url: str, sig: signal.Signals) -> None:
+    """getMe can take START_CHECK_TIMEOUT against a silent server: the bot is stopped inside it."""
+    with socket.socket() as silent_api:
+        silent_api.bind(("127.0.0.1", 0))
+        silent_api.listen()
+        silent_api.settimeout(90)
+        env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+        env.update(BOT_TOKEN="123456:some-secret-token", DATABASE_URL=database_url, API_PORT=str(_free_port()),
+                   TELEGRAM_API_URL=f"http://127.0.0.1:{silent_api.getsockname()[1]}")
+        bot = _start_bot(env, tmp_path)
+        try:
+            connection, _ = silent_api.accept()  # the bot is asking getMe, and gets no answer
+        finally:
+            output = _stop_bot(bot, sig)
+        connection.close()
+    assert bot.returncode == 0, output
+    assert "Traceback" not in output and "Unclosed" not in output
+
+
+def test_webhook_processes_without_a_configured_secret_all_accept_telegrams_updates(
+    tmp_path: Path, sandbox: BotApiSandbox, database_url: str
+) -> None:
+    """Each process registers its made-up secret with setWebhook and only the last one counts:
+    every process must make up the same one, or the others refuse Telegram's updates."""
+    first_env = _env(tmp_path, sandbox, database_url, WEBHOOK_URL="https://shop.example")
+    second_env = {**first_env, "API_PORT": str(_free_port())}
+    first = _start_bot(first_env, tmp_path, "--webhook")
+    second = None
+    try:
+        _wait(lambda: sandbox.calls_to("setWebhook"), what="the first process's setWebhook")
+        second = _start_bot(second_env, tmp_path, "--webhook")
+        _wait(lambda: len(sandbox.calls_to("setWebhook")) == 2, what="the second process's setWebhook")
+        registered = sandbox.webhook_secret  # the second process's, as Telegram now holds it
+        url = f"http://127.0.0.1:{first_env['API_PORT']}/telegram/webhook"
+        assert _post(url, _update(1, ADMIN, "/help"), registered) == 200
+        _wait(lambda: sandbox.messages(ADMIN), what="the first process's answer")
+    finally:
+        outputs = [_stop_bot(bot, signal.SIGTERM) for bot in (first, second) if bot is not None]
+    assert first.returncode == 0 and second is not None and second.returncode == 0, outputs
+    assert sandbox.token.split(":")[1] not in registered

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,40 @@ def test_a_postgresql_server_that_is_down_names_database_url(tmp_path: Path) -> 
     url = f"postgresql+asyncpg://shop:pg-password-123@127.0.0.1:{_free_port()}/shop"
     result = stockbot("db", "upgrade", cwd=tmp_path, DATABASE_URL=url)
     _one_line_naming(result, "DATABASE_URL", "pg-password-123")
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("run",)])
+def test_a_database_url_option_the_driver_refuses_names_database_url(tmp_path: Path, command: tuple[str, ...]) -> None:
+    url = f"postgresql+asyncpg://shop:pg-password-123@127.0.0.1:{_free_port()}/shop?no_such_option=1"
+    result = stockbot(*command, cwd=tmp_path, BOT_TOKEN="123456:some-secret-token", DATABASE_URL=url)
+    _one_line_naming(result, "DATABASE_URL", "pg-password-123", "some-secret-token")
+
+
+def _run_against(sandbox: BotApiSandbox, tmp_path: Path, *args: str, **env: str):  # type: ignore[no-untyped-def]
+    """`stockbot run` failing after getMe: WARNING keeps start-up's INFO lines out, not a warning
+    such as an unclosed session."""
+    return stockbot("run", *args, cwd=tmp_path, BOT_TOKEN=sandbox.token, TELEGRAM_API_URL=sandbox.base_url,
+                    DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}", LOG_LEVEL="WARNING", **env)
+
+
+def test_an_api_port_in_use_names_api_port(tmp_path: Path, sandbox: BotApiSandbox) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = _run_against(sandbox, tmp_path, API_PORT=str(taken.getsockname()[1]))
+    _one_line_naming(result, "API_PORT", sandbox.token)
+    assert "Unclosed" not in result.stderr and not sandbox.calls_to("getUpdates")  # nothing started
+
+
+def test_an_api_host_that_does_not_resolve_names_api_host(tmp_path: Path, sandbox: BotApiSandbox) -> None:
+    result = _run_against(sandbox, tmp_path, API_HOST="no-such-host.invalid", API_PORT=str(_free_port()))
+    _one_line_naming(result, "API_HOST", sandbox.token)
+
+
+def test_a_webhook_url_telegram_refuses_names_webhook_url(tmp_path: Path, sandbox: BotApiSandbox) -> None:
+    result = _run_against(sandbox, tmp_path, "--webhook", WEBHOOK_URL="http://shop.example", API_PORT=str(_free_port()))
+    _one_line_naming(result, "WEBHOOK_URL", sandbox.token)
+    assert "HTTPS" in result.stderr
 
 
 def test_a_fresh_copy_of_env_example_works_empty_means_unset(tmp_path: Path) -> None:

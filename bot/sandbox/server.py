@@ -594,7 +594,10 @@ class BotApiSandbox:
         return True
 
     def _api_setWebhook(self, params: dict[str, Any]) -> bool:
-        self._webhook_url = str(params.get("url") or "")
+        url = str(params.get("url") or "")
+        if url and not url.lower().startswith("https://"):  # an empty URL removes the webhook
+            raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        self._webhook_url = url
         self._webhook_secret = str(params.get("secret_token") or "")
         if params.get("drop_pending_updates"):
             self._queue.clear()
