@@ -26,6 +26,7 @@ from bot.models import (
     StockLevel,
     StockMovement,
     WaitlistEntry,
+    Warehouse,
     utcnow,
 )
 from bot.planning.history import record_days
@@ -245,6 +246,27 @@ async def test_a_warehouse_stocked_after_the_days_forecast_is_planned_the_same_d
     line = lines[("P", "BJ")]
     assert line["action"] == "transfer" and line["from_warehouse"] == "SH" and line["qty"] > 0
     assert line["daily_demand"] > 0  # the product's own rate elsewhere, until BJ has days of its own
+
+
+async def test_products_that_never_sold_wait_for_the_daily_run_instead_of_a_forecast_each(
+        services: Services, db: Database) -> None:
+    """A stock import of thousands of new products must not set off a forecast run: with no
+    sales they would be forecast at zero demand, which changes no suggestion."""
+    async with db.transaction() as session:
+        sold = await add_product(session, "SOLD", stock={"SH": 200})
+        await add_history(session, sold.id, "SH", [(4, 200)] * 60)
+    await refresh_forecasts(db, services.settings, services.templates)  # the day's run
+    await cover_after_stock_changes(services)
+    async with db.transaction() as session:
+        await add_product(session, "NEW", stock={"SH": 0})
+        await apply_changes(session, [StockChange("NEW", "SH", delta=30, reason="receipt"),
+                                      StockChange("SOLD", "BJ", delta=2, reason="receipt")])
+    await cover_after_stock_changes(services)
+    async with db.read_session() as session:
+        forecast = set((await session.execute(
+            select(Product.sku, Warehouse.code).join(DemandForecast, DemandForecast.product_id == Product.id)
+            .join(Warehouse, Warehouse.id == DemandForecast.warehouse_id))).all())
+    assert forecast == {("SOLD", "SH"), ("SOLD", "BJ")}
 
 
 async def test_an_api_receipt_settles_incoming_and_times_the_supplier(db: Database, api_settings: Settings) -> None:

@@ -34,6 +34,7 @@ MOVEMENTS_PER_RUN = 20_000  # ledger rows a cover run reads at most: short write
 # Ids are taken in one order and may commit in another (PostgreSQL sequences): read a little
 # behind the watermark again so a late commit is not skipped. Redoing cover is harmless.
 OVERLAP = 500
+FORECASTS_PER_COVER_RUN = 2_000  # products a cover run forecasts because their stock appeared
 
 
 async def record_history(services: Services) -> int:
@@ -93,7 +94,10 @@ async def cover_after_stock_changes(services: Services) -> int:
         # Stock in a warehouse the day's forecast did not know (a product imported since, a new
         # warehouse) would stay out of /plan, the API and the prompt until tomorrow: forecast those
         # products now. After the commit: the forecast writes in transactions of its own.
-        await refresh_forecasts(services.db, services.settings, services.templates, unforecast)
+        # At most a few thousand at a time (a new warehouse stocked with the whole catalog is a
+        # whole forecast run): the rest keep their place in the daily run.
+        await refresh_forecasts(services.db, services.settings, services.templates,
+                                unforecast[:FORECASTS_PER_COVER_RUN])
     return len(product_ids)
 
 

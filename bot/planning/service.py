@@ -17,7 +17,7 @@ from itertools import chain
 from datetime import date, datetime, timedelta, tzinfo
 
 import numpy as np
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, select, true, update
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, exists, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, chunked, dialect_insert
@@ -305,15 +305,19 @@ async def _upsert(session: AsyncSession, model: type, rows: list[dict[str, objec
 
 
 async def without_forecast(session: AsyncSession, product_ids: Iterable[int]) -> list[int]:
-    """Those of these products kept in a warehouse they have no forecast for (a new product, or
-    an old one's new warehouse): suggestions join on the forecast, so they would be left out."""
+    """Those of these products with sales history that are kept in a warehouse they have no
+    forecast for (an old product's new warehouse, a product whose history was imported since):
+    suggestions join on the forecast, so they would be left out. A product that never sold would
+    be forecast at zero demand, which changes no suggestion: it waits for the daily run, so a
+    stock import of 100k new products does not set off 100k forecasts (issue 9)."""
     found: set[int] = set()
     for condition in id_filters(StockLevel.product_id, sorted(set(product_ids))):
         found.update(await session.scalars(
             select(StockLevel.product_id)
             .outerjoin(DemandForecast, and_(DemandForecast.product_id == StockLevel.product_id,
                                             DemandForecast.warehouse_id == StockLevel.warehouse_id))
-            .where(condition, DemandForecast.product_id.is_(None))
+            .where(condition, DemandForecast.product_id.is_(None),
+                   exists().where(SalesDay.product_id == StockLevel.product_id))
             .distinct()
         ))
     return sorted(found)
