@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import platform
 import random
 import statistics
 import string
@@ -23,7 +22,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from pathlib import Path
 
 from common import describe, percentile  # benchmarks/common.py, beside this script
@@ -125,7 +123,7 @@ def _english_card(pid: int, rng: random.Random, lines: tuple[list[str], list[str
         words.insert(2, rng.choice(EN_ADJ))
     if rng.random() < 0.3:  # shade / model number
         words.insert(-1, f"#{rng.randint(100, 999)}" if domain == "cosmetics" else f"X{rng.randint(1, 99)}")
-    return ProductCard(pid, f"{prefix}-{pid:06d}", " ".join(words), category, brand, Decimal(rng.randint(100, 99999)) / 100)
+    return ProductCard(pid, f"{prefix}-{pid:06d}", " ".join(words), category, brand, rng.randint(100, 99999))
 
 
 def _chinese_card(pid: int, rng: random.Random, lines: tuple[list[str], list[str]]) -> ProductCard:
@@ -133,7 +131,7 @@ def _chinese_card(pid: int, rng: random.Random, lines: tuple[list[str], list[str
     brand = rng.choice(CN_BRANDS)
     line = rng.choice(lines[1]) + "系列" if rng.random() < 0.5 else ""
     name = f"{brand} {line}{rng.choice(CN_ADJ)}{kind} {rng.choice(CN_VARIANT)} {rng.choice(EN_SIZE)}"
-    return ProductCard(pid, f"{prefix}-{pid:06d}", name, category, brand, Decimal(rng.randint(100, 99999)) / 100)
+    return ProductCard(pid, f"{prefix}-{pid:06d}", name, category, brand, rng.randint(100, 99999))
 
 
 # --- queries -------------------------------------------------------------------------

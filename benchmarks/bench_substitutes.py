@@ -87,7 +87,7 @@ def _make_card(product_id: int, cat: int, noun: int, unit_idx: int, base: Decima
         name=name,
         category=f"cat-{cat:03d}",
         brand=brand if rng.random() < 0.9 else None,
-        price=price,
+        price_cents=int(price * 100),
         attributes=attributes,
         safety_stock=rng.choice([0, 0, 0, 1, 2, 3]),
     )
@@ -173,7 +173,7 @@ def _group_sizes(cards: Sequence[ProductCard]) -> list[list[ProductCard]]:
 
 def _repriced(card: ProductCard) -> ProductCard:
     return ProductCard(card.product_id, card.sku, card.name, card.category, card.brand,
-                       (card.price * Decimal("1.05")).quantize(Decimal("0.01")),
+                       int((card.price * Decimal("1.05")).quantize(Decimal("0.01")) * 100),
                        card.attributes, card.safety_stock)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
 from bot.db import Database
 from bot.inventory.cards import ProductCard
@@ -18,7 +17,7 @@ from tests.factories import add_product
 
 def card(product_id: int, name: str) -> ProductCard:
     return ProductCard(product_id=product_id, sku=f"S{product_id}", name=name, category="lips", brand=None,
-                       price=Decimal("10.00"), attributes={}, safety_stock=0)
+                       price_cents=1000, attributes={}, safety_stock=0)
 
 
 WANTED = card(1, "Velvet Lipstick 02")

@@ -30,7 +30,7 @@ def card(
         name=name,
         category=category,
         brand=brand,
-        price=Decimal(price),
+        price_cents=int(Decimal(price) * 100),
         attributes=attributes,
         safety_stock=safety_stock,
     )

@@ -32,7 +32,7 @@ from bot.db import Database
 from bot.inventory.cards import NO_ATTRIBUTES, ProductCard
 from bot.inventory.search import SearchIndex
 from bot.inventory.substitutes import PriceBand, SubstituteIndex
-from bot.models import CatalogVersion, Product, StockLevel, Warehouse, cents_to_decimal
+from bot.models import CatalogVersion, Product, StockLevel, Warehouse
 
 # The card's fields: a change to any of them must reach the indexes.
 CARD_FIELDS = ("sku", "name", "category", "brand", "price_cents", "attributes", "safety_stock")
@@ -64,7 +64,7 @@ def card_of(product: Product | Row[Any]) -> ProductCard:
         name=product.name,
         category=sys.intern(product.category),
         brand=sys.intern(product.brand) if product.brand else product.brand,
-        price=_price(product.price_cents),
+        price_cents=product.price_cents,
         attributes=_attributes(product.attributes),
         safety_stock=product.safety_stock,
     )
@@ -99,12 +99,6 @@ def _card_changed(product: Product) -> bool:
     return any(state.attrs[name].history.has_changes() for name in CARD_FIELDS)
 
 
-
-
-@lru_cache(maxsize=4096)
-def _price(cents: int) -> Decimal:
-    """Shop prices repeat (9.99, 19.90); Decimals are immutable, so equal ones can be one object."""
-    return cents_to_decimal(cents)
 
 
 def _attributes(attributes: Mapping[str, str] | None) -> Mapping[str, str]:

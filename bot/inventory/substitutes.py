@@ -111,12 +111,12 @@ class _Entry:
     attributes: frozenset[tuple[str, str]]
 
 
-def _sort_key(entry: _Entry) -> tuple[Decimal, int]:
-    return entry.card.price, entry.card.product_id
+def _sort_key(entry: _Entry) -> tuple[int, int]:
+    return entry.card.price_cents, entry.card.product_id
 
 
-def _price(entry: _Entry) -> Decimal:
-    return entry.card.price
+def _price_cents(entry: _Entry) -> int:
+    return entry.card.price_cents
 
 
 class _Category:
@@ -142,10 +142,10 @@ class _Category:
     def in_band(self, bounds: tuple[Decimal, Decimal] | None) -> list[_Entry]:
         if bounds is None:
             return self.entries
-        low, high = bounds
+        low, high = (bound * 100 for bound in bounds)  # cents, exact: Decimals compare with ints
         # On price alone, so both edges of the band are inclusive whatever the ids.
-        start = bisect_left(self.entries, low, key=_price)
-        stop = bisect_right(self.entries, high, key=_price)
+        start = bisect_left(self.entries, low, key=_price_cents)
+        stop = bisect_right(self.entries, high, key=_price_cents)
         return self.entries[start:stop]
 
 
