@@ -138,14 +138,18 @@ class _TokenMatch:
         return self.exact | self.loose | self.initials
 
 
-def _make_entry(card: ProductCard) -> _Entry:
+def _make_entry(card: ProductCard, strings: dict[str, str] | None = None) -> _Entry:
     # Brands and categories repeat across thousands of cards: share one string.
     name = normalise(card.name)
     brand, category = sys.intern(normalise(card.brand or "")), sys.intern(normalise(card.category))
     pinyin = pinyin_forms((name, brand, category))
+    if name == card.name:
+        name = card.name
+    elif strings is not None:
+        name = strings.setdefault(name, name)
     return _Entry(
         card=card,
-        name=card.name if name == card.name else name,
+        name=name,
         brand=brand,
         category=category,
         pinyin=pinyin.joined,  # "" for most names: one shared object
@@ -153,8 +157,8 @@ def _make_entry(card: ProductCard) -> _Entry:
     )
 
 
-def _prepare(card: ProductCard) -> _Prepared:
-    entry = _make_entry(card)
+def _prepare(card: ProductCard, strings: dict[str, str] | None = None) -> _Prepared:
+    entry = _make_entry(card, strings)
     return _Prepared(entry, index_tokens(entry.fields), pinyin_syllables(entry.fields))
 
 
@@ -199,17 +203,18 @@ class SearchIndex:
         with self._writer, self._lock:
             self._replace(self._entries.get(card.product_id), prepared, keep_sorted=True)
 
-    def upsert_many(self, cards: Iterable[ProductCard]) -> None:
+    def upsert_many(self, cards: Iterable[ProductCard], *, strings: dict[str, str] | None = None) -> None:
         """Many cards: in a bulk load (large against the index) lists are appended to and sorted
-        once at the end; until then a search may miss a card of this load by prefix or SKU."""
+        once at the end; until then a search may miss a card of this load by prefix or SKU.
+        `strings`, shared with the substitute index's load, makes equal names one object."""
         with self._writer:
-            self._upsert_many(cards)
+            self._upsert_many(cards, strings)
 
-    def _upsert_many(self, cards: Iterable[ProductCard]) -> None:
+    def _upsert_many(self, cards: Iterable[ProductCard], strings: dict[str, str] | None = None) -> None:
         size = len(cards) if isinstance(cards, Sized) else None
         pending = filter(self._changes, cards)
         bulk: bool | None = None
-        while chunk := [_prepare(card) for card in islice(pending, BULK_CHUNK)]:
+        while chunk := [_prepare(card, strings) for card in islice(pending, BULK_CHUNK)]:
             if bulk is None:  # re-sorting everything beats inserting one by one
                 changed = len(chunk) if len(chunk) < BULK_CHUNK or size is None else size
                 bulk = changed * 20 > len(self._entries)

@@ -201,9 +201,14 @@ def _fold_attributes(attributes: Mapping[str, str]) -> dict[str, str]:
 
 
 def _make_entry(
-    card: ProductCard, shared: dict[frozenset[tuple[str, str]], frozenset[tuple[str, str]]] | None = None
+    card: ProductCard, shared: dict[frozenset[tuple[str, str]], frozenset[tuple[str, str]]] | None = None,
+    strings: dict[str, str] | None = None,
 ) -> _Entry:
-    """``shared`` (the index's) maps each attribute set to one instance of it."""
+    """``shared`` (the index's) maps each attribute set to one instance of it; ``strings`` (a
+    load's, shared with the search index) each name to one instance of it."""
+    name_key = normalise_name(card.name)
+    if strings is not None:
+        name_key = strings.setdefault(name_key, name_key)
     attributes = _fold_attributes(card.attributes)
     brand = _normalise_value(card.brand) if card.brand else ""
     unit, pack = _first_stated(attributes, _UNIT_KEYS), _first_stated(attributes, _PACK_KEYS)
@@ -212,7 +217,7 @@ def _make_entry(
         stated = shared.setdefault(stated, stated)
     return _Entry(
         card=card,
-        name_key=normalise_name(card.name),
+        name_key=name_key,
         brand_key=sys.intern(brand) if brand else None,
         unit=sys.intern(unit) if unit else unit,
         pack=sys.intern(pack) if pack else pack,
@@ -269,13 +274,13 @@ class SubstituteIndex:
             entries.sort(key=_sort_key)
             self._categories[key] = _Category(entries)
 
-    def upsert(self, card: ProductCard) -> None:
-        """Add a card or replace the one with the same product_id."""
+    def upsert(self, card: ProductCard, *, strings: dict[str, str] | None = None) -> None:
+        """Add a card or replace the one with the same product_id (``strings``: see _make_entry)."""
         current = self._by_id.get(card.product_id)
         if current is not None and current.card == card:
             return  # a refresh re-reads unchanged cards: nothing to move
         with self._lock:
-            entry = _make_entry(card, self._attribute_sets)
+            entry = _make_entry(card, self._attribute_sets, strings)
             self.remove(card.product_id)
             self._by_id[card.product_id] = entry
             key = _category_key(card.category)
@@ -284,9 +289,9 @@ class SubstituteIndex:
                 bucket = self._categories[key] = _Category()
             bucket.add(entry)
 
-    def upsert_many(self, cards: Iterable[ProductCard]) -> None:
+    def upsert_many(self, cards: Iterable[ProductCard], *, strings: dict[str, str] | None = None) -> None:
         for card in cards:
-            self.upsert(card)
+            self.upsert(card, strings=strings)
 
     def remove(self, product_id: int) -> None:
         """Forget a product; unknown ids are ignored so deletes can be replayed."""
