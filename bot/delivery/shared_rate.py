@@ -69,6 +69,7 @@ SPACING_SLACK = 0.00025  # seconds: Telegram counts arrivals, and network delays
 PAID_KINDS = frozenset({"restock_notice", "stockout_offer"})  # restock waves, stockout offers
 BLOCK_SECONDS = 0.02  # a reservation covers this much sending at high rates
 MIN_CLAIM = 20
+DRIFT = 0.001  # s/s two hosts' clocks may run apart: NTP slews each by up to 500 ppm
 
 
 class RateGate(Protocol):
@@ -150,14 +151,16 @@ class _Bucket:
         """Wider slots, fewer per reservation: a reservation still spans about BLOCK_SECONDS."""
         return max(1, self.block // width)
 
-    def reserved(self, started: float, answered: float, ahead: float, count: int, width: int) -> list[Slot]:
-        """The slots of a block that ends `ahead` seconds after the database's clock read it, which
-        happened somewhere between `started` and `answered` on this process's clock. A slot begins
-        no earlier than the database meant (counted from `answered`) and ends no later (counted
-        from `started`): a late answer makes a slot shorter, never shifts it onto a neighbour's."""
+    def reserved(self, earliest_end: float, latest_end: float, count: int, width: int) -> list[Slot]:
+        """The slots of a block whose end lies between `earliest_end` and `latest_end` on this
+        process's clock. A slot begins no earlier than the database meant (counted from the latest
+        end) and is over no later than it allows (from the earliest): not knowing exactly when the
+        block is makes its slots shorter, never shifts them onto a neighbour's."""
         span = width * self.spacing
-        begins = (ahead - (count - i) * span for i in range(count))
-        return [Slot(answered + begin, started + begin + self.usable(width), self) for begin in begins]
+        return [
+            Slot(latest_end - before, earliest_end - before + self.usable(width), self)
+            for before in ((count - i) * span for i in range(count))
+        ]
 
     def usable(self, width: int) -> float:
         """How long after its beginning a slot of `width` spacings may still be used."""
@@ -197,10 +200,40 @@ class LocalRateGate(_Gate):
             return Slot(begin, begin + bucket.usable(bucket.width), bucket)
 
 
+class _ClockOffset:
+    """How far the database's clock (Unix time) is ahead of this process's monotonic one: between
+    `low` and `high`. Each reservation bounds it, as the database read its clock somewhere between
+    the round trip's start and end. The bounds of the quickest round trips are kept, loosening by
+    DRIFT a second, so one slow answer does not blur where the slots are."""
+
+    def __init__(self) -> None:
+        self.low, self.high, self.at = -math.inf, math.inf, 0.0
+
+    def observe(self, database_now: float, started: float, answered: float) -> None:
+        low, high = self.bounds(answered)
+        fresh_low, fresh_high = database_now - answered, database_now - started
+        low, high = max(low, fresh_low), min(high, fresh_high)
+        if low > high:  # the database's clock was set: only the fresh bounds hold
+            low, high = fresh_low, fresh_high
+        self.low, self.high, self.at = low, high, answered
+
+    def bounds(self, now: float) -> tuple[float, float]:
+        loosened = DRIFT * (now - self.at)
+        return self.low - loosened, self.high + loosened
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    end: datetime  # when the block ends, by the database's clock
+    ahead: float  # seconds from the database's clock reading to `end`
+    clock: float  # that reading, as a Unix time
+
+
 _RESERVE = text(
     "UPDATE send_gates SET next_at = greatest(next_at, clock_timestamp(),"
     " coalesce(paused_until, '-infinity')) + make_interval(secs => :span)"
-    " WHERE name = :name RETURNING next_at, extract(epoch FROM next_at - clock_timestamp())"
+    " WHERE name = :name"
+    " RETURNING next_at, extract(epoch FROM next_at), extract(epoch FROM clock_timestamp())"
 )
 _PAUSE = text(
     "UPDATE send_gates SET paused_until = greatest(coalesce(paused_until, '-infinity'),"
@@ -218,6 +251,7 @@ class PostgresRateGate(_Gate):
         # One second of the whole bot's sending: holding more would starve the other processes.
         super().__init__(rate, paid_rate, claim_size=max(MIN_CLAIM, min(1000, int(max(rate, paid_rate or 0)))))
         self.db = db
+        self._offset = _ClockOffset()
 
     async def acquire(self, *, paid: bool = False) -> Slot:
         bucket = self._buckets[paid]
@@ -240,16 +274,15 @@ class PostgresRateGate(_Gate):
             await self._ensure(session)
             await session.execute(_PAUSE, {"seconds": float(seconds)})
 
-    async def reserve_block(self, name: str, count: int, slot_spacing: float) -> tuple[datetime, float]:
-        """Reserve `count` slots: when the block ends, and how many seconds from now that is
-        (both by the database's clock)."""
+    async def reserve_block(self, name: str, count: int, slot_spacing: float) -> Reservation:
+        """Reserve `count` slots: where the block ends, by the database's clock."""
         params = {"name": name, "span": count * slot_spacing}
         async with self.db.transaction() as session:
             row = (await session.execute(_RESERVE, params)).first()
             if row is None:  # a fresh database (or one a test emptied): make the rows
                 await self._ensure(session)
                 row = (await session.execute(_RESERVE, params)).one()
-        return row[0], float(row[1])
+        return Reservation(row[0], float(row[1]) - float(row[2]), float(row[2]))
 
     async def _take(self, bucket: _Bucket) -> Slot | None:
         """The next slot reserved for this process (None: try again), reserving the one after it
@@ -273,9 +306,12 @@ class PostgresRateGate(_Gate):
         width = bucket.width
         count = bucket.sends_per_block(width)
         started = time.monotonic()
-        _, ahead = await self.reserve_block(bucket.name, count, width * bucket.spacing)
+        reservation = await self.reserve_block(bucket.name, count, width * bucket.spacing)
         answered = time.monotonic()
-        bucket.slots.extend(bucket.reserved(started, answered, ahead, count, width))
+        self._offset.observe(reservation.clock, started, answered)
+        low, high = self._offset.bounds(answered)
+        end = reservation.clock + reservation.ahead
+        bucket.slots.extend(bucket.reserved(end - high, end - low, count, width))
 
     async def _ensure(self, session) -> None:  # type: ignore[no-untyped-def]
         for name in ("free", "paid"):
