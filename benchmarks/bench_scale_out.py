@@ -7,21 +7,31 @@
 Two figures:
 
 - shared rate: M ordinary messages (two per chat) at SEND_RATE, with N processes. Printed: the
-  most arrivals in any sliding second (the contract allows SEND_RATE + 1), the smallest gap
-  between two messages of one chat (>= 1 s), messages lost or sent twice, and each process's share.
+  most messages in any sliding second (the contract allows SEND_RATE + 1), the smallest gap
+  between two messages of one chat (>= 1 s), messages lost or sent twice, each process's share,
+  and the slots given up; then the peak at each stage of a message's way out (see below).
 - paid ceiling: M restock notices (one per chat) as paid broadcasts with the limit lifted
   (PAID_BROADCAST_RATE=10000), with 1, 2 and 4 processes: messages/s handed to the sandbox.
   One process is the baseline the others compare with.
 
 The database's schema is dropped and migrated before each run: give it a throw-away database
 (its name must contain "bench", or pass --i-know-it-is-dropped). The sandbox runs in this
-process on its own thread, on loopback; arrival times are the sandbox's (`ApiCall.at`).
+process on its own thread, on loopback. A message's time is when its bot process wrote the
+request to the socket (benchmarks/send_probe.py, which the bots are started through): on
+loopback the bytes are in the sandbox's socket then, and that is what Telegram counts at its
+edge. The sandbox's own stamp (`ApiCall.at`, "handled") comes when its handler runs: after a
+stall of this process's thread (a garbage collection of this process took 305 ms on a busy box)
+it stamps a backlog of requests that came in properly spaced within a few ms, bursts that no
+bot sent. Both are printed, with the stages before them: the database's slot ("intended"), the
+process's slot ("slot"), the gate's hand-over ("acquired"), and the write.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import os
 import re
 import shutil
@@ -33,9 +43,12 @@ import tempfile
 import time
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from common import describe  # benchmarks/common.py, beside this script
+import send_probe  # benchmarks/send_probe.py, beside this script
+from common import describe, percentile  # benchmarks/common.py, beside this script
 
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
@@ -47,6 +60,7 @@ from bot.sandbox import BotApiSandbox
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+PROBE = Path(__file__).resolve().parent / "send_probe.py"
 
 
 def free_port() -> int:
@@ -120,17 +134,38 @@ def outbox_rows(count: int, per_chat: int, kind: str) -> list[dict]:
     ]
 
 
+@contextmanager
+def garbage_collections(longer_than: float = 0.02) -> Iterator[list[tuple[float, float]]]:
+    """This process's garbage collections that took longer than `longer_than` seconds, as (start,
+    seconds): every thread stops for them, the sandbox's too."""
+    pauses: list[tuple[float, float]] = []
+    started = [0.0]
+
+    def note(phase: str, _info: dict) -> None:
+        if phase == "start":
+            started[0] = time.monotonic()
+        elif (took := time.monotonic() - started[0]) > longer_than:
+            pauses.append((started[0], took))
+
+    gc.callbacks.append(note)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(note)
+
+
 def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str, str], timeout: float) -> dict:
     asyncio.run(fresh(url))  # migrate before the processes start, so they do not race to
-    with BotApiSandbox() as sandbox, tempfile.TemporaryDirectory() as work:
+    with BotApiSandbox() as sandbox, tempfile.TemporaryDirectory() as work, garbage_collections() as pauses:
         env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
         env.update(BOT_TOKEN=sandbox.token, TELEGRAM_API_URL=sandbox.base_url, DATABASE_URL=url, QUIET_HOURS="",
                    PYTHONPATH=str(ROOT), **settings)
         logs = [Path(work) / f"bot{i}.log" for i in range(processes)]
         outs = [log.open("w") for log in logs]
-        bots = [subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=work, stdout=out,
+        probes = [str(Path(work) / f"bot{i}.probe.jsonl") for i in range(processes)]
+        bots = [subprocess.Popen([sys.executable, str(PROBE), probe, "run"], cwd=work, stdout=out,
                                  stderr=subprocess.STDOUT, env={**env, "API_PORT": str(free_port())})
-                for out in outs]
+                for out, probe in zip(outs, probes)]
         try:
             deadline = time.monotonic() + 900  # imports alone take a minute on a crowded 2-core box
             while not all("HTTP API on" in log.read_text() for log in logs):  # senders run from here on
@@ -155,21 +190,53 @@ def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str,
                     bot.kill()
             for out in outs:
                 out.close()
-        shares = [int(m.group(1)) if (m := re.search(r"SenderStats\(sent=(\d+)", log.read_text())) else -1
-                  for log in logs]
-    arrivals = sorted(c.at for c in calls)
+        shares = [_stat(log, "sent") for log in logs]
+        missed_at_write = sum(max(0, _stat(log, "slots_missed")) for log in logs)
+        client, round_trips, given_up = send_probe.load([p for p in probes if Path(p).exists()])
+    series = stages(calls, client)
+    # Telegram counts a message when its bytes arrive, not when a server gets round to it: the
+    # bots' own write times are the figure; the sandbox's handler stamps them later, and a backlog
+    # at once after its thread stalled (the GC of this process, a busy CPU).
+    measured = "written" if len(series["written"]) == len(calls) else "handled"
+    times = {id(c): t for c, t in zip(calls, series[measured], strict=True)}
+    timeline = sorted(times.values())
     texts = Counter(c.params["text"] for c in calls)
     by_chat: dict[int, list[float]] = {}
     for c in calls:
-        by_chat.setdefault(c.params["chat_id"], []).append(c.at)
-    gaps = [b - a for times in by_chat.values() for a, b in zip(sorted(times), sorted(times)[1:])]
-    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+        by_chat.setdefault(c.params["chat_id"], []).append(times[id(c)])
+    gaps = [b - a for chat_times in by_chat.values() for a, b in zip(sorted(chat_times), sorted(chat_times)[1:])]
+    span = timeline[-1] - timeline[0] if len(timeline) > 1 else 0.0
     return {
         "processes": processes, "sent": len(calls), "missing": len(rows) - len(texts),
-        "twice": sum(n - 1 for n in texts.values() if n > 1), "peak": max_in_sliding_second(arrivals),
-        "rate": (len(arrivals) - 1) / span if span else 0.0, "min_chat_gap": min(gaps, default=float("nan")),
-        "paid": paid, "shares": shares, "arrivals": arrivals,
+        "twice": sum(n - 1 for n in texts.values() if n > 1), "measured": measured,
+        "peak": max_in_sliding_second(timeline),
+        "rate": (len(timeline) - 1) / span if span else 0.0, "min_chat_gap": min(gaps, default=float("nan")),
+        "paid": paid, "shares": shares, "stages": series, "given_up": given_up, "missed_at_write": missed_at_write,
+        "messages": [{**client.get(c.params["text"], {}), "handled": c.at} for c in calls],
+        "round_trips": round_trips, "gc_pauses": pauses,
     }
+
+
+def _stat(log: Path, name: str) -> int:
+    """A figure from the SenderStats a bot process logs when it stops; -1 when it did not."""
+    found = re.search(rf"SenderStats\(.*?\b{name}=(\d+)", log.read_text())
+    return int(found.group(1)) if found else -1
+
+
+STAGES = ("intended", "slot", "acquired", "written")  # see send_probe.py; then "handled" (the sandbox's)
+
+
+def stages(calls: list, client: dict[str, dict]) -> dict[str, list[float]]:
+    """Each message's times from the database's slot to the sandbox's handler, per stage, in the
+    order of `calls` (a stage the probe did not see for a message is left out)."""
+    series: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "handled")}
+    for call in calls:
+        record = client.get(call.params["text"], {})
+        for stage in STAGES:
+            if record.get(stage) is not None:
+                series[stage].append(record[stage])
+        series["handled"].append(call.at)
+    return series
 
 
 async def _queue(url: str, rows: list[dict]) -> None:
@@ -191,6 +258,8 @@ def main() -> None:
     parser.add_argument("--rate-processes", type=int, nargs="*", default=[2, 4])
     parser.add_argument("--paid-messages", type=int, default=10_000)
     parser.add_argument("--paid-processes", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--save-times", metavar="DIR", help="write each shared-rate run's per-message times "
+                        "(every stage, see send_probe.py) to DIR/shared-rate-N.json")
     args = parser.parse_args()
 
     cluster = None
@@ -206,13 +275,30 @@ def main() -> None:
         for n in args.rate_processes:
             rows = outbox_rows(args.messages, 2, "digest")
             result = run_scenario(url, n, rows, {"SEND_RATE": str(args.rate)}, args.messages / args.rate * 2 + 120)
+            limit = int(args.rate) + 1
             print(f"shared rate  SEND_RATE={args.rate:g} processes={n} messages={args.messages}: "
-                  f"peak/1s={result['peak']} (limit {int(args.rate) + 1}) achieved={result['rate']:.1f}/s "
-                  f"min same-chat gap={result['min_chat_gap']:.3f}s missing={result['missing']} "
-                  f"twice={result['twice']} per process={result['shares']}", flush=True)
-            if over := seconds_over(result["arrivals"], int(args.rate) + 1):
-                print(f"  {len(over)} sliding seconds over the limit, starting at (s after the first "
-                      f"arrival, count): {', '.join(f'{at:.2f}:{n}' for at, n in over[:12])}", flush=True)
+                  f"peak/1s={result['peak']} (limit {limit}; times {result['measured']}) "
+                  f"achieved={result['rate']:.1f}/s min same-chat gap={result['min_chat_gap']:.3f}s "
+                  f"missing={result['missing']} twice={result['twice']} per process={result['shares']} "
+                  f"slots given up={result['given_up']} (at the write: {result['missed_at_write']})", flush=True)
+            print("  peak/1s by stage: " + " ".join(
+                f"{stage}={max_in_sliding_second(times)}" for stage, times in result["stages"].items() if times
+            ), flush=True)
+            for stage, times in result["stages"].items():
+                if over := seconds_over(times, limit):
+                    print(f"  {stage}: {len(over)} sliding seconds over the limit, starting at (s after the first, "
+                          f"count): {', '.join(f'{at:.2f}:{n}' for at, n in over[:12])}", flush=True)
+            start = min(result["stages"]["handled"], default=0.0)
+            if pauses := [(at, took) for at, took in result["gc_pauses"] if at >= start]:
+                print(f"  garbage collections of this process (the sandbox's) over 20 ms, at (s after the first "
+                      f"handled, ms): {', '.join(f'{at - start:.2f}:{took * 1000:.0f}' for at, took in pauses[:12])}",
+                      flush=True)
+            if trips := result["round_trips"]:
+                print(f"  reservation round trip: p50={percentile(trips, 50) * 1000:.1f} ms "
+                      f"p99={percentile(trips, 99) * 1000:.1f} ms max={max(trips) * 1000:.1f} ms", flush=True)
+            if args.save_times:
+                Path(args.save_times).mkdir(parents=True, exist_ok=True)
+                (Path(args.save_times) / f"shared-rate-{n}.json").write_text(json.dumps(result["messages"]))
         for n in args.paid_processes:
             rows = outbox_rows(args.paid_messages, 1, "restock_notice")
             lifted = {"SEND_RATE": str(args.rate), "PAID_BROADCAST": "true", "PAID_BROADCAST_RATE": "10000"}

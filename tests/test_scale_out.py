@@ -88,7 +88,7 @@ async def test_processes_reserve_slots_that_never_overlap(db: Database) -> None:
     rate = 20
     gates = [PostgresRateGate(db, rate), PostgresRateGate(db, rate)]
     ends = await asyncio.gather(*(gates[i % 2].reserve_block("free", 1, spacing(rate)) for i in range(12)))
-    slots = sorted(end for end, _ in ends)
+    slots = sorted(reservation.end for reservation in ends)
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(slots, slots[1:], strict=False)]
     # One slot each, at least 1/rate apart (more when the database was idle between two): 21
     # slots cannot fit in a second, whoever reserved them.
@@ -104,9 +104,9 @@ async def test_a_429_in_one_process_holds_back_the_slots_of_every_process(db: Da
         paused_until = {gate.name: gate.paused_until for gate in await session.scalars(select(SendGate))}
     assert set(paused_until) == {"free", "paid"}
     for name, span in (("free", spacing(20)), ("paid", spacing(1000))):
-        end, ahead = await second.reserve_block(name, 1, span)
-        assert end - timedelta(seconds=span) >= paused_until[name]  # the slot starts after the pause
-        assert ahead > 2.5
+        reservation = await second.reserve_block(name, 1, span)
+        assert reservation.end - timedelta(seconds=span) >= paused_until[name]  # the slot starts after the pause
+        assert reservation.ahead > 2.5
 
 
 # --- per-chat order on claims ---------------------------------------------------------------------

@@ -29,8 +29,16 @@ from datetime import datetime, timedelta
 from bot.db import Database
 from bot.delivery import attachments, outbox
 from bot.delivery.outbox import Gate
-from bot.delivery.shared_rate import LocalRateGate, RateGate
-from bot.delivery.transport import Permanent, RetryAfter, SendError, Temporary, Transport, Unreachable
+from bot.delivery.shared_rate import LocalRateGate, RateGate, Slot
+from bot.delivery.transport import (
+    Permanent,
+    RetryAfter,
+    SendError,
+    SlotMissed,
+    Temporary,
+    Transport,
+    Unreachable,
+)
 from bot.models import Notification, utcnow
 from bot.waiting import IdlePolling, until_any
 
@@ -44,11 +52,12 @@ class SenderStats:
     failed: int = 0
     unreachable: int = 0
     paused_seconds: float = 0.0
+    slots_missed: int = 0  # held back at the last moment: the request would have left too late
 
 
 @dataclass(order=True, slots=True)
 class _Ready:
-    rank: int  # 0 for a message refused by a 429: it goes first when the pause ends
+    rank: int  # 0 for a message refused by a 429 or held back from a missed slot: it goes first
     at: float
     priority: int
     seq: int
@@ -224,14 +233,14 @@ class Sender:
                 await self._flush_acks()
             await self._slots.acquire()
             paid = self.rate_gate.is_paid(self._queues[top.chat_id][0].kind)  # scale-out
-            await self.rate_gate.acquire(paid=paid)  # scale-out
+            slot = await self.rate_gate.acquire(paid=paid)  # scale-out
             if self._paused_until > time.monotonic():  # a 429 arrived while we waited
                 self._slots.release()
                 heapq.heappush(self._ready, top)
                 continue
             self._busy.add(top.chat_id)
             message = self._queues[top.chat_id].popleft()
-            task = asyncio.create_task(self._send(message, paid))
+            task = asyncio.create_task(self._send(message, slot, paid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -242,15 +251,24 @@ class Sender:
         self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
         self._forget_after = max(1024, 2 * len(self._last_sent))
 
-    async def _send(self, message: Notification, paid: bool = False) -> None:
+    async def _send(self, message: Notification, slot: Slot, paid: bool = False) -> None:
         chat_id = message.chat_id
         requeue_at: float | None = None
+        missed = False
         try:
             if message.kind in attachments.KINDS:  # a report: pictures and a document
                 message_id = await attachments.send(self.db, self.transport, message)
             else:
                 extra = {"paid": True} if paid else {}  # Telegram's allow_paid_broadcast
-                message_id = await self.transport.send(chat_id, message.text, message.reply_markup, **extra)
+                message_id = await self.transport.send(chat_id, message.text, message.reply_markup,
+                                                       deadline=slot.deadline, **extra)
+        except SlotMissed:
+            # Sent late, it could crowd the slots after its own (another process's, too). Nothing
+            # left, so nothing is counted: it goes first in its chat and waits for a new slot.
+            missed = True
+            self.stats.slots_missed += 1
+            slot.missed()
+            self._queues[chat_id].appendleft(message)
         except RetryAfter as exc:
             self._paused_until = max(self._paused_until, time.monotonic() + exc.seconds)
             self.stats.paused_seconds += exc.seconds
@@ -272,15 +290,17 @@ class Sender:
             self._held.discard(message.id)
             self.stats.sent += 1
         finally:
-            # The chat's next message waits a second from this send's answer, which comes after
-            # it arrived: arrivals stay a second apart however long the request took on the way.
-            answered_at = self._last_sent[chat_id] = time.monotonic()
-            if len(self._last_sent) > self._forget_after:
-                self._forget_quiet_chats(answered_at)
+            if not missed:
+                slot.used()
+                # The chat's next message waits a second from this send's answer, which comes after
+                # it arrived: arrivals stay a second apart however long the request took on the way.
+                answered_at = self._last_sent[chat_id] = time.monotonic()
+                if len(self._last_sent) > self._forget_after:
+                    self._forget_quiet_chats(answered_at)
             self._busy.discard(chat_id)
             queue = self._queues.get(chat_id)
             if queue:
-                self._schedule(chat_id, requeue_at, first=requeue_at is not None)
+                self._schedule(chat_id, requeue_at, first=missed or requeue_at is not None)
             elif queue is not None:
                 del self._queues[chat_id]
             self._slots.release()

@@ -23,6 +23,11 @@ class Unreachable(SendError):
     """Blocked by the user, or the chat is gone: trying again would only fail again."""
 
 
+class SlotMissed(SendError):
+    """The send slot was over before the request could leave, so it was not sent: it needs a new
+    slot, not a retry after a backoff."""
+
+
 class Temporary(SendError):
     """Server or network trouble: worth a retry after a while."""
 
@@ -43,11 +48,14 @@ class File:
 
 class Transport(Protocol):
     async def send(
-        self, chat_id: int, text: str, reply_markup: dict[str, Any] | None, *, paid: bool = False
+        self, chat_id: int, text: str, reply_markup: dict[str, Any] | None, *, paid: bool = False,
+        deadline: float | None = None,
     ) -> int:
         """Send an HTML message and return Telegram's message id; raise a `SendError`.
 
         `paid`: as a paid broadcast (Telegram's `allow_paid_broadcast`, charged in Stars).
+        `deadline` (time.monotonic()): raise `SlotMissed`, sending nothing, if the request would
+        leave after it.
         """
         ...
 
