@@ -94,9 +94,10 @@ async def open_database(settings: Settings, *, migrate_in_child: bool = False) -
         await db.dispose()
         raise SettingsError("DATABASE_URL", f"cannot open the database: {_reason(exc)}") from None
     try:
-        if migrate_in_child and not await at_head(db):
-            await _upgrade_in_child(settings)
-        await upgrade(db)  # nothing to do after the child; else migrates here, with a full traceback
+        if not await at_head(db):  # the usual start reads one row and loads no alembic
+            if migrate_in_child:
+                await _upgrade_in_child(settings)
+            await upgrade(db)  # nothing to do after the child; else migrates here, with a full traceback
     except BaseException:  # a failed migration, or a stop while migrating
         await db.dispose()
         raise

@@ -92,7 +92,9 @@ async def test_purchaser_receives_counts_and_orders_from_a_prompt(bot_harness: H
         level = await session.scalar(select(StockLevel))
     assert (prompt.status, prompt.ordered_qty, level.incoming) == ("ordered", 30, 30)
     await h.services.catalog.refresh(h.db)
-    assert "30 incoming" in (await h.reply(PURCHASER, "/stock LIP-1"))
+    # The contract's /stock: incoming stock with its ETA (the answered "10 days", in the shop's zone).
+    eta = level.incoming_eta.astimezone(h.services.settings.zone).strftime("%Y-%m-%d")
+    assert f"30 incoming ETA {eta}" in (await h.reply(PURCHASER, "/stock LIP-1"))
     received = await h.reply(PURCHASER, "/receive LIP-1 30")
     assert "Received 30" in received and "available in total: 34" in received
     async with h.db.read_session() as session:

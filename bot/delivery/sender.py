@@ -90,7 +90,6 @@ class Sender:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.poll_interval = poll_interval
         # Rows another process queued (or this one released for later) are found by polling.
         self._polling = IdlePolling(poll_interval, idle_poll_interval)
         self.clock = clock
@@ -112,7 +111,6 @@ class Sender:
         self._changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._idle_claims = 0
         self._claiming = False
         self._ack_lock = asyncio.Lock()
         self._ack_pending = asyncio.Event()
@@ -145,7 +143,7 @@ class Sender:
     async def drain(self, timeout: float = 30.0) -> SenderStats:
         """Send everything due now, then return (tests, the demo, one-shot CLI use)."""
         stop = asyncio.Event()
-        self._idle_claims = 0  # counts empty claims of this drain only
+        self._polling.empty_looks = 0  # counts empty claims of this drain only
         runner = asyncio.create_task(self.run(stop))
         deadline = time.monotonic() + timeout
         try:
@@ -153,7 +151,7 @@ class Sender:
                 await asyncio.sleep(0.02)
                 # Idle means: two claims in a row found nothing, none is running now (its rows
                 # would not be held yet), nothing is held or being sent, every send recorded.
-                if (self._idle_claims >= 2 and not self._claiming and not self._held and not self._busy
+                if (self._polling.empty_looks >= 2 and not self._claiming and not self._held and not self._busy
                         and not self._acks):
                     break
             else:
@@ -174,7 +172,6 @@ class Sender:
                     claimed = await self._claim()
                 except Exception:  # keep delivering what is held; the next poll tries again
                     log.exception("claiming from the outbox failed")
-            self._idle_claims = 0 if claimed else self._idle_claims + 1
             pause = self._polling.interval(found_work=claimed > 0)
             if claimed and len(self._held) < self._claim_size:
                 continue

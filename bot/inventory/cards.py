@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
 
+from bot.models import cents_to_decimal
+
 # Most cards have no attributes: one shared read-only empty mapping, not a dict each.
 NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
@@ -31,4 +33,4 @@ class ProductCard:
 
     @property
     def price(self) -> Decimal:
-        return Decimal(self.price_cents).scaleb(-2)  # 1999 -> Decimal("19.99"), as the database's cents
+        return cents_to_decimal(self.price_cents)
