@@ -19,6 +19,16 @@ def signature(secret: str | bytes, body: bytes) -> str:
     return PREFIX + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
+def signed_headers(secret: str | bytes, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+    """The headers a client sends to call `METHOD path` with `body`: what tests, benchmarks and
+    the sandbox sign with, so a change of the signature scheme changes them all at once.
+
+    `path` is the path with its query string, as sent.
+    """
+    del method, path  # the body-only scheme; the scheme that also signs method and path replaces this
+    return {HEADER: signature(secret, body)}
+
+
 def verify(secret: str | bytes, body: bytes, header: str | None) -> bool:
     if not header:
         return False
