@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--token-only", action="store_true",
                         help="print tokens instead of t.me links (needs no BOT_TOKEN)")
 
+    source = commands.add_parser("source", help="the shop's own database (SOURCE_DATABASE_URL)")
+    source_commands = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
+    source_commands.add_parser(
+        "check", help="run SOURCE_STOCK_QUERY once and compare it with Stockbot's stock",
+        description="Read SOURCE_STOCK_QUERY once and print the rows read, the levels that differ from "
+                    "Stockbot's and the SKUs Stockbot does not know. Writes nothing. Exit 1 when the query fails.",
+    )
+
     database = commands.add_parser("db", help="database tools")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply migrations to DATABASE_URL (run does this too)")
@@ -165,6 +173,12 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _source_check(settings: Settings, _: argparse.Namespace) -> int:
+    from bot.ingest.connectors.commands import source_check  # deferred: see above
+
+    return await source_check(settings)
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     from bot.runner import limit_malloc_arenas, run  # deferred: see above
 
@@ -183,6 +197,8 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return _invite
     if args.command == "db":
         return _db_upgrade
+    if args.command == "source":
+        return _source_check
     return {"demo": _demo, "run": _run, "import": _import}[args.command]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import outbox
 from bot.delivery.quiet import local_day
+from bot.ingest.connectors.source_db import SourcePoller
 from bot.inventory import reorder
 from bot.models import utcnow
 from bot.planning.jobs import PLANNING_JOBS, weekly_report
@@ -104,6 +106,11 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     every(60, "wake-snoozed", wake_snoozed_prompts)
     for name, seconds, work in (*RECOVERY_JOBS, *PLANNING_JOBS):
         every(seconds, name, work)
+    if settings.SOURCE_DATABASE_URL is not None:  # the shop's own database, from the start on
+        jobs.scheduler.add_job(
+            jobs.job(SourcePoller(settings, services.db).poll), "interval", seconds=settings.SOURCE_POLL_SECONDS,
+            id="source-poll", next_run_time=datetime.now(settings.zone), **options,
+        )
     digest = settings.digest_time
     jobs.scheduler.add_job(
         jobs.job(purchaser_digest, services), "cron", hour=digest.hour, minute=digest.minute,

@@ -50,14 +50,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, BinaryIO
 
 from charset_normalizer import from_bytes
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, dialect_insert, ids_by_key
-from bot.inventory.catalog import stamp_catalog_change
-from bot.inventory.stock import StockChange, apply_changes, event_row, record_events
-from bot.inventory.thresholds import threshold_moved
-from bot.models import OrderStatus, Product, SalesDay, Warehouse, utcnow
+from bot.inventory.products import upsert_products
+from bot.inventory.stock import StockChange, apply_changes
+from bot.models import OrderStatus, Product, SalesDay, Warehouse
 from bot.planning.state import history_changed
 from bot.shop.customers import CustomerInput, upsert_customers, zone_name
 from bot.shop.orders import LineInput, OrderInput, check_references, upsert_orders
@@ -538,40 +537,10 @@ async def _check_references(session: AsyncSession, kind: str, records: list[tupl
     return []
 
 
-_NEW_PRODUCT = {
-    "brand": None, "supplier": None, "attributes": {}, "reorder_point": 0, "safety_stock": 0,
-    "lead_time_days": 7, "on_hand_total": 0, "reserved_total": 0,
-}
-
-
 async def _write_catalog(session: AsyncSession, records: list[dict[str, Any]], report: ImportReport, _: str) -> None:
-    existing: dict[str, tuple[int, int, int]] = {}
-    rows = await session.execute(
-        select(Product.sku, Product.id, Product.reorder_point, Product.available)
-        .where(Product.sku.in_([record["sku"] for record in records]))
-    )
-    existing.update({sku: (pid, rp, avail) for sku, pid, rp, avail in rows})
-    now = utcnow()
-    version = await stamp_catalog_change(session)
-    inserts, updates, events = [], [], []
-    for record in records:
-        found = existing.get(record["sku"])
-        if found is None:
-            inserts.append({**_NEW_PRODUCT, "created_at": now, "updated_at": now, "catalog_version": version,
-                            **record})
-            continue
-        product_id, old_point, available = found
-        updates.append({"id": product_id, "updated_at": now, "catalog_version": version, **record})
-        new_point = record.get("reorder_point", old_point)
-        events += [event_row(product_id, kind, available, available, new_point)
-                   for kind in threshold_moved(available, old_point, new_point)]
-    if inserts:
-        await session.execute(Product.__table__.insert(), inserts)
-    if updates:
-        await session.execute(update(Product), updates)
-    await record_events(session, events)
-    report.created += len(inserts)
-    report.updated += len(updates)
+    counts = await upsert_products(session, records)
+    report.created += counts.created
+    report.updated += counts.updated
 
 
 async def _write_stock(session: AsyncSession, records: list[tuple[str, str, int]], report: ImportReport, actor: str) -> None:

@@ -1,0 +1,1 @@
+"""Ways stock, catalog and orders come in from outside (files and connectors)."""
