@@ -56,8 +56,8 @@ def signature_matches(secret: str, body: bytes, given: str | None) -> bool:
     return hmac.compare_digest(expected, given.strip().encode("utf-8", "replace"))
 
 
-def _answer(status: int, **body: Any) -> web.Response:
-    return web.json_response(body, status=status)
+def _answer(http_status: int, **body: Any) -> web.Response:
+    return web.json_response(body, status=http_status)
 
 
 class ShopWebhooks:
