@@ -87,6 +87,9 @@ def read_only_engine(url_text: str) -> AsyncEngine:
             cursor = dbapi_connection.cursor()
             cursor.execute(statement)
             cursor.close()
+            # A driver may have opened a transaction for it, and PostgreSQL undoes a SET that is
+            # rolled back: commit the setting itself (the only commit this engine ever makes).
+            dbapi_connection.commit()
     return engine
 
 
@@ -170,7 +173,7 @@ async def compare(db: Database, source: dict[Key, int], reading: Reading) -> Non
     for (sku, warehouse), on_hand in source.items():
         if sku not in known:
             unknown.add(sku)
-        elif ours.get((sku, warehouse)) != on_hand:  # a level Stockbot has not seen differs too
+        elif ours.get((sku, warehouse), 0) != on_hand:  # no level is none on hand, as the stock service keeps it
             reading.changes.append(StockChange(sku, warehouse, on_hand=on_hand, reason=ACTOR, actor=ACTOR))
     reading.unknown = sorted(unknown)
 
