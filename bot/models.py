@@ -832,7 +832,7 @@ class WebhookDelivery(Base):
     source: Mapped[str] = mapped_column(String(16), primary_key=True)  # "shopify", "woocommerce"
     delivery_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     topic: Mapped[str] = mapped_column(String(64))
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # old ones are forgotten
 
 
 class ShopifyInventoryItem(Base):

@@ -350,3 +350,22 @@ async def test_a_forged_or_repeated_woocommerce_delivery_changes_nothing(client:
     assert await snapshot(db) == after and await level(db, "PQ-19", "WOO") == 5
     assert (await woo(client, "coupon.created", {"id": 1}))[1]["status"] == "ignored"
     assert await snapshot(db) == after
+
+
+async def test_delivery_ids_are_kept_for_a_week_then_forgotten(client: TestClient, db: Database) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bot.ingest.connectors.deliveries import forget_old_deliveries
+    from bot.models import WebhookDelivery, utcnow
+
+    await shopify(client, "shop/update", {}, webhook_id="ignored-topics-are-not-kept")
+    for webhook_id in ("old", "recent"):
+        await shopify(client, "products/update", fixture("shopify/products_create.json"), webhook_id=webhook_id)
+    async with db.transaction() as session:
+        await session.execute(update(WebhookDelivery).where(WebhookDelivery.delivery_id == "old")
+                              .values(received_at=utcnow() - timedelta(days=8)))
+        assert await forget_old_deliveries(session) == 1
+    async with db.read_session() as session:
+        assert list(await session.scalars(select(WebhookDelivery.delivery_id))) == ["recent"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
@@ -9,6 +12,8 @@ from bot.models import WebhookDelivery, utcnow
 
 DELIVERY_ID_LIMIT = 128
 TOPIC_LIMIT = 64
+# Shopify retries a delivery for 48 hours, WooCommerce's queue for less: a week covers both.
+KEEP_DELIVERIES = timedelta(days=7)
 
 
 async def first_delivery(session: AsyncSession, source: str, delivery_id: str, topic: str) -> bool:
@@ -24,3 +29,11 @@ async def first_delivery(session: AsyncSession, source: str, delivery_id: str, t
         .returning(WebhookDelivery.__table__.c.delivery_id)
     )
     return (await session.execute(statement)).first() is not None
+
+
+async def forget_old_deliveries(session: AsyncSession) -> int:
+    """Delivery ids older than any platform still retries: the table stays small."""
+    result = await session.execute(
+        delete(WebhookDelivery).where(WebhookDelivery.received_at < utcnow() - KEEP_DELIVERIES)
+    )
+    return result.rowcount or 0

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("source", "delivery_id", name=op.f("pk_webhook_deliveries")),
     )
+    op.create_index(op.f("ix_webhook_deliveries_received_at"), "webhook_deliveries", ["received_at"])
     op.create_table(
         "shopify_inventory_items",
         sa.Column("inventory_item_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -37,4 +38,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("shopify_inventory_items")
+    op.drop_index(op.f("ix_webhook_deliveries_received_at"), table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
