@@ -13,15 +13,17 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.api.app import create_api_app
 from bot.db import Database
+from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.models import (
     Customer,
     Order,
@@ -32,6 +34,8 @@ from bot.models import (
     StockLevel,
     StockMovement,
     Warehouse,
+    WebhookDelivery,
+    utcnow,
 )
 from bot.settings import load_settings
 from tests.factories import add_customer
@@ -353,13 +357,6 @@ async def test_a_forged_or_repeated_woocommerce_delivery_changes_nothing(client:
 
 
 async def test_delivery_ids_are_kept_for_a_week_then_forgotten(client: TestClient, db: Database) -> None:
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from bot.ingest.connectors.deliveries import forget_old_deliveries
-    from bot.models import WebhookDelivery, utcnow
-
     await shopify(client, "shop/update", {}, webhook_id="ignored-topics-are-not-kept")
     for webhook_id in ("old", "recent"):
         await shopify(client, "products/update", fixture("shopify/products_create.json"), webhook_id=webhook_id)
