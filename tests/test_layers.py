@@ -19,7 +19,6 @@ KNOWN_ARROWS_UP = {
     ("bot.recovery.jobs", "bot.services"),
 }
 KNOWN_CIRCLES = [
-    ["bot.app", "bot.jobs", "bot.runner"],
     ["bot.inventory.reorder", "bot.planning.purchasing", "bot.planning.service",
      "bot.planning.suggestions", "bot.planning.warnings"],
 ]
