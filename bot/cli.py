@@ -175,8 +175,9 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _source_check(settings: Settings, _: argparse.Namespace) -> int:
     from bot.ingest.connectors.commands import source_check  # deferred: see above
+    from bot.runner import open_database
 
-    return await source_check(settings)
+    return await source_check(settings, await open_database(settings))
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:

@@ -470,7 +470,7 @@ def add_api_routes(app: web.Application, settings: Settings, db: Database) -> In
     app.router.add_post(f"{PREFIX}/customers", api.signed(api.customers))
     app.router.add_post(f"{PREFIX}/coupons/{{code}}/redeem", api.signed(api.redeem))
     app.router.add_get(f"{PREFIX}/replenishment", api.signed(api.replenishment))
-    add_shop_webhook_routes(app, api, PREFIX)  # verified by the platforms' own signatures
+    add_shop_webhook_routes(app, settings, db, api._bounded, PREFIX)  # verified by the platforms' own signatures
     return api
 
 

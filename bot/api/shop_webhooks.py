@@ -18,22 +18,26 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
 
+from bot.settings import Settings
+
+from bot.db import Database
 from bot.ingest.connectors import shopify, woocommerce
 from bot.ingest.connectors.deliveries import first_delivery
 from bot.ingest.connectors.store import BadPayload
-
-if TYPE_CHECKING:  # bot/api/app.py adds these routes: importing it here would be a cycle
-    from bot.api.app import IntegrationApi
 
 log = logging.getLogger("bot.api.webhooks")
 
 _WOO_PING = re.compile(rb"^webhook_id=\d{1,20}$")
 Apply = Callable[[Any, str, Any], Awaitable[str]]  # (session, topic, payload) -> outcome
+Handler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
+# The integration API's load limit (IntegrationApi._bounded): runs a handler in one of its slots,
+# answering 503 with Retry-After rather than failing when the database is overloaded.
+Bounded = Callable[[Handler, web.Request, bytes], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +65,9 @@ def _answer(http_status: int, **body: Any) -> web.Response:
 
 
 class ShopWebhooks:
-    def __init__(self, api: IntegrationApi) -> None:
-        settings = api.settings
-        self.api = api
+    def __init__(self, settings: Settings, db: Database, bounded: Bounded) -> None:
+        self.db = db
+        self.bounded = bounded
         shopify_options = shopify.ShopifyOptions(settings.SHOPIFY_LOCATIONS, settings.PHONE_REGION)
         woo_options = woocommerce.WooOptions(settings.WOOCOMMERCE_WAREHOUSE, settings.PHONE_REGION)
         self.shopify = Platform(
@@ -98,7 +102,7 @@ class ShopWebhooks:
                 payload = json.loads(body)
             except ValueError as exc:  # bad JSON and bad UTF-8 alike
                 return _answer(400, error=f"malformed JSON: {exc}"[:300])
-            return await self.api._bounded(self._apply(platform, topic, payload), request, body)
+            return await self.bounded(self._apply(platform, topic, payload), request, body)
 
         receive.__name__ = f"{platform.source}_webhook"
         return receive
@@ -107,7 +111,7 @@ class ShopWebhooks:
         async def apply(request: web.Request, body: bytes) -> web.Response:
             delivery = request.headers.get(platform.delivery_header, "").strip()
             try:
-                async with self.api.db.transaction() as session:
+                async with self.db.transaction() as session:
                     if delivery and not await first_delivery(session, platform.source, delivery, topic):
                         log.info("%s webhook: delivery %r seen before; nothing changed", platform.source, delivery[:128])
                         return _answer(200, status="duplicate")
@@ -121,7 +125,9 @@ class ShopWebhooks:
         return apply
 
 
-def add_shop_webhook_routes(app: web.Application, api: IntegrationApi, prefix: str) -> None:
-    webhooks = ShopWebhooks(api)
+def add_shop_webhook_routes(
+    app: web.Application, settings: Settings, db: Database, bounded: Bounded, prefix: str
+) -> None:
+    webhooks = ShopWebhooks(settings, db, bounded)
     app.router.add_post(f"{prefix}/shopify/webhook", webhooks.route(webhooks.shopify))
     app.router.add_post(f"{prefix}/woocommerce/webhook", webhooks.route(webhooks.woocommerce))

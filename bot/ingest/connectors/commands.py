@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 
+from bot.db import Database
 from bot.ingest.connectors.source_db import SHOWN, check_source, named
-from bot.runner import open_database
 from bot.settings import Settings, SettingsError
 
 
-async def source_check(settings: Settings) -> int:
-    db = await open_database(settings)
+async def source_check(settings: Settings, db: Database) -> int:
+    """Print what a poll would count; the exit status. `db` is Stockbot's, disposed here."""
     try:
         reading = await check_source(settings, db)
     except SettingsError:
