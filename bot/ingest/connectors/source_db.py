@@ -223,13 +223,13 @@ StockMark = tuple[int, int, int, int]
 _movements = StockMovement.__table__
 
 
-async def stock_mark(db: Database, previous: StockMark | None) -> StockMark:
-    floor = (previous[0] if previous else 0) - MARK_WINDOW
+async def stock_mark(db: Database) -> StockMark:
+    newest = select(func.coalesce(func.max(_movements.c.id), 0)).scalar_subquery()
     async with db.read_session() as session:
         connection = await session.connection()
         row = (await connection.execute(select(
-            select(func.coalesce(func.max(_movements.c.id), 0)).scalar_subquery(),
-            select(func.count()).where(_movements.c.id > floor).scalar_subquery(),
+            newest,
+            select(func.count()).where(_movements.c.id > newest - MARK_WINDOW).scalar_subquery(),
             select(func.coalesce(func.max(_products.c.id), 0)).scalar_subquery(),
             select(func.count()).select_from(_products).scalar_subquery(),
         ))).one()
@@ -256,7 +256,7 @@ class SourcePoller:
         reading = Reading()
         try:
             source = await read_source(self.engine, self.query, reading)
-            mark = await stock_mark(self.db, self.settled[1] if self.settled else None)
+            mark = await stock_mark(self.db)
             if self.settled == (source, mark) and self.skipped < FULL_EVERY:
                 self.skipped += 1  # nothing moved on either side since a poll that found all equal
             else:
