@@ -40,6 +40,7 @@ from bot.api.schemas import (
 )
 from bot.api.signing import HEADER, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
+from bot.inventory.batches import PendingBatch, write_in_batch
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes, refused_changes
 from bot.models import Product
 from bot.planning.purchasing import settle_applied
@@ -355,6 +356,7 @@ class IntegrationApi:
         return _below_zero(items, await refused_changes(session, _stock_changes(items)))
 
     async def _write_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> dict[str, int]:
+        write_in_batch(session, PendingBatch("API stock-events"))  # weighed against MASS_CONTACT_LIMIT
         try:
             results = await apply_changes(session, _stock_changes(items))
         except NotEnoughStock as refused:  # the service lists every event that would go below zero
@@ -393,6 +395,7 @@ class IntegrationApi:
             )
             for _, o in items
         ]
+        write_in_batch(session, PendingBatch("API orders"))
         try:
             counts = await upsert_orders(session, given)
         except UnknownReference as exc:  # a safety net, as above

@@ -34,9 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import IN_CHUNK, STOCK_EVENTS, chunked, dialect_insert, signal_after_commit
 from bot.inventory.thresholds import crossings
+from bot.inventory.batches import BatchRef, batch_of, stamped
 from bot.models import (
     MovementKind,
-    event_lane,
     Product,
     StockEvent,
     StockEventKind,
@@ -120,21 +120,6 @@ class StockChange:
         return MovementKind.DELTA if self.on_hand is None else MovementKind.COUNT
 
 
-BATCH_KEY = "contact_batch"  # session.info: the ContactBatch whose events this transaction writes
-
-
-def write_in_batch(session: AsyncSession, batch_id: int | None) -> None:
-    """Stamp every stock event this transaction writes with `batch_id` (an import's or an API
-    batch's `ContactBatch`): its customer events then wait until the batch is weighed."""
-    session.info[BATCH_KEY] = batch_id
-
-
-def _stamped(rows: Sequence[dict[str, Any]], batch_id: int | None) -> list[dict[str, Any]]:
-    """Event rows with their batch and lane, set on every row (one executemany, one key set)."""
-    return [{**row, "batch_id": batch_id, "lane": event_lane(row["kind"], in_batch=batch_id is not None)}
-            for row in rows]
-
-
 @dataclass(frozen=True, slots=True)
 class Applied:
     change: StockChange
@@ -161,7 +146,9 @@ async def record_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     """Write event rows built by `event_row` in the caller's transaction; the running bot's
     consumer is woken when it commits."""
     if rows:
-        await session.execute(_events.insert(), _stamped(rows, session.info.get(BATCH_KEY)))
+        batch = batch_of(session)
+        await session.run_sync(lambda sync: sync.connection().execute(
+            _events.insert(), stamped(sync.connection(), rows, batch)))
         signal_after_commit(session, STOCK_EVENTS)
 
 
@@ -184,8 +171,8 @@ async def apply_changes(
     )
     # The whole batch runs in one greenlet with a fixed number of statements (each one a thread
     # hop on aiosqlite, a round trip on PostgreSQL), whatever its size.
-    batch_id = session.info.get(BATCH_KEY)
-    applied = await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, warehouses, batch_id))
+    batch = batch_of(session)
+    applied = await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, warehouses, batch))
     if any(result.events for result in applied):
         signal_after_commit(session, STOCK_EVENTS)
     return applied
@@ -249,7 +236,7 @@ class _Plan:
 
 
 def _apply_all(
-    connection: Connection, changes: Sequence[StockChange], warehouses: dict[str, int], batch_id: int | None = None,
+    connection: Connection, changes: Sequence[StockChange], warehouses: dict[str, int], batch: BatchRef = None,
 ) -> list[Applied]:
     """Lock and read, plan in Python, then write each table with one statement.
 
@@ -292,7 +279,7 @@ def _apply_all(
         )
         connection.execute(_ADD_TOTAL, [{"p_id": p, "d_on_hand": d} for p, d in plan.totals.items()])
     if plan.events:
-        connection.execute(_events.insert(), _stamped(plan.events, batch_id))
+        connection.execute(_events.insert(), stamped(connection, plan.events, batch))
     first_seen = sorted(p.id for p in products.values() if not p.seen and p.id in plan.first_rows)
     for chunk in chunked(first_seen):
         connection.execute(update(_products).where(_products.c.id.in_(chunk)).values(stock_seen=True))
@@ -558,7 +545,8 @@ def _shift(
     if events:
         connection.execute(
             _events.insert(),
-            _stamped([event_row(product_id, kind, before, after, totals.reorder_point) for kind in events], None),
+            stamped(connection, [event_row(product_id, kind, before, after, totals.reorder_point) for kind in events],
+                    None),
         )
     return Shift(level.on_hand, level.reserved, before, after, events)
 
