@@ -41,6 +41,7 @@ from bot.api.schemas import (
 from bot.api.signing import HEADER, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
 from bot.inventory.batches import PendingBatch, write_in_batch
+from bot.planning.state import forecast_as_of
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes, refused_changes
 from bot.models import Product
 from bot.planning.purchasing import settle_applied
@@ -62,6 +63,7 @@ ACTOR = "api"
 API_CONCURRENCY = max(1, POOL_SIZE // 2)
 QUEUE_WAIT_S = 5.0
 RETRY_AFTER_S = 2
+FORECAST_RETRY_AFTER = 30  # seconds: the first forecast runs within a minute of the start
 _BUSY = "the server is busy; retry after the Retry-After seconds"
 # PostgreSQL states that mean "too busy right now, the same request may well work later".
 _RETRYABLE_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01"})  # lock timeout, cancelled, serialization, deadlock
@@ -428,8 +430,12 @@ class IntegrationApi:
     async def replenishment(self, request: web.Request, body: bytes) -> web.Response:
         """What to buy or move now, from the demand forecast (signed over the empty body)."""
         async with self.db.read_session() as session:
+            as_of = await forecast_as_of(session)
+            if as_of is None:  # not "nothing to buy": not computed yet
+                return _error(503, "the first demand forecast is being computed",
+                              **{"Retry-After": str(FORECAST_RETRY_AFTER)})
             lines = await suggestions(session)
-        return web.json_response({"suggestions": [as_json(line) for line in lines]})
+        return web.json_response({"as_of": as_of.isoformat(), "suggestions": [as_json(line) for line in lines]})
 
     # coupons ------------------------------------------------------------------------------------
 
