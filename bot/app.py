@@ -29,7 +29,6 @@ from bot.inventory.reorder import reorder_reactions, sweep_low_stock
 from bot.models import StockEventKind
 from bot.recovery.hold import weigh_batches
 from bot.recovery.reactions import recovery_reactions
-from bot.runner import run
 from bot.services import Services
 from bot.settings import Settings
 
@@ -116,7 +115,3 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
     services.db.on_commit(STOCK_EVENTS, consumer.wake)
     bot.session.middleware(CommitBeforeTelegram())
     return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, consumer)
-
-
-async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
-    return await run(settings, webhook=webhook)
