@@ -118,8 +118,14 @@ def _due(now: datetime):  # type: ignore[no-untyped-def]
 
 
 async def weigh_batches(db: Database, settings: Settings, templates: Templates) -> list[ContactBatch]:
-    """Weigh every batch that is due, each in a transaction of its own; returns those weighed."""
+    """Weigh every batch that is due, each in a transaction of its own; returns those weighed.
+
+    Run before every pass of the event worker: a read finds that nothing is due, so a quiet
+    pass takes no write lock (on SQLite a write transaction locks the whole database)."""
     weighed: list[ContactBatch] = []
+    async with db.read_session() as session:
+        if await session.scalar(select(ContactBatch.id).where(_due(utcnow())).limit(1)) is None:
+            return weighed
     while True:
         async with db.transaction() as session:
             batch = await session.scalar(
