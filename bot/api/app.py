@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -45,6 +46,7 @@ from bot.api.schemas import (
 from bot.api.signing import HEADER, Signed, keys_of, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes, refused_changes
+from bot.logs import escape
 from bot.models import Product
 from bot.planning.purchasing import settle_applied
 from bot.planning.suggestions import as_json, suggestions
@@ -70,6 +72,8 @@ _BUSY = "the server is busy; retry after the Retry-After seconds"
 # PostgreSQL states that mean "too busy right now, the same request may well work later".
 _RETRYABLE_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01"})  # lock timeout, cancelled, serialization, deadlock
 
+LOGGED_PATH_CHARS = 120
+_COUPON_IN_PATH = re.compile(r"(/coupons/)[^/]*", re.IGNORECASE)
 _MIDDLEWARES_KEY = web.AppKey("stockbot_api_middlewares", bool)
 # The request's checked signature, claimed in its unit of work (aiohttp runs each request in a task
 # of its own, so this is per request).
@@ -164,10 +168,13 @@ async def _log_requests(request: web.Request, handler: Callable[[web.Request], A
 
 
 def _route_of(request: web.Request) -> str:
+    """What a log line may say of the request's path: the route's pattern, or for a path no route
+    took, the path without its query string, a coupon code (`/coupons/CODE/redeem/`, one slash
+    too many) masked, line breaks and other control characters escaped, cut short."""
     resource = request.match_info.route.resource if request.match_info.route else None
     if resource is not None:
         return resource.canonical
-    return request.path[:200]
+    return escape(_COUPON_IN_PATH.sub(r"\1{code}", request.path))[:LOGGED_PATH_CHARS]
 
 
 # --- request body --------------------------------------------------------------------------------
