@@ -12,6 +12,7 @@ from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.handlers.commands import publish_commands_for
+from bot.handlers.downloads import download_capped
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.inventory.importer import KINDS, import_csv
@@ -96,7 +97,7 @@ async def import_document(message: Message, session: AsyncSession, texts: Texts,
     if kind not in KINDS:
         await message.answer(texts("usage_import"))
         return
-    if (document.file_size or 0) > MAX_CSV_BYTES:
+    if (document.file_size or 0) > MAX_CSV_BYTES:  # said up front: not even started
         await message.answer(texts("import_too_big"))
         return
     # The import is its own unit of work; end this update's transaction first so the two
@@ -104,7 +105,9 @@ async def import_document(message: Message, session: AsyncSession, texts: Texts,
     await session.commit()
     label = document.file_name or f"{kind}.csv"
     with tempfile.TemporaryFile() as spool:  # on disk: the importer streams it, twice
-        await bot.download(document, destination=spool)
+        if not await download_capped(bot, document, spool, MAX_CSV_BYTES):  # file_size may be absent
+            await message.answer(texts("import_too_big"))
+            return
         report = await import_csv(services.db, kind, spool, label=label, actor="tg:import",
                                   phone_region=services.settings.PHONE_REGION, zone=services.settings.zone)
     if not report.ok:
