@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
+from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,7 +56,7 @@ async def grant(message: Message, command: CommandObject, session: AsyncSession,
 
 
 async def revoke(message: Message, command: CommandObject, session: AsyncSession, texts: Texts,
-                 services: Services, bot: Bot) -> None:
+                 services: Services, bot: Bot, fsm_storage: BaseStorage) -> None:
     user_id = _user_id((command.args or "").strip())
     if user_id is None:
         await message.answer(texts("usage_revoke"))
@@ -66,8 +67,18 @@ async def revoke(message: Message, command: CommandObject, session: AsyncSession
     if not await staff.revoke(session, user_id):
         await message.answer(texts("revoke_none", user_id=user_id))
         return
+    # A flow the user had half done (an order's quantity, say) must not finish after the role
+    # that started it is gone, nor resume if the role comes back.
+    await drop_conversation(fsm_storage, bot.id, user_id)
     await message.answer(texts("revoked", user_id=user_id))
     await publish_commands_for(bot, services, user_id, "stranger")
+
+
+async def drop_conversation(storage: BaseStorage, bot_id: int, user_id: int) -> None:
+    """Forget the user's conversation state in their private chat with the bot."""
+    key = StorageKey(bot_id=bot_id, chat_id=user_id, user_id=user_id)
+    await storage.set_state(key, None)
+    await storage.set_data(key, {})
 
 
 async def stats(message: Message, command: CommandObject, session: AsyncSession, texts: Texts,
