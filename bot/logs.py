@@ -18,6 +18,7 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 
 from bot.settings import Settings
+from bot.text_rules import UNSAFE_CHARS
 
 MASK = "***"
 # Each 1-second job logs "Running job" and "executed successfully" on every run: ~350,000 lines
@@ -28,9 +29,6 @@ ROUTINE_LOGGERS = ("apscheduler.executors", "alembic")  # alembic: plugin and mi
 # request line with its query. They follow LOG_LEVEL_LIBRARIES (WARNING unless asked), so
 # LOG_LEVEL=DEBUG alone shows the bot's own detail.
 LIBRARY_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg", "aiohttp")
-# Line breaks, other control characters and bidi overrides in a logged value (a request path, a
-# product name) would let it forge or hide log lines: in the text format they are written escaped.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 class BusyTickIsRoutine(logging.Filter):
@@ -91,8 +89,9 @@ class SecretMask(logging.Filter):
 
 
 def escape(text: str) -> str:
-    """`text` on one line, each control or invisible formatting character as an escape."""
-    return _UNPRINTABLE.sub(_escaped, text)
+    """`text` on one line, each control or invisible formatting character as an escape: a line
+    break or bidi override in a logged value (a request path, a name) cannot forge or hide lines."""
+    return UNSAFE_CHARS.sub(_escaped, text)
 
 
 def _escaped(match: re.Match[str]) -> str:
