@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.demo import ALICE, ANN, LINA
-from bot.play.start import seeded_play, serve_page
+from bot.play.start import bind_page_socket, seeded_play, serve_page
 from bot.play.world import Play
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,7 +42,7 @@ async def browser() -> AsyncIterator[object]:
 
 
 async def _open(browser, play: Play, running: AsyncExitStack):  # type: ignore[no-untyped-def]
-    url = await serve_page(play, 0, running)
+    url = await serve_page(play, bind_page_socket(0), running)
     page = await browser.new_page(viewport={"width": 1280, "height": 820})
     page.set_default_timeout(15_000)
     await page.goto(url)

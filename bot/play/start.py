@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import signal
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -89,16 +90,26 @@ async def _say(play: Play, person: Person, text: str) -> None:
     await play.conversation.say(person.user_id, text, first_name=person.first_name, language_code=person.language)
 
 
-async def serve_page(play: Play, port: int, running: AsyncExitStack) -> str:
+def bind_page_socket(port: int) -> socket.socket:
+    """The page's socket, bound before anything starts: a port in use is one clear line at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        problem = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used: {exc.strerror or exc}"
+        raise SettingsError("--port", f"{HOST}:{port} {problem}") from None
+    return sock
+
+
+async def serve_page(play: Play, sock: socket.socket, running: AsyncExitStack) -> str:
     runner = web.AppRunner(create_play_app(play), handle_signals=False, access_log=None, shutdown_timeout=2)
     await runner.setup()
     running.push_async_callback(runner.cleanup)
-    try:
-        await web.TCPSite(runner, HOST, port).start()
-    except OSError as exc:
-        problem = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used: {exc.strerror or exc}"
-        raise SettingsError("--port", f"{HOST}:{port} {problem}") from None
-    host, bound = runner.addresses[0][:2]
+    await web.SockSite(runner, sock).start()
+    host, bound = sock.getsockname()[:2]
     return f"http://{host}:{bound}/"
 
 
@@ -109,15 +120,16 @@ async def run_play(settings: Settings, *, port: int, locale: str | None, databas
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    sock = bind_page_socket(port)
     if database_url:
         world = database_play(settings.model_copy(update={"DATABASE_URL": database_url}), locale)
     else:
         world = seeded_play(locale or "en")
     print("Stockbot play: starting the bot on the built-in Bot API sandbox ...", flush=True)
-    async with AsyncExitStack() as running:
-        play = await running.enter_async_context(world)
-        url = await serve_page(play, port, running)
-        print(f"Stockbot play: open {url} (Ctrl+C stops it)", flush=True)
-        await stop.wait()
+    with sock:
+        async with AsyncExitStack() as running:
+            play = await running.enter_async_context(world)
+            url = await serve_page(play, sock, running)
+            print(f"Stockbot play: open {url} (Ctrl+C stops it)", flush=True)
+            await stop.wait()
     return 0
-
