@@ -110,6 +110,7 @@ async def test_a_csv_dropped_in_the_admins_chat_is_imported_and_a_report_shows_i
         chart = page.locator(".msg.bot img").first
         await chart.wait_for(timeout=60_000)
         assert await chart.evaluate("image => image.complete && image.naturalWidth > 0"), "the chart is drawn"
+        await page.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "report.png"))
         download_link = page.locator(".msg.bot a.file").first
         await download_link.wait_for(timeout=60_000)
         async with page.expect_download() as started:

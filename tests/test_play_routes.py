@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select, update
 
 from bot.db import Database
 from bot.demo import ANN, LINA, seed_shop
-from bot.play.people import seeded_cast
+from bot.models import Customer, StaffMember
+from bot.play.people import PURCHASER_ID, SALES_ID, seeded_cast
 from bot.play.render import safe_html
-from bot.play.start import _introduce_staff
+from bot.play.start import database_play, introduce_staff
 from bot.play.web import create_play_app
 from bot.play.world import Play, playing
 from bot.settings import Settings
@@ -28,7 +30,7 @@ async def play(settings: Settings, db: Database) -> AsyncIterator[Play]:
     tokens = await seed_shop(db)
 
     async def introduce(play: Play) -> None:
-        await _introduce_staff(play)
+        await introduce_staff(play)
         await play.conversation.say(ANN.user_id, f"/start {tokens['C-ANN']}", first_name="Ann")
 
     async with playing(settings, db, seeded_cast("en"), setup=introduce) as running:
@@ -240,3 +242,20 @@ def test_the_bots_html_is_rebuilt_from_telegrams_tags_only(telegram_html: str, d
 
 def test_text_without_a_parse_mode_is_escaped_whole() -> None:
     assert safe_html("<b>x</b> & y", None) == "&lt;b&gt;x&lt;/b&gt; &amp; y"
+
+
+async def test_on_your_own_database_the_page_plays_its_staff_and_its_linked_customers(
+    settings: Settings, db: Database
+) -> None:
+    await seed_shop(db)
+    async with db.transaction() as session:
+        await session.execute(update(Customer).where(Customer.external_id == "C-LINA").values(
+            telegram_user_id=LINA.user_id, chat_id=LINA.user_id))
+    async with database_play(settings, "zh") as play:
+        people = [(person.role, person.name) for person in play.people]
+        assert people == [("admin", "Admin"), ("purchaser", "Purchaser"), ("sales", "Sales rep"),
+                          ("customer", "李娜")]  # Ann and Max never linked a chat: nobody to play
+        async with db.transaction() as session:
+            roles = dict((await session.execute(select(StaffMember.telegram_user_id, StaffMember.role))).all())
+        assert roles == {PURCHASER_ID: "purchaser", SALES_ID: "sales"}
+        assert play.conversation.services.settings.DEFAULT_LOCALE == "zh"

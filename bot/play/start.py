@@ -44,7 +44,7 @@ async def seeded_play(locale: str) -> AsyncIterator[Play]:
             people = seeded_cast(locale)
 
             async def introduce(play: Play) -> None:
-                await _introduce_staff(play)
+                await introduce_staff(play)
                 ann, lina, max_ = people[3:]
                 await _say(play, ann, f"/start {tokens['C-ANN']}")
                 await _say(play, max_, f"/start {tokens['C-MAX']}")
@@ -71,13 +71,13 @@ async def database_play(settings: Settings, locale: str | None) -> AsyncIterator
     db = await open_database(settings)
     try:
         people = await cast_of(db, admin_id, settings.DEFAULT_LOCALE)
-        async with playing(settings, db, people, setup=_introduce_staff) as play:
+        async with playing(settings, db, people, setup=introduce_staff) as play:
             yield play
     finally:
         await db.dispose()
 
 
-async def _introduce_staff(play: Play) -> None:
+async def introduce_staff(play: Play) -> None:
     admin, purchaser, sales = play.people[:3]
     await _say(play, admin, "/start")
     await _say(play, admin, f"/grant {PURCHASER_ID} purchaser")

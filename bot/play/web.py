@@ -150,7 +150,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 sent = state
             else:
                 await response.write(b": still here\n\n")
-            await _changed(play, lambda: json.dumps(play.chat(person), ensure_ascii=False) != sent, closing)
+            await _changed(play, lambda last=sent: json.dumps(play.chat(person), ensure_ascii=False) != last, closing)
     return response
 
 

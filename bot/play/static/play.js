@@ -82,6 +82,8 @@ function open(personId) {
   $("chat-role").textContent = t(person.role);
   $("kind").hidden = person.role === "customer";
   $("messages").replaceChildren();
+  $("messages").dataset.drawn = "";
+  drawn = new Map();
   $("menu").hidden = true;
   drawPeople();
   state.source = new EventSource(`/play/people/${personId}/events`);
@@ -100,7 +102,9 @@ function drawEntry(entry) {
     return bubble;
   }
   if (entry.file && entry.kind === "photo") {
-    bubble.append(el("img", { src: `/play/files/${encodeURIComponent(entry.file.id)}`, alt: entry.file.name }));
+    const picture = el("img", { src: `/play/files/${encodeURIComponent(entry.file.id)}`, alt: entry.file.name });
+    picture.addEventListener("load", () => { const box = $("messages"); if (box.dataset.follow) box.scrollTop = box.scrollHeight; });
+    bubble.append(picture);
   } else if (entry.file) {
     bubble.append(el("a", { class: "file", href: `/play/files/${encodeURIComponent(entry.file.id)}?download=1`,
                             download: entry.file.name, text: `📄 ${entry.file.name}` }));
@@ -130,11 +134,24 @@ function drawEntry(entry) {
   return bubble;
 }
 
+// Unchanged messages keep their nodes: pictures are not loaded again and the view does not jump.
+let drawn = new Map();
 function drawChat(chat) {
   const box = $("messages");
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-  box.replaceChildren(...chat.entries.map(drawEntry));
-  if (atBottom || !box.dataset.drawn) box.scrollTop = box.scrollHeight;
+  const follow = !box.dataset.drawn || box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  const next = new Map();
+  const nodes = chat.entries.map((entry) => {
+    const key = `${entry.from}:${entry.id}`;
+    const json = JSON.stringify(entry);
+    const old = drawn.get(key);
+    const node = old && old.json === json ? old.node : drawEntry(entry);
+    next.set(key, { json, node });
+    return node;
+  });
+  drawn = next;
+  box.replaceChildren(...nodes);
+  box.dataset.follow = follow ? "1" : "";
+  if (follow) box.scrollTop = box.scrollHeight;
   box.dataset.drawn = "1";
   if (!state.baseline) { state.seen = { ...chat.counts }; state.baseline = true; }  // what was there is read
   state.counts = chat.counts;
