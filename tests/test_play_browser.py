@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, Page, async_playwright
 
 from bot.demo import ALICE, ANN, LINA
 from bot.play.start import bind_page_socket, seeded_play, serve_page
@@ -25,15 +26,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 # Screenshots are for people to look at (PLAY_SCREENSHOTS=DIR keeps them), never compared.
 SCREENSHOTS = os.environ.get("PLAY_SCREENSHOTS")
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is in the dev extra")
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it",
                 allow_module_level=True)
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    async with playwright_api.async_playwright() as driver:
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as driver:
         launched = await driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield launched
@@ -41,7 +41,7 @@ async def browser() -> AsyncIterator[object]:
             await launched.close()
 
 
-async def _open(browser, play: Play, running: AsyncExitStack):  # type: ignore[no-untyped-def]
+async def _open(browser: Browser, play: Play, running: AsyncExitStack) -> Page:
     url = await serve_page(play, bind_page_socket(0), running)
     page = await browser.new_page(viewport={"width": 1280, "height": 820})
     page.set_default_timeout(15_000)
@@ -50,7 +50,7 @@ async def _open(browser, play: Play, running: AsyncExitStack):  # type: ignore[n
     return page
 
 
-async def _story(browser, locale: str, sku: str, customer: int, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def _story(browser: Browser, locale: str, sku: str, customer: int, tmp_path: Path) -> None:
     async with AsyncExitStack() as running:
         play = await running.enter_async_context(seeded_play(locale))
         templates = play.conversation.services.templates
@@ -83,25 +83,31 @@ async def _story(browser, locale: str, sku: str, customer: int, tmp_path: Path) 
         assert errors == []
 
 
-async def test_stockout_offer_and_button_in_english(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_stockout_offer_and_button_in_english(browser: Browser, tmp_path: Path) -> None:
     await _story(browser, "en", "LIP-RED", ANN.user_id, tmp_path)
 
 
-async def test_stockout_offer_and_button_in_chinese(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_stockout_offer_and_button_in_chinese(browser: Browser, tmp_path: Path) -> None:
     await _story(browser, "zh", "GLOSS-ZHENGHONG", LINA.user_id, tmp_path)
 
 
 async def test_a_csv_dropped_in_the_admins_chat_is_imported_and_a_report_shows_its_charts(
-    browser, tmp_path: Path  # type: ignore[no-untyped-def]
+    browser: Browser, tmp_path: Path
 ) -> None:
-    stock = tmp_path / "stock.csv"
-    stock.write_text("sku,warehouse,on_hand\nLIP-NUDE,BJ,7\n")
     async with AsyncExitStack() as running:
         play = await running.enter_async_context(seeded_play("en"))
         page = await _open(browser, play, running)
-        await page.locator("#file-input").set_input_files(str(stock))
-        await page.locator(".msg.user .doc", has_text="stock.csv").wait_for()
-        await page.locator(".msg.bot", has_text="stock.csv").wait_for()
+        # What a file dragged from the desktop and let go over the chat does.
+        await page.evaluate("""text => {
+            const files = new DataTransfer();
+            files.items.add(new File([text], "new stock.csv", { type: "text/csv" }));
+            for (const kind of ["dragenter", "dragover", "drop"]) {
+                const event = new DragEvent(kind, { dataTransfer: files, bubbles: true, cancelable: true });
+                document.getElementById("messages").dispatchEvent(event);
+            }
+        }""", "sku,warehouse,on_hand\nLIP-NUDE,BJ,7\n")
+        await page.locator(".msg.user", has_text="new stock.csv").wait_for()
+        await page.locator(".msg.bot", has_text="stock.csv").wait_for()  # the import's answer
         await page.locator("#sku").select_option("LIP-NUDE")
         await page.locator("#levels", has_text="BJ: 7").wait_for()
 
@@ -119,7 +125,7 @@ async def test_a_csv_dropped_in_the_admins_chat_is_imported_and_a_report_shows_i
         assert download.suggested_filename.endswith(".csv")
 
 
-async def test_hostile_text_is_shown_as_text(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_hostile_text_is_shown_as_text(browser: Browser, tmp_path: Path) -> None:
     async with AsyncExitStack() as running:
         play = await running.enter_async_context(seeded_play("en"))
         page = await _open(browser, play, running)
