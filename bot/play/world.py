@@ -32,7 +32,7 @@ from bot.jobs import create_scheduler
 from bot.models import Product, StockLevel, Warehouse
 from bot.play.people import Person
 from bot.play.render import chat_entries
-from bot.sandbox import ButtonNotFound, StoredFile
+from bot.sandbox import BotApiSandbox, ButtonNotFound, StoredFile
 from bot.settings import Settings
 
 STOCK_EVENTS_PATH = "/api/v1/stock-events"
@@ -54,7 +54,7 @@ class Play:
     http: aiohttp.ClientSession
 
     @property
-    def sandbox(self):  # type: ignore[no-untyped-def]
+    def sandbox(self) -> BotApiSandbox:
         return self.conversation.sandbox
 
     def person(self, user_id: int) -> Person:
