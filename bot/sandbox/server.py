@@ -938,6 +938,13 @@ class BotApiSandbox:
                 found = [self._chats[c].bot_messages[m] for c, m in self._message_order]
         return [m for m in found if include_deleted or not m.deleted]
 
+    def user_messages(self, chat_id: int) -> list[dict[str, Any]]:
+        """What users wrote in the chat (the Message objects the bot got), oldest first; with
+        `messages` and the shared message ids this is the whole chat, as a client shows it."""
+        with self._lock:
+            chat = self._chats.get(chat_id)
+            return copy.deepcopy(list(chat.user_messages.values())) if chat else []
+
     def last_message(self, chat_id: int) -> SentMessage:
         found = self.messages(chat_id)
         if not found:
