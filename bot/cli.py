@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--token-only", action="store_true",
                         help="print tokens instead of t.me links (needs no BOT_TOKEN)")
 
+    commands.add_parser("held", help="list batches of customer messages held for an admin's Send",
+                        description="List the batches held by MASS_CONTACT_LIMIT: id, cause, customers, "
+                                    "products, since. An admin sends or discards each in chat.")
+
     database = commands.add_parser("db", help="database tools")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply migrations to DATABASE_URL (run does this too)")
@@ -200,6 +204,10 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return _invite
     if args.command == "db":
         return _db_upgrade
+    if args.command == "held":
+        from bot.held_command import held  # deferred: see above
+
+        return held
     return {"demo": _demo, "play": _play, "run": _run, "import": _import}[args.command]
 
 

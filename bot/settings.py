@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     WEBHOOK_URL: str = ""  # public base URL Telegram posts updates to, for `run --webhook`
     WEBHOOK_PATH: str = "/telegram/webhook"
     TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls; made up when unset
+    # One import or API batch whose stockouts and restocks would message more customers than this
+    # waits for an admin's Send (or Discard).
+    MASS_CONTACT_LIMIT: int = Field(500, ge=0)
 
     # Beyond the contract: tuning knobs with sensible defaults.
     PHONE_REGION: str = ""  # region for numbers written without a country code, e.g. CN or US

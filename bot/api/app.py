@@ -45,6 +45,8 @@ from bot.api.schemas import (
 )
 from bot.api.signing import HEADER, Signed, keys_of, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
+from bot.inventory.batches import PendingBatch, write_in_batch
+from bot.planning.state import forecast_as_of
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes, refused_changes
 from bot.logs import escape
 from bot.models import Product
@@ -68,6 +70,7 @@ ACTOR = "api"
 API_CONCURRENCY = max(1, POOL_SIZE // 2)
 QUEUE_WAIT_S = 5.0
 RETRY_AFTER_S = 2
+FORECAST_RETRY_AFTER = 30  # seconds: the first forecast runs within a minute of the start
 _BUSY = "the server is busy; retry after the Retry-After seconds"
 # PostgreSQL states that mean "too busy right now, the same request may well work later".
 _RETRYABLE_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01"})  # lock timeout, cancelled, serialization, deadlock
@@ -395,6 +398,7 @@ class IntegrationApi:
         return _below_zero(items, await refused_changes(session, _stock_changes(items)))
 
     async def _write_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> dict[str, int]:
+        write_in_batch(session, PendingBatch("API stock-events"))  # weighed against MASS_CONTACT_LIMIT
         try:
             results = await apply_changes(session, _stock_changes(items))
         except NotEnoughStock as refused:  # the service lists every event that would go below zero
@@ -433,6 +437,7 @@ class IntegrationApi:
             )
             for _, o in items
         ]
+        write_in_batch(session, PendingBatch("API orders"))
         try:
             counts = await upsert_orders(session, given)
         except UnknownReference as exc:  # a safety net, as above
@@ -467,8 +472,12 @@ class IntegrationApi:
         async with self._unit_of_work():
             pass  # a read: only the signature is written
         async with self.db.read_session() as session:
+            as_of = await forecast_as_of(session)
+            if as_of is None:  # not "nothing to buy": not computed yet
+                return _error(503, "the first demand forecast is being computed",
+                              **{"Retry-After": str(FORECAST_RETRY_AFTER)})
             lines = await suggestions(session)
-        return web.json_response({"suggestions": [as_json(line) for line in lines]})
+        return web.json_response({"as_of": as_of.isoformat(), "suggestions": [as_json(line) for line in lines]})
 
     # coupons ------------------------------------------------------------------------------------
 

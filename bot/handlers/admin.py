@@ -19,7 +19,7 @@ from bot.handlers.middlewares import Texts
 from bot.inventory.importer import KINDS, import_csv
 from bot.models import Role, utcnow
 from bot.planning import report_service
-from bot.recovery import funnel
+from bot.recovery import funnel, hold
 from bot.services import Services
 from bot.shop import staff
 from bot.shop.staff import Actor
@@ -95,7 +95,11 @@ async def stats(message: Message, command: CommandObject, session: AsyncSession,
     until = utcnow()
     report = await funnel.build_report(session, since=until - timedelta(days=days), until=until,
                                        attribution_days=services.settings.ATTRIBUTION_DAYS)
-    await message.answer(texts.render("stats", r=report, days=days))
+    text = texts.render("stats", r=report, days=days)
+    discarded = await hold.discarded_since(session, until - timedelta(days=days))
+    if discarded.batches:  # held batches an admin dropped (MASS_CONTACT_LIMIT)
+        text += "\n" + texts("stats_discarded", batches=discarded.batches, customers=discarded.customers)
+    await message.answer(text)
     png = await asyncio.to_thread(report_service.funnel_png, services.templates, texts.locale, report, days)
     await message.answer_photo(BufferedInputFile(png, "funnel.png"))
 

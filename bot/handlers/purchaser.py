@@ -27,6 +27,7 @@ from bot.inventory.stock import (
 from bot.models import Product, ReorderPrompt, Role
 from bot.planning import drafts, purchasing
 from bot.planning.leadtimes import supplier_samples
+from bot.planning.state import forecast_as_of
 from bot.planning.suggestions import Action, Line, suggestions
 from bot.planning.warnings import stock_changed
 from bot.services import Services
@@ -300,6 +301,9 @@ def _plan_keyboard(texts: Texts, lines: list[Line], suppliers: list[str | None])
 
 
 async def plan(message: Message, session: AsyncSession, texts: Texts, services: Services) -> None:
+    if await forecast_as_of(session) is None:  # never an undated "nothing to buy"
+        await message.answer(texts("plan_computing"))
+        return
     lines = await suggestions(session)
     shown = lines[:PLAN_SHOWN]
     times = await supplier_samples(session, services.settings.zone)

@@ -55,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, dialect_insert, ids_by_key
 from bot.inventory.catalog import stamp_catalog_change
+from bot.inventory.batches import close_batch, open_batch, write_in_batch
 from bot.inventory.stock import StockChange, apply_changes, event_row, record_events
 from bot.inventory.thresholds import threshold_moved
 from bot.models import OrderStatus, Product, SalesDay, Warehouse, utcnow
@@ -723,11 +724,18 @@ async def import_csv(
         if report.problems or dry_run:
             return report
         write = _WRITERS[kind]
-        async for batch in _chunks(_records(kind, spool, ctx), kind):
-            started = clock.monotonic()
-            async with db.transaction() as session:
-                await write(session, batch, report, actor)
-            if db.is_sqlite:
-                # Let the running bot's writers take the lock between chunks (see the docstring).
-                await asyncio.sleep(min(SQLITE_GAP_S, clock.monotonic() - started))
+        # One import is one batch, whatever its chunks: the running bot weighs its customer
+        # messages against MASS_CONTACT_LIMIT once it is closed, and sweeps low stock after it.
+        contact_batch = await open_batch(db, f"import {kind} {label}", from_import=True)
+        try:
+            async for batch in _chunks(_records(kind, spool, ctx), kind):
+                started = clock.monotonic()
+                async with db.transaction() as session:
+                    write_in_batch(session, contact_batch)
+                    await write(session, batch, report, actor)
+                if db.is_sqlite:
+                    # Let the running bot's writers take the lock between chunks (see the docstring).
+                    await asyncio.sleep(min(SQLITE_GAP_S, clock.monotonic() - started))
+        finally:
+            await asyncio.shield(close_batch(db, contact_batch))
     return report
