@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from bot import cli_failed
 from bot.settings import Settings, SettingsError, load_settings
 
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     database = commands.add_parser("db", help="database tools")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply migrations to DATABASE_URL (run does this too)")
+    cli_failed.add_parser(commands)
     return parser
 
 
@@ -183,7 +185,7 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return _invite
     if args.command == "db":
         return _db_upgrade
-    return {"demo": _demo, "run": _run, "import": _import}[args.command]
+    return {"demo": _demo, "run": _run, "import": _import, "failed": cli_failed.run}[args.command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

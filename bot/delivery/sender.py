@@ -5,8 +5,11 @@
 - Each chat gets at most one message a second, and its messages go out in queue order: a chat
   has at most one send in flight.
 - A 429 pauses all new sends until its `retry_after` has passed, then that message goes first.
-- Blocked or vanished chats are flagged unreachable and their queue dropped; server and network
-  errors are retried with exponential backoff and jitter, then kept as failed.
+- Blocked or vanished chats are flagged unreachable and their queue dropped; a message Telegram
+  refuses (bad markup, too long) is kept as failed. Server and network errors are retried by time,
+  with exponential backoff capped at `backoff_cap`, for as long as they last: an outage of the Bot
+  API or of the shop's network delays messages, it never drops them. Only an error of our own (a
+  bug, which no wait will mend) gives up after `max_attempts`.
 - Each delivered row is recorded before the next message leaves (what finished meanwhile is
   written together), so a crash repeats at most the messages that were in flight. On start the
   sender frees the claims of this host's processes that are gone (a restart after `kill -9`), so
@@ -44,6 +47,11 @@ from bot.waiting import IdlePolling, until_any
 
 log = logging.getLogger(__name__)
 
+# The longest wait between two tries of a message during an outage: when the Bot API comes back,
+# every message waiting on it goes out within this (times the jitter) without hammering it before.
+RETRY_INTERVAL_CAP = 60.0
+_MAX_EXPONENT = 30  # base ** attempts overflows a float after ~1,000 tries (hours into an outage)
+
 
 @dataclass(slots=True)
 class SenderStats:
@@ -76,7 +84,7 @@ class Sender:
         concurrency: int = 64,
         max_attempts: int = 6,
         backoff_base: float = 2.0,
-        backoff_cap: float = 600.0,
+        backoff_cap: float = RETRY_INTERVAL_CAP,
         poll_interval: float = 0.5,
         idle_poll_interval: float = 2.0,
         clock: Callable[[], datetime] = utcnow,
@@ -276,11 +284,11 @@ class Sender:
         except Unreachable as exc:
             self._held.discard(message.id)
             await self._unreachable(chat_id, str(exc))
-        except (Temporary, Permanent, SendError) as exc:
+        except SendError as exc:
             await self._failed(message, exc)
         except Exception as exc:  # a bug must not kill the worker nor lose the row
             log.exception("unexpected error sending notification %s", message.id)
-            await self._failed(message, Temporary(repr(exc)))
+            await self._failed(message, Temporary(repr(exc)), bug=True)
         else:
             self._acks.append((message.id, message_id))
             self._ack_pending.set()
@@ -321,23 +329,28 @@ class Sender:
         late = self._queues.pop(chat_id, deque())
         self._held.difference_update(row.id for row in late)
 
-    async def _failed(self, message: Notification, error: SendError) -> None:
+    async def _failed(self, message: Notification, error: SendError, *, bug: bool = False) -> None:
         self._held.discard(message.id)
         async with self.db.transaction() as session:
-            if isinstance(error, Permanent) or message.attempts >= self.max_attempts:
+            gives_up = isinstance(error, Permanent) or not isinstance(error, Temporary) or (
+                bug and message.attempts >= self.max_attempts)
+            if gives_up:
                 self.stats.failed += 1
                 log.warning("notification %s failed for good: %s", message.id, error)
                 await outbox.mark_failed(session, message.id, str(error))
                 return
             self.stats.retried += 1
-            delay = min(self.backoff_cap, self.backoff_base ** message.attempts)
-            delay *= random.uniform(0.5, 1.5)  # jitter: a crowd of failures does not return at once
-            retry_at = self.clock() + timedelta(seconds=delay)
+            retry_at = self.clock() + timedelta(seconds=self._backoff(message.attempts))
             await outbox.mark_retry(session, message.id, str(error), retry_at)
             # Later messages of this chat wait with it, so none overtakes the one being retried.
             later = self._queues.pop(message.chat_id, deque())
             await outbox.release(session, [row.id for row in later], not_before=retry_at)
         self._held.difference_update(row.id for row in later)
+
+    def _backoff(self, attempts: int) -> float:
+        # Jitter: a crowd of messages refused by one outage does not come back at once.
+        delay = self.backoff_base ** min(attempts, _MAX_EXPONENT) * random.uniform(0.5, 1.5)
+        return min(self.backoff_cap, delay)
 
     # --- acknowledging -----------------------------------------------------------------------------
 
