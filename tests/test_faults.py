@@ -10,6 +10,8 @@ from sqlalchemy import select
 from bot.db import create_database
 from bot.migrate import upgrade
 from bot.models import Notification, utcnow
+from tests.factories import ADMIN
+from tests.harness import Harness
 from tests.test_cli import stockbot
 
 
@@ -68,3 +70,12 @@ async def test_an_admin_lists_failed_messages_and_sends_them_again(tmp_path: Pat
         assert "no failed messages" in stockbot("failed", cwd=tmp_path, DATABASE_URL=url).stdout
     finally:
         await db.dispose()
+
+
+async def test_a_chat_reply_hit_by_flood_control_waits_and_is_sent(bot_harness: Harness) -> None:
+    h = bot_harness
+    h.sandbox.fail_next("sendMessage", status=429, retry_after=1, chat_id=ADMIN)
+    reply = await h.reply(ADMIN, "/help")
+    assert "/grant" in reply
+    answers = [call.status for call in h.sandbox.calls_to("sendMessage") if call.params.get("chat_id") == ADMIN]
+    assert answers == [429, 200]  # refused once, then sent: one reply, not two
