@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 # The longest wait between two tries of a message during an outage: when the Bot API comes back,
 # every message waiting on it goes out within this (times the jitter) without hammering it before.
 RETRY_INTERVAL_CAP = 60.0
+# How long a stop waits for sends already made to be answered. A Bot API that does not answer
+# would hold it for aiogram's whole request timeout (a minute); the rows of sends cut off keep
+# their claim and go back to the queue (a send cut off may have arrived: it may come twice).
+STOP_WAIT_S = 1.5
 _MAX_EXPONENT = 30  # base ** attempts overflows a float after ~1,000 tries (hours into an outage)
 
 
@@ -122,6 +126,7 @@ class Sender:
         self._claiming = False
         self._ack_lock = asyncio.Lock()
         self._ack_pending = asyncio.Event()
+        self._unanswered: list[int] = []  # sends cut off by a stop, handed back to the queue
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -142,8 +147,7 @@ class Sender:
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._finish_in_flight()
             await acker
             await self._flush_acks()
             await self._release_backlog()
@@ -169,6 +173,15 @@ class Sender:
             self._changed.set()
             await runner
         return self.stats
+
+    async def _finish_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
 
     # --- feeding from the outbox -----------------------------------------------------------------
 
@@ -236,7 +249,8 @@ class Sender:
             heapq.heappop(self._ready)
             if self._acks:  # record what was delivered before anything else leaves
                 await self._flush_acks()
-            await self._slots.acquire()
+            if not await self._free_slot(stop):
+                break
             paid = self.rate_gate.is_paid(self._queues[top.chat_id][0].kind)  # scale-out
             slot = await self.rate_gate.acquire(paid=paid)  # scale-out
             if self._paused_until > time.monotonic():  # a 429 arrived while we waited
@@ -248,6 +262,17 @@ class Sender:
             task = asyncio.create_task(self._send(message, slot, paid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _free_slot(self, stop: asyncio.Event) -> bool:
+        """A slot for one more send; False on a stop (every slot may be held by a send the Bot
+        API does not answer)."""
+        while self._slots.locked():
+            if stop.is_set():
+                return False
+            self._changed.clear()
+            await until_any(self._changed, stop)  # a finished send frees its slot and sets it
+        await self._slots.acquire()
+        return True
 
     def _forget_quiet_chats(self, now: float) -> None:
         """Drop chats last sent to over `per_chat_interval` ago: they may be sent to at once, which
@@ -267,6 +292,9 @@ class Sender:
                 extra = {"paid": True} if paid else {}  # Telegram's allow_paid_broadcast
                 message_id = await self.transport.send(chat_id, message.text, message.reply_markup,
                                                        deadline=slot.deadline, **extra)
+        except asyncio.CancelledError:
+            self._unanswered.append(message.id)  # a stop cut it off; see STOP_WAIT_S
+            raise
         except SlotMissed:
             # Sent late, it could crowd the slots after its own (another process's, too). Nothing
             # left, so nothing is counted: it goes first in its chat and waits for a new slot.
@@ -369,13 +397,17 @@ class Sender:
             try:
                 async with self.db.transaction() as session:
                     await outbox.mark_sent(session, batch)
+            except asyncio.CancelledError:  # a stop: kept, so the last flush still records them
+                self._acks[:0] = batch
+                raise
             except Exception:
                 log.exception("recording %d sent notifications failed; will retry", len(batch))
                 self._acks[:0] = batch
                 await asyncio.sleep(0.1)  # the database is struggling: do not spin on it
 
     async def _release_backlog(self) -> None:
-        backlog = [row.id for queue in self._queues.values() for row in queue]
+        backlog = [row.id for queue in self._queues.values() for row in queue] + self._unanswered
+        self._unanswered = []
         self._queues.clear()
         self._ready.clear()
         self._held.clear()
