@@ -146,8 +146,9 @@ class EventConsumer:
                 found = await self.catalog.refresh(self.db, stop) > 0
                 while not stop.is_set() and await self.process_once(stop):
                     found = True
-            except Exception:  # the worker must outlive a bad batch; the rows stay pending
-                log.exception("consuming stock events failed")
+            except Exception as exc:  # the worker must outlive a bad batch; the rows stay pending
+                if not self.db.trouble.note(exc):  # database trouble is logged once a spell
+                    log.exception("consuming stock events failed")
                 found = True  # not idle: look again soon
             await until_any(stop, self._wake, timeout=self._polling.interval(found_work=found))
 

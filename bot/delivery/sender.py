@@ -138,8 +138,9 @@ class Sender:
         try:
             async with self.db.transaction() as session:
                 await outbox.release_dead_claims(session, now=self.clock())
-        except Exception:  # the periodic sweep tries again; delivery must still start
-            log.exception("freeing claims of a previous run failed")
+        except Exception as exc:  # the periodic sweep tries again; delivery must still start
+            if not self.db.trouble.note(exc):
+                log.exception("freeing claims of a previous run failed")
         feeder = asyncio.create_task(self._feed(stop), name="outbox-feeder")
         acker = asyncio.create_task(self._acknowledge(stop), name="outbox-acks")
         try:
@@ -191,8 +192,9 @@ class Sender:
             if len(self._held) < self._claim_size:
                 try:
                     claimed = await self._claim()
-                except Exception:  # keep delivering what is held; the next poll tries again
-                    log.exception("claiming from the outbox failed")
+                except Exception as exc:  # keep delivering what is held; the next poll tries again
+                    if not self.db.trouble.note(exc):  # database trouble is logged once a spell
+                        log.exception("claiming from the outbox failed")
             pause = self._polling.interval(found_work=claimed > 0)
             if claimed and len(self._held) < self._claim_size:
                 continue
@@ -400,8 +402,9 @@ class Sender:
             except asyncio.CancelledError:  # a stop: kept, so the last flush still records them
                 self._acks[:0] = batch
                 raise
-            except Exception:
-                log.exception("recording %d sent notifications failed; will retry", len(batch))
+            except Exception as exc:
+                if not self.db.trouble.note(exc):
+                    log.exception("recording %d sent notifications failed; will retry", len(batch))
                 self._acks[:0] = batch
                 await asyncio.sleep(0.1)  # the database is struggling: do not spin on it
 
