@@ -49,10 +49,11 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 LEASE = timedelta(seconds=60)
 CUSTOMER_LANE, BOOKKEEPING_LANE = 0, 1
+HAND_BACK_S = 1.0  # how long a stop waits to hand back what it claimed (see _release_quietly)
 # A bookkeeping batch is one transaction: at ~10 ms a product (a reorder prompt's suggestion reads
-# the forecast), 5,000 held SQLite's write lock for 41-75 s, and a stop waited for it. 250 keep
-# each under a few seconds; a stop is honoured between batches.
-CLAIM_SIZE = {CUSTOMER_LANE: 500, BOOKKEEPING_LANE: 250}
+# the forecast; more on a busy machine), 5,000 held SQLite's write lock for 41-75 s, and a stop
+# waited for it. 100 keep each around a second; a stop is honoured between batches.
+CLAIM_SIZE = {CUSTOMER_LANE: 500, BOOKKEEPING_LANE: 100}
 _FLIPS = (StockEventKind.OUT_OF_STOCK.value, StockEventKind.BACK_IN_STOCK.value)
 _LEVELS = (StockEventKind.LOW_STOCK.value, StockEventKind.RECOVERED.value)
 
@@ -278,11 +279,18 @@ class EventConsumer:
         return len(covered)
 
     async def _release_quietly(self, product_ids: list[int]) -> None:
+        """Hand the products back on a stop, if the database lets us at once: a stop must not wait
+        on another writer's lock. Left alone, the leases of a process that is gone are ignored by
+        its successor on this host and run out for the others (LEASE)."""
         try:
-            async with self.db.transaction() as session:
-                await _release(session, product_ids)
-        except Exception:  # the leases run out on their own
-            log.warning("could not hand back %d products' events", len(product_ids), exc_info=True)
+            async with asyncio.timeout(HAND_BACK_S):
+                async with self.db.transaction() as session:
+                    await _release(session, product_ids)
+        except TimeoutError:
+            log.info("stopping: %d products' events left leased; the next run takes them", len(product_ids))
+        except Exception as exc:  # the leases run out on their own
+            if not self.db.trouble.note(exc):
+                log.warning("could not hand back %d products' events", len(product_ids), exc_info=True)
 
     async def _record_failure(
         self, work_ids: list[int], covered: list[int], product_ids: list[int], exc: Exception

@@ -46,7 +46,7 @@ START_CHECK_TIMEOUT = 15  # seconds for each start-up check: a silent server is 
 # STOP_GRACE_S to finish their transaction, API requests in flight API_SHUTDOWN_S (aiohttp's
 # default is a minute; a request waiting on a busy database would hold the stop that long).
 STOP_GRACE_S = 2.5
-API_SHUTDOWN_S = 1.0
+API_SHUTDOWN_S = 0.5
 
 
 def with_webhook_secret(settings: Settings) -> Settings:
@@ -188,6 +188,7 @@ async def run(settings: Settings, *, webhook: bool = False) -> int:
             return 0
         await stop.wait()
         log.info("stopping")
+    log.info("stopped")
     return 0
 
 

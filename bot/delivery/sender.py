@@ -54,6 +54,7 @@ RETRY_INTERVAL_CAP = 60.0
 # would hold it for aiogram's whole request timeout (a minute); the rows of sends cut off keep
 # their claim and go back to the queue (a send cut off may have arrived: it may come twice).
 STOP_WAIT_S = 1.5
+HAND_BACK_S = 1.0  # how long a stop waits to hand claimed messages back to the queue
 _MAX_EXPONENT = 30  # base ** attempts overflows a float after ~1,000 tries (hours into an outage)
 
 
@@ -415,6 +416,12 @@ class Sender:
         self._ready.clear()
         self._held.clear()
         if backlog:
-            async with self.db.transaction() as session:
-                await outbox.release(session, backlog)
+            # Not worth holding a stop for another writer's lock: the next start on this host frees
+            # a dead run's claims at once, and other processes take them when the lease runs out.
+            try:
+                async with asyncio.timeout(HAND_BACK_S):
+                    async with self.db.transaction() as session:
+                        await outbox.release(session, backlog)
+            except TimeoutError:
+                log.info("stopping: %d claimed messages left for the next run", len(backlog))
 
