@@ -112,9 +112,11 @@ async def bot_api_fault(url: str, notices: int, seconds: float, silent: bool) ->
                 select(Notification.state, func.count()).group_by(Notification.state))).all()))
         counts = delivered(sandbox)
         refused = sum(1 for call in sandbox.calls_to("sendMessage") if call.status != 200)
+        first = min((call.at for call in sandbox.calls_to("sendMessage") if call.status == 200), default=ended) - ended
         print(f"{name}: {notices} notices; sent {len(counts)}, lost {notices - len(counts)} "
               f"(failed rows {states.get('failed', 0)}), duplicated {sum(n - 1 for n in counts.values())}; "
-              f"tries refused during the fault {refused}; last delivery {resumed:.1f} s after the fault ended")
+              f"tries refused during the fault {refused}; first delivery {first:.1f} s and last {resumed:.1f} s "
+              f"after the fault ended")
     finally:
         stop.set()
         await bot.session.close()
