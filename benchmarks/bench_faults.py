@@ -170,6 +170,8 @@ async def sigterm_mid_backlog(url: str, backlog: int, folder: Path) -> None:
         await asyncio.sleep(1.0)  # mid-backlog
         left = await pending_events(db)
         asked = time.monotonic()
+        if VERBOSE:
+            print(f"SIGTERM sent at {time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}")
         bot.send_signal(signal.SIGTERM)
         try:
             output, _ = await asyncio.to_thread(bot.communicate, timeout=120)
