@@ -23,6 +23,7 @@ from bot.delivery.telegram import TelegramTransport
 from bot.events import BeforePass, EventConsumer, Reaction, merge_reactions
 from bot.handlers import build_routers
 from bot.handlers.errors import on_error
+from bot.handlers.flood import WaitOutFloodControl
 from bot.handlers.fsm_storage import DatabaseStorage
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle, UnitOfWork
 from bot.inventory.reorder import reorder_reactions, sweep_low_stock
@@ -114,4 +115,5 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
     services.db.on_commit(OUTBOX, sender.wake)
     services.db.on_commit(STOCK_EVENTS, consumer.wake)
     bot.session.middleware(CommitBeforeTelegram())
+    bot.session.middleware(WaitOutFloodControl())
     return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, consumer)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from bot import cli_failed
 from bot.settings import Settings, SettingsError, load_settings
 
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     database = commands.add_parser("db", help="database tools")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply migrations to DATABASE_URL (run does this too)")
+    cli_failed.add_parser(commands)
     return parser
 
 
@@ -208,7 +210,7 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         from bot.held_command import held  # deferred: see above
 
         return held
-    return {"demo": _demo, "play": _play, "run": _run, "import": _import}[args.command]
+    return {"demo": _demo, "play": _play, "run": _run, "import": _import, "failed": cli_failed.run}[args.command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,9 +51,13 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 LEASE = timedelta(seconds=60)
+HAND_BACK_S = 1.0  # how long a stop waits to hand back what it claimed (see _release_quietly)
 # Events claimed per lane and pass: what bounds a pass, so live events never wait long behind an
 # import's backlog (the bulk lane, a released import's customer events, goes a slice at a time).
-CLAIM_SIZE = {LIVE_LANE: 500, BULK_LANE: 50, BOOKKEEPING_LANE: 1000}
+# A bookkeeping batch is one transaction: at ~10 ms a product (a reorder prompt's suggestion reads
+# the forecast; more on a busy machine), 5,000 held SQLite's write lock for 41-75 s, and a stop
+# waited for it. 100 keep each around a second; a stop is honoured between batches.
+CLAIM_SIZE = {LIVE_LANE: 500, BULK_LANE: 50, BOOKKEEPING_LANE: 100}
 PASS_ORDER = (LIVE_LANE, BULK_LANE, BOOKKEEPING_LANE)
 CUSTOMER_LANES = (LIVE_LANE, BULK_LANE)
 _FLIPS = (StockEventKind.OUT_OF_STOCK.value, StockEventKind.BACK_IN_STOCK.value)
@@ -158,10 +162,11 @@ class EventConsumer:
             self._wake.clear()
             try:
                 found = await self.catalog.refresh(self.db, stop) > 0
-                while not stop.is_set() and await self.process_once():
+                while not stop.is_set() and await self.process_once(stop):
                     found = True
-            except Exception:  # the worker must outlive a bad batch; the rows stay pending
-                log.exception("consuming stock events failed")
+            except Exception as exc:  # the worker must outlive a bad batch; the rows stay pending
+                if not self.db.trouble.note(exc):  # database trouble is logged once a spell
+                    log.exception("consuming stock events failed")
                 found = True  # not idle: look again soon
             await until_any(stop, self._wake, timeout=self._polling.interval(found_work=found))
 
@@ -173,15 +178,22 @@ class EventConsumer:
             total += handled
         return total
 
-    async def process_once(self) -> int:
+    async def process_once(self, stop: asyncio.Event | None = None) -> int:
         """One pass: a live batch, a slice of the bulk lane, then a bookkeeping batch. Returns
-        events handled (and work `before_pass` did)."""
+        events handled (and work `before_pass` did). After `stop`, what is claimed and not yet
+        handled is handed back at once."""
         handled = await self.before_pass() if self.before_pass else 0
         for lane in PASS_ORDER:
+            if stop is not None and stop.is_set():
+                break
             claim = await self._claim(lane)
             handled += claim.done
             if lane in CUSTOMER_LANES:
-                for product_id in sorted(claim.work, key=lambda p: claim.work[p][0]):
+                products = sorted(claim.work, key=lambda p: claim.work[p][0])
+                for done, product_id in enumerate(products):
+                    if stop is not None and stop.is_set():
+                        await self._release_quietly(products[done:])
+                        break
                     handled += await self._react(claim, [product_id])
             elif claim.work:
                 try:
@@ -285,11 +297,18 @@ class EventConsumer:
         return len(covered)
 
     async def _release_quietly(self, product_ids: list[int]) -> None:
+        """Hand the products back on a stop, if the database lets us at once: a stop must not wait
+        on another writer's lock. Left alone, the leases of a process that is gone are ignored by
+        its successor on this host and run out for the others (LEASE)."""
         try:
-            async with self.db.transaction() as session:
-                await _release(session, product_ids)
-        except Exception:  # the leases run out on their own
-            log.warning("could not hand back %d products' events", len(product_ids), exc_info=True)
+            async with asyncio.timeout(HAND_BACK_S):
+                async with self.db.transaction() as session:
+                    await _release(session, product_ids)
+        except TimeoutError:
+            log.info("stopping: %d products' events left leased; the next run takes them", len(product_ids))
+        except Exception as exc:  # the leases run out on their own
+            if not self.db.trouble.note(exc):
+                log.warning("could not hand back %d products' events", len(product_ids), exc_info=True)
 
     async def _record_failure(
         self, work_ids: list[int], covered: list[int], product_ids: list[int], exc: Exception

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,6 +71,8 @@ QUEUE_WAIT_S = 5.0
 RETRY_AFTER_S = 2
 FORECAST_RETRY_AFTER = 30  # seconds: the first forecast runs within a minute of the start
 _BUSY = "the server is busy; retry after the Retry-After seconds"
+_UNAVAILABLE = "the database is unavailable; retry after the Retry-After seconds"
+UNAVAILABLE_RETRY_AFTER_S = 5
 # PostgreSQL states that mean "too busy right now, the same request may well work later".
 _RETRYABLE_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01"})  # lock timeout, cancelled, serialization, deadlock
 
@@ -111,6 +112,10 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 def _busy() -> web.Response:
     return _error(503, _BUSY, **{"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _unavailable() -> web.Response:
+    return _error(503, _UNAVAILABLE, **{"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
 
 
 def _is_overload(exc: DBAPIError) -> bool:
@@ -337,10 +342,16 @@ class IntegrationApi:
             log.warning("%s %s: no database connection in time; answered 503", request.method, _route_of(request))
             return _busy()
         except DBAPIError as exc:
+            if self.db.trouble.note(exc):  # logged once for the whole spell
+                return _unavailable()
             if not _is_overload(exc):
                 raise
             log.warning("%s %s: %s; answered 503", request.method, _route_of(request), type(exc.orig).__name__)
             return _busy()
+        except OSError as exc:  # the driver could not connect at all (PostgreSQL down)
+            if not self.db.trouble.note(exc):
+                raise
+            return _unavailable()
         finally:
             self._slots.release()
 
@@ -369,16 +380,21 @@ class IntegrationApi:
     # health -------------------------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
-        # A bot that cannot reach its database is not healthy, whatever the process says.
+        # A bot that cannot reach its database is not healthy, whatever the process says. During
+        # a spell of trouble it must take a write too: a full disk still answers reads.
+        unavailable = web.json_response({"status": "unavailable"}, status=503,
+                                        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
         try:
-            async with asyncio.timeout(HEALTH_DB_TIMEOUT), self.db.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT):
+                await self.db.probe(write=self.db.trouble.unavailable)
         except TimeoutError:  # a busy database: one line, not a traceback for every probe
             log.warning("health: the database did not answer within %s s", HEALTH_DB_TIMEOUT)
-            return web.json_response({"status": "unavailable"}, status=503)
-        except Exception:  # any failure to answer counts; the reason is logged, never returned
-            log.warning("health: the database does not answer", exc_info=True)
-            return web.json_response({"status": "unavailable"}, status=503)
+            return unavailable
+        except Exception as exc:  # any failure to answer counts; the reason is logged, never returned
+            if not self.db.trouble.note(exc):
+                log.warning("health: the database does not answer", exc_info=True)
+            return unavailable
+        self.db.trouble.recovered()
         return web.json_response({"status": "ok"})
 
     # stock events -------------------------------------------------------------------------------

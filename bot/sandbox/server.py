@@ -179,6 +179,7 @@ class BotApiSandbox:
         self._webhook_url = ""
         self._webhook_secret = ""  # what Telegram would send as X-Telegram-Bot-Api-Secret-Token
         self._failures: list[FailureRule] = []
+        self._silent: set[str] = set()  # methods (lower-cased, or "*") that get no answer for now
         self._blocked: set[int] = set()
         self._unknown: set[int] = set()
         self._files: dict[str, StoredFile] = {}
@@ -283,6 +284,8 @@ class BotApiSandbox:
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
+            while (key in self._silent or "*" in self._silent) and not self._closing:
+                await asyncio.sleep(0.05)  # no answer at all: a Bot API (or network) that hangs
             if key == "getupdates":
                 result = await self._get_updates(params)
                 with self._lock:
@@ -1079,6 +1082,15 @@ class BotApiSandbox:
         rule = FailureRule(method.lower(), status, description, retry_after, count, chat_id)
         with self._lock:
             self._failures.append(rule)
+
+    def go_silent(self, method: str = "*") -> None:
+        """Calls of ``method`` ("*" = any) get no answer until ``answer_again``: the client waits
+        until its own timeout, as with a Bot API server or a network that hangs."""
+        self._silent.add(method.lower())
+
+    def answer_again(self) -> None:
+        """End ``go_silent``: the waiting calls are answered, and new ones at once."""
+        self._silent.clear()
 
     def block_chat(self, chat_id: int) -> None:
         """The user blocked the bot: every call targeting the chat gets 403."""
