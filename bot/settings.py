@@ -72,10 +72,16 @@ class Settings(BaseSettings):
     SHOPIFY_LOCATIONS: Annotated[dict[int, str], NoDecode] = Field(default_factory=dict)
     WOOCOMMERCE_WEBHOOK_SECRET: SecretStr | None = None
     WOOCOMMERCE_WAREHOUSE: str = Field("WOO", min_length=1, max_length=WAREHOUSE_CODE_LIMIT)
+    # One import or API batch whose stockouts and restocks would message more customers than this
+    # waits for an admin's Send (or Discard).
+    MASS_CONTACT_LIMIT: int = Field(500, ge=0)
 
     # Beyond the contract: tuning knobs with sensible defaults.
     PHONE_REGION: str = ""  # region for numbers written without a country code, e.g. CN or US
     LOG_FORMAT: Literal["text", "json"] = "text"
+    # Third-party loggers (SQLAlchemy, aiosqlite, asyncpg, aiohttp): their DEBUG and INFO carry
+    # statement parameters and request lines (coupon codes, phones); shown only when asked.
+    LOG_LEVEL_LIBRARIES: LogLevel = "WARNING"
     INVITE_TTL_DAYS: int = Field(30, ge=1)
     RESTOCK_MIN_UNITS: int = Field(0, ge=0)  # hold restock notices until this many units are available
     DIGEST_TIME: str = "09:00"
@@ -150,7 +156,7 @@ class Settings(BaseSettings):
             raise ValueError("is not a SQLAlchemy database URL such as postgresql+asyncpg://user@host/erp") from None
         return value
 
-    @field_validator("LOG_LEVEL", mode="before")
+    @field_validator("LOG_LEVEL", "LOG_LEVEL_LIBRARIES", mode="before")
     @classmethod
     def _level_any_case(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value

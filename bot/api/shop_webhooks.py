@@ -27,6 +27,7 @@ from bot.settings import Settings
 
 from bot.db import Database
 from bot.ingest.connectors import shopify, woocommerce
+from bot.inventory.batches import PendingBatch, write_in_batch
 from bot.ingest.connectors.deliveries import first_delivery
 from bot.ingest.connectors.store import BadPayload
 
@@ -112,6 +113,8 @@ class ShopWebhooks:
             delivery = request.headers.get(platform.delivery_header, "").strip()
             try:
                 async with self.db.transaction() as session:
+                    # A delivery is one batch, weighed against MASS_CONTACT_LIMIT as an API request is.
+                    write_in_batch(session, PendingBatch(f"{platform.source} {topic}"))
                     if delivery and not await first_delivery(session, platform.source, delivery, topic):
                         log.info("%s webhook: delivery %r seen before; nothing changed", platform.source, delivery[:128])
                         return _answer(200, status="duplicate")

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from bot.db import Database
+from bot.inventory.batches import PendingBatch, write_in_batch
 from bot.inventory.stock import StockChange, apply_changes
 from bot.models import Product, StockLevel, StockMovement, Warehouse
 
@@ -263,6 +264,8 @@ class SourcePoller:
                 await compare(self.db, source, reading)
                 if reading.changes:
                     async with self.db.transaction() as session:
+                        # One poll is one batch, weighed against MASS_CONTACT_LIMIT like an import.
+                        write_in_batch(session, PendingBatch("source database poll"))
                         await apply_changes(session, reading.changes)
                 # After a count the mark has moved (by our own rows): the next poll compares again.
                 self.settled, self.skipped = (None if reading.changes else (source, mark)), 0
