@@ -197,7 +197,7 @@ def test_a_steady_weekly_rhythm_is_not_counted_as_risk() -> None:
     shuffled = np.random.default_rng(3).permutation(rhythm)  # same sales, no rhythm
     f = forecast(history([rhythm, shuffled]))
     assert f.daily_demand[0] == pytest.approx(4, rel=0.02)
-    assert f.daily_sd[0] < 0.2 * f.daily_sd[1]
+    assert f.daily_sd[0] < 0.3 * f.daily_sd[1]  # the shape is held a little towards the category's
 
 
 def test_one_big_order_does_not_inflate_the_spread_and_a_fading_product_sheds_it() -> None:
