@@ -98,6 +98,7 @@ class Forecast:
     daily_sd: np.ndarray  # (S,) spread of one day's demand around the forecast, for safety stock
     weekday_profile: np.ndarray  # (S, 7) multipliers by weekday (Monday first), mean 1
     rate_sd: np.ndarray | None = None  # (S,) how far the rate itself may be off; None: 0
+    week_sd: np.ndarray | None = None  # (S,) spread of a whole week's demand; NaN or None: from daily_sd
     first_weekday: int = 0  # weekday of the first day forecast (the day after the history ends)
 
     def daily_path(self, days: int) -> np.ndarray:
@@ -294,12 +295,33 @@ def _forecast_block(history: History, rows: slice, period: Period) -> dict[str, 
     last = recent(observed, LEVEL_DAYS)
     y_last = np.where(last, y, 0.0)
     raw, mix = tsb_by_weekday(y, observed, weekdays, period.alpha_size, period.alpha_chance)
-    return {
+    return {"week_var": _week_variance(y, observed),
         "n_obs": observed.sum(axis=1), "n_hit": (y > 0).sum(axis=1), "total": y.sum(axis=1),
         "squares": (y * y).sum(axis=1), "sums": y @ by_weekday, "counts": observed.astype(float) @ by_weekday,
         "sums_last": y_last @ by_weekday, "days_last": last.astype(float) @ by_weekday,
         "squares_last": (y_last * y_last).sum(axis=1), "raw_rate": raw, "mix": mix,
     }
+
+
+def _week_variance(y: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Variance of the demand of a whole week, from the weeks (counted back from the last day) with
+    at least 4 observed days, each scaled up to 7; NaN with fewer than 3 such weeks.
+
+    What a lead time risks is not one day's spread times the days: demand wanders from week to
+    week (a promotion, a local event, a slow fortnight), which daily figures do not show.
+    """
+    weeks = y.shape[1] // 7
+    if weeks < 3:
+        return np.full(y.shape[0], np.nan)
+    sums = y[:, y.shape[1] - weeks * 7 :].reshape(len(y), weeks, 7).sum(axis=2)
+    seen = observed[:, y.shape[1] - weeks * 7 :].reshape(len(y), weeks, 7).sum(axis=2)
+    full = seen >= 4
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weekly = np.where(full, sums * 7.0 / seen, 0.0)
+        n = full.sum(axis=1)
+        mean = weekly.sum(axis=1) / n
+        var = np.where(full, (weekly - mean[:, None]) ** 2, 0.0).sum(axis=1) / (n - 1)
+    return np.where(n >= 3, var, np.nan)
 
 
 def _spread(b: dict[str, np.ndarray], cls: np.ndarray, rate: np.ndarray, prof: np.ndarray) -> np.ndarray:
@@ -355,6 +377,7 @@ def forecast(
         mean_own = np.where(n_own > 0, b["total"] / n_own, 0.0)
         sd_own = np.sqrt(np.maximum(np.where(n_own > 0, b["squares"] / n_own - mean_own**2, 0.0), 0.0))
 
+    week_sd = np.sqrt(b["week_var"]) if constants.weekly else np.full(n, np.nan)
     new_after = constants.new_after if new_product_days is None else new_product_days
     life = history.n_days - np.asarray(history.first_day)
     new = life < new_after
@@ -367,6 +390,7 @@ def forecast(
         rate[new] = own * mean_own[new] + (1 - own) * pooled_rate[new]
         sd[new] = np.sqrt(own * sd_own[new] ** 2 + (1 - own) * pooled_var[new])
         cls[new] = "new"
+        week_sd[new] = np.nan  # too few weeks of its own: its blended daily spread stands in
 
     if extra_daily is not None:
         extra = np.asarray(extra_daily, dtype=float)
@@ -377,7 +401,7 @@ def forecast(
     # is sqrt(alpha / (2 - alpha)) (new products: as uncertain as their blend, at least that)
     alpha = constants.alpha_chance
     return Forecast(daily_demand=rate, demand_class=cls, daily_sd=sd, weekday_profile=prof,
-                    rate_sd=sd * np.sqrt(alpha / (2 - alpha)),
+                    rate_sd=sd * np.sqrt(alpha / (2 - alpha)), week_sd=week_sd,
                     first_weekday=(history.end.weekday() + 1) % 7 if constants.weekly else 0)
 
 
