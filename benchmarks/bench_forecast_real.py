@@ -204,6 +204,7 @@ def run_replay(m5: real_data.M5, n_series: int, peer: str, lead: int = 7) -> Non
         rate = np.maximum(np.nan_to_num(flat.mean(axis=1)), 0.0)
         return policy(Forecast(daily_demand=rate, demand_class=fc.demand_class, daily_sd=fc.daily_sd,
                                weekday_profile=np.ones((len(rows), 7)), rate_sd=fc.rate_sd, week_sd=fc.week_sd,
+                               after_sale=fc.after_sale,
                                first_weekday=fc.first_weekday), leads, abc)
 
     def normal(t: int) -> Policy:

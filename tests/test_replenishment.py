@@ -86,11 +86,11 @@ def test_policy_from_lead_time_demand_and_service_level() -> None:
     f = Forecast(daily_demand=np.full(3, 4.0), demand_class=np.full(3, "smooth"), daily_sd=np.full(3, 2.0),
                  weekday_profile=np.ones((3, 7)))
     pol = policy(f, np.array([9, 9, 9]), np.array(["A", "B", "C"]))
-    # 9 days + 1 between checks + (4 + 16) / 32 days of overshoot = 10.625 days at 4 a day and
-    # 4 per day of variance: 42.5 units, variance 42.5, a Poisson-like count
-    assert pol.reorder_point.tolist() == [56, 53, 51]
+    # 9 days + 1 between checks + (4 + 16 - 4) / 32 = half a day of overshoot = 10.5 days at 4 a
+    # day and 4 per day of variance: 42 units, variance 42, a Poisson count
+    assert pol.reorder_point.tolist() == [56, 53, 50]
     assert pol.order_up_to == pytest.approx(pol.reorder_point + 28)  # 7 days of demand on top
-    assert pol.safety_stock == pytest.approx(pol.reorder_point - 42.5)
+    assert pol.safety_stock == pytest.approx(pol.reorder_point - 42)
     assert pol.reorder_point[0] > pol.reorder_point[1] > pol.reorder_point[2]
 
 

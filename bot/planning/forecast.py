@@ -48,6 +48,8 @@ LEVEL_DAYS = 56  # observed days behind the smooth/erratic spread: 8 weeks, ever
 # (docs/forecast.md): shrinking towards flat at 10 units gave RMSSE .6890, towards the category at
 # 100 units .6853; most items sell too little to carve a weekly shape of their own.
 PROFILE_PRIOR_UNITS = 100.0
+AFTER_SALE_PRIOR = 5  # sale days of evidence at the average rate that `after_sale` starts from
+WARM_UP_WEEKS = 4  # weeks a TSB recursion runs before its week-ahead misses are counted
 CHUNK = 4096  # series per block: bounds the float64 temporaries to a few CHUNK x days x 8 bytes
 
 
@@ -98,7 +100,8 @@ class Forecast:
     daily_sd: np.ndarray  # (S,) spread of one day's demand around the forecast, for safety stock
     weekday_profile: np.ndarray  # (S, 7) multipliers by weekday (Monday first), mean 1
     rate_sd: np.ndarray | None = None  # (S,) how far the rate itself may be off; None: 0
-    week_sd: np.ndarray | None = None  # (S,) spread of a whole week's demand; NaN or None: from daily_sd
+    week_sd: np.ndarray | None = None  # (S,) root mean squared miss of a week-ahead forecast; NaN/None: from daily_sd
+    after_sale: np.ndarray | None = None  # (S,) demand right after a sale / average demand; None: 1
     first_weekday: int = 0  # weekday of the first day forecast (the day after the history ends)
 
     def daily_path(self, days: int) -> np.ndarray:
@@ -245,27 +248,53 @@ def recent(observed: np.ndarray, days: int) -> np.ndarray:
 
 def tsb_by_weekday(
     y: np.ndarray, observed: np.ndarray, weekdays: np.ndarray, alpha_d: float, alpha_p: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """TSB (as `tsb`), and (S, 7) how much each weekday weighs in its chance of a sale.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TSB (as `tsb`); (S, 7) how much each weekday weighs in its chance of a sale; and the mean
+    squared error of its own week-ahead forecasts (NaN with fewer than 3 weeks to judge).
 
-    The weights follow the same smoothing as the chance, over the same observed days, so the
-    weekday mix behind the rate is known: a rate learnt while weekends were sold out is a weekday
-    rate, and dividing by the profile's weighted mean turns it back into an all-week one.
+    The weekday weights follow the same smoothing as the chance, over the same observed days, so
+    the weekday mix behind the rate is known: a rate learnt while weekends were sold out is a
+    weekday rate, and dividing by the profile's weighted mean turns it back into an all-week one.
+
+    The week-ahead error is what a lead time risks: at the start of each week (counted back from
+    the last day) the rate then known times the week's observed days, against what they sold,
+    scaled to 7 days; weeks with fewer than 4 observed days, and weeks before the series has
+    WARM_UP_WEEKS weeks of observed days (the recursion is still settling), are not judged. It holds the day-to-day noise, the wandering of
+    demand from week to week and the rate's own misses together, which no daily spread shows.
     """
+    n, days = y.shape
     has, z, _ = _first_demand(y, observed)
-    rows = np.arange(y.shape[0])
+    rows = np.arange(n)
     first = observed.argmax(axis=1)
     prob = (y[rows, first] > 0).astype(float)
-    mix = np.zeros((y.shape[0], 7))
+    mix = np.zeros((n, 7))
     mix[rows, np.asarray(weekdays)[first]] = 1.0
+    predicted, sold, seen, age = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    settled = np.zeros(n, bool)
+    miss_sq, judged = np.zeros(n), np.zeros(n)
     y_t, hit_t, obs_t = _by_day(y, observed)
-    for t in range(y_t.shape[0]):
+    for t in range(days):
+        if (days - t) % 7 == 0:  # a week starts: what the forecast says now
+            predicted[:] = prob * z
+            settled[:] = age >= WARM_UP_WEEKS * 7
+            sold[:], seen[:] = 0.0, 0.0
+        sold += y_t[t]
+        seen += obs_t[t]
+        age += obs_t[t]
         hit, step = hit_t[t], alpha_p * obs_t[t]
         prob += step * (hit - prob)
         z += alpha_d * hit * (y_t[t] - z)
         mix *= (1.0 - step)[:, None]
         mix[:, weekdays[t]] += step
-    return np.where(has, prob * z, 0.0), mix
+        if (days - t - 1) % 7 == 0:  # the week ends: how far off it was
+            full = (seen >= 4) & settled
+            with np.errstate(divide="ignore", invalid="ignore"):
+                miss = np.where(full, (sold - predicted * seen) * 7.0 / seen, 0.0)
+            miss_sq += miss**2
+            judged += full
+    with np.errstate(divide="ignore", invalid="ignore"):
+        week_mse = np.where(judged >= 3, miss_sq / judged, np.nan)
+    return np.where(has, prob * z, 0.0), mix, week_mse
 
 
 @dataclass(frozen=True)
@@ -294,8 +323,8 @@ def _forecast_block(history: History, rows: slice, period: Period) -> dict[str, 
     by_weekday = _weekday_matrix(weekdays)
     last = recent(observed, LEVEL_DAYS)
     y_last = np.where(last, y, 0.0)
-    raw, mix = tsb_by_weekday(y, observed, weekdays, period.alpha_size, period.alpha_chance)
-    return {"week_var": _week_variance(y, observed),
+    raw, mix, week_mse = tsb_by_weekday(y, observed, weekdays, period.alpha_size, period.alpha_chance)
+    return {"week_var": week_mse, "after_sale": _after_sale(y, observed),
         "n_obs": observed.sum(axis=1), "n_hit": (y > 0).sum(axis=1), "total": y.sum(axis=1),
         "squares": (y * y).sum(axis=1), "sums": y @ by_weekday, "counts": observed.astype(float) @ by_weekday,
         "sums_last": y_last @ by_weekday, "days_last": last.astype(float) @ by_weekday,
@@ -303,25 +332,28 @@ def _forecast_block(history: History, rows: slice, period: Period) -> dict[str, 
     }
 
 
-def _week_variance(y: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Variance of the demand of a whole week, from the weeks (counted back from the last day) with
-    at least 4 observed days, each scaled up to 7; NaN with fewer than 3 such weeks.
+def _after_sale(y: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """How much faster a series sells in the week after a day with a sale than on average, shrunk
+    towards 1 (AFTER_SALE_PRIOR days with a sale at the average rate); 1 without evidence.
 
-    What a lead time risks is not one day's spread times the days: demand wanders from week to
-    week (a promotion, a local event, a slow fortnight), which daily figures do not show.
+    A reorder point is reached by a sale, so the lead time it must cover starts right after one.
+    Where sales come in spells (a project, a season, a regular who buys twice), that week sells
+    more than an average week, and a reorder point sized for an average week runs out more often
+    than its service level says (measured on M5: class C served 87 % of cycles for a 90 % target).
     """
-    weeks = y.shape[1] // 7
-    if weeks < 3:
-        return np.full(y.shape[0], np.nan)
-    sums = y[:, y.shape[1] - weeks * 7 :].reshape(len(y), weeks, 7).sum(axis=2)
-    seen = observed[:, y.shape[1] - weeks * 7 :].reshape(len(y), weeks, 7).sum(axis=2)
-    full = seen >= 4
+    hit = (y > 0) & observed
+    sold = np.concatenate([np.zeros((len(y), 1)), np.cumsum(y, axis=1)], axis=1)
+    seen = np.concatenate([np.zeros((len(y), 1)), np.cumsum(observed, axis=1, dtype=float)], axis=1)
+    ahead = np.minimum(np.arange(y.shape[1]) + 1 + 7, y.shape[1])  # days t+1 .. t+7, cut at the end
+    after = sold[:, ahead] - sold[:, 1:]
+    after_days = seen[:, ahead] - seen[:, 1:]
+    units = np.where(hit, after, 0.0).sum(axis=1)
+    days = np.where(hit, after_days, 0.0).sum(axis=1)
+    n_obs = observed.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        weekly = np.where(full, sums * 7.0 / seen, 0.0)
-        n = full.sum(axis=1)
-        mean = weekly.sum(axis=1) / n
-        var = np.where(full, (weekly - mean[:, None]) ** 2, 0.0).sum(axis=1) / (n - 1)
-    return np.where(n >= 3, var, np.nan)
+        rate = np.where(n_obs > 0, y.sum(axis=1) / n_obs, 0.0)
+        prior_days = AFTER_SALE_PRIOR * 7.0
+        return np.where(rate > 0, (units + prior_days * rate) / ((days + prior_days) * rate), 1.0)
 
 
 def _spread(b: dict[str, np.ndarray], cls: np.ndarray, rate: np.ndarray, prof: np.ndarray) -> np.ndarray:
@@ -402,6 +434,7 @@ def forecast(
     alpha = constants.alpha_chance
     return Forecast(daily_demand=rate, demand_class=cls, daily_sd=sd, weekday_profile=prof,
                     rate_sd=sd * np.sqrt(alpha / (2 - alpha)), week_sd=week_sd,
+                    after_sale=np.where(new, 1.0, b["after_sale"]),
                     first_weekday=(history.end.weekday() + 1) % 7 if constants.weekly else 0)
 
 
