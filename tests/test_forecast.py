@@ -278,3 +278,27 @@ def test_monthly_history_uses_monthly_constants_and_no_weekdays() -> None:
     # nine quiet days would
     assert monthly.daily_demand[0] < 0.5 * forecast(h).daily_demand[0]
     assert monthly.daily_demand[0] < 1.0
+
+
+def test_week_ahead_misses_are_measured_from_the_forecasts_own_errors() -> None:
+    days = 26 * 7
+    steady = np.full(days, 2.0)
+    weekdays = (END.weekday() - np.arange(days - 1, -1, -1)) % 7
+    rhythm = np.array([1, 1, 1, 2, 2, 4, 3], float)[weekdays]  # the same total every week
+    wandering = np.repeat(np.tile([1.0, 5.0], 13), 7)  # a slow week, a busy week, ...
+    f = forecast(history([steady, rhythm, wandering]))
+    assert f.week_sd[0] == pytest.approx(0.0, abs=1e-9)
+    assert f.week_sd[1] < 1.0  # every week sells 14: a weekly rhythm is foreseen
+    assert f.week_sd[2] > 10  # each week misses by about 14 units either way
+    young = forecast(history([steady[-20:]]), new_product_days=0)
+    assert np.isnan(young.week_sd[0])  # under 4 weeks to settle plus 3 to judge: the daily spread stands in
+
+
+def test_sales_in_spells_sell_more_right_after_a_sale() -> None:
+    spells = np.tile([1.0] * 5 + [0.0] * 30, 10)  # a unit a day for five days, then a month of nothing
+    regular = np.zeros(350)
+    regular[::7] = 1  # one unit every Monday
+    f = forecast(history([spells, regular]))
+    assert f.daily_demand[0] == pytest.approx(f.daily_demand[1], rel=0.8)  # alike on average...
+    assert f.after_sale[0] > 1.5  # ...but a sale announces more of them
+    assert f.after_sale[1] < 1.2

@@ -211,3 +211,17 @@ def test_learned_lead_time(samples, days, on_time, n) -> None:
     assert stats.days == days
     assert stats.samples == n
     assert stats.on_time_rate == (None if on_time is None else pytest.approx(on_time))
+
+
+def test_sales_in_spells_raise_the_reorder_point() -> None:
+    def rop(sold) -> float:
+        f = forecast(History(sold=np.array([sold], float), in_stock=np.ones((1, len(sold)), bool),
+                             first_day=np.zeros(1, int), category=np.zeros(1, int), end=TODAY))
+        return float(policy(f, np.array([7]), np.array(["B"])).reorder_point[0])
+
+    spells = np.tile([1.0] * 5 + [0.0] * 30, 6)  # 30 units in 210 days, in bursts
+    scattered = np.zeros(210)
+    scattered[np.random.default_rng(1).choice(210, 30, replace=False)] = 1  # 30 units, any day
+    # though the spells' rate is lower now (the last burst was a month ago), what follows a sale
+    # is five days of sales, and the reorder point is reached by a sale
+    assert rop(spells) >= rop(scattered) + 2

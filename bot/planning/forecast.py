@@ -178,16 +178,10 @@ def tsb(sold: np.ndarray, observed: np.ndarray, alpha_d: float = 0.1, alpha_p: f
 
     The size z is smoothed on demand days only (from the first size); the probability of demand is
     smoothed every observed day from the first observed day's 0/1; the forecast is probability x size.
+    The same recursion as the engine's (`tsb_by_weekday`), without the weekdays.
     """
     y = _masked(sold, observed)
-    has, z, _ = _first_demand(y, observed)
-    prob = (y[np.arange(y.shape[0]), observed.argmax(axis=1)] > 0).astype(float)
-    y_t, hit_t, obs_t = _by_day(y, observed)
-    for t in range(y_t.shape[0]):
-        hit = hit_t[t]
-        prob += alpha_p * obs_t[t] * (hit - prob)
-        z += alpha_d * hit * (y_t[t] - z)
-    return np.where(has, prob * z, 0.0)
+    return tsb_by_weekday(y, np.asarray(observed, dtype=bool), np.zeros(y.shape[1], dtype=int), alpha_d, alpha_p)[0]
 
 
 def _weekday_matrix(weekdays: np.ndarray) -> np.ndarray:
