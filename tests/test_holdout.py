@@ -36,7 +36,7 @@ from bot.recovery.redemption import redeem_coupon
 from bot.recovery.uplift import MIN_GROUP
 from bot.services import Services, build_services
 from bot.settings import Settings
-from tests.factories import ADMIN, add_product, catalog, change_stock
+from tests.factories import ADMIN, add_product, catalog, change_stock, every_row
 from tests.harness import running_bot
 
 SECRET = "s3cret-for-tests"
@@ -203,6 +203,20 @@ async def test_a_small_control_group_is_too_few_to_say_and_the_held_out_get_no_o
         assert 0 < len(held_out) < MIN_GROUP and len(held) == 40
         for chat in held:
             assert bool(h.sandbox.messages(chat)) is (chat not in held_out)
+        # A held-out customer who forges a press on their own draw gets the refusal; nothing changes.
+        async with h.db.read_session() as session:
+            forger, draw_id, subs = (await session.execute(
+                select(Customer.chat_id, StockoutOffer.id, StockoutOffer.substitute_ids)
+                .join(StockoutOffer, StockoutOffer.customer_id == Customer.id)
+                .where(StockoutOffer.status == OfferStatus.HELD_OUT.value).limit(1))).one()
+        someone = next(chat for chat in held if chat not in held_out)
+        before_press = await every_row(h.db)
+        h.sandbox.force_callback(forger, h.sandbox.messages(someone)[-1], f"of:take:{draw_id}:{subs[0]}")
+        await h.act({})
+        assert "not for you" in h.alerts(forger)[-1]
+        after_press = await every_row(h.db)
+        del after_press["telegram_users"], before_press["telegram_users"]  # a first update records its sender
+        assert after_press == before_press
 
         before = len(h.sandbox.messages(ADMIN))
         h.sandbox.send_text(ADMIN, "/stats")
