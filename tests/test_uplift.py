@@ -9,6 +9,7 @@ import pytest
 
 from bot.recovery import holdout
 from bot.recovery.uplift import MIN_GROUP, compare, mean_difference, share_difference, wilson
+from bot.settings import SettingsError, load_settings
 
 # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10 (hybrid score).
 NEWCOMBE = [
@@ -117,3 +118,10 @@ def test_vips_and_customers_who_cannot_be_messaged_are_never_drawn() -> None:
     assert with_vips.randomised == {p.customer_id for p in people if p.contactable}
     off = holdout.split(people, 5, percent=0, vips=True)
     assert off.offered == people and not off.held_out and not off.randomised
+
+
+@pytest.mark.parametrize(("name", "value"), [("HOLDOUT_PERCENT", "51"), ("HOLDOUT_PERCENT", "-1"),
+                                             ("HOLDOUT_PERCENT", "ten"), ("HOLDOUT_VIPS", "maybe")])
+def test_a_wrong_holdout_setting_is_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"setting {name}:"):
+        load_settings(_env_file=None, **{name: value})
