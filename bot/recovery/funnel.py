@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -130,7 +131,20 @@ async def purchases_since(session: AsyncSession, customers: Collection[int], sin
     return purchases
 
 
-def attributable(offer: StockoutOffer, purchases: Sequence[Purchase], window: timedelta) -> list[Purchase]:
+class Attributable(Protocol):
+    """What attribution reads of an offer (an offer row, or a row of those columns)."""
+
+    @property
+    def product_id(self) -> int: ...
+    @property
+    def substitute_ids(self) -> list[int] | None: ...
+    @property
+    def chosen_product_id(self) -> int | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def attributable(offer: Attributable, purchases: Sequence[Purchase], window: timedelta) -> list[Purchase]:
     """The purchases that count for an offer: of the product or a substitute (the offered ones,
     and the one taken), within the window after the offer."""
     wanted = {offer.product_id, *(offer.substitute_ids or [])}
