@@ -84,22 +84,28 @@ async def seeded_shop(settings: Settings, db: Database) -> Services:
 
 
 async def shop_buys(db: Database, rng: random.Random) -> None:
-    """Move the stockout 12 days back, then let each drawn customer buy LIP-1 or a substitute
-    within the 10-day window with their group's chance; the offered redeem their coupon when
-    they buy. Purchases that must not count: soap within the window, LIP-1 after it."""
+    """Move the stockout 12 days back, then let each group's share of its drawn customers buy
+    LIP-1 or a substitute within the 10-day window; the offered redeem their coupon when they
+    buy. Purchases that must not count: soap within the window, LIP-1 after it."""
     async with db.transaction() as session:
         offers = list(await session.scalars(select(StockoutOffer).order_by(StockoutOffer.id)))
         await session.execute(update(StockoutOffer), [
             {"id": o.id, "created_at": o.created_at - timedelta(days=12)} for o in offers])
         products = dict((await session.execute(select(Product.sku, Product.id))).all())
         codes = dict((await session.execute(select(Coupon.id, Coupon.code))).all())
+        # Exactly each group's share buys (which ones is drawn): the comparison must find the
+        # uplift the shop was built with; how often an interval covers it is test_uplift's job.
+        buyers: set[int] = set()
+        for held_out, chance in ((True, P_HELD_OUT), (False, P_OFFERED)):
+            group = [o.id for o in offers if o.randomised and (o.status == OfferStatus.HELD_OUT.value) is held_out]
+            rng.shuffle(group)
+            buyers.update(group[:round(chance * len(group))])
         orders, lines, redeem = [], [], []
         for offer in offers:
             if not offer.randomised:
                 continue
             made = offer.created_at  # already moved back
-            held_out = offer.status == OfferStatus.HELD_OUT.value
-            if rng.random() < (P_HELD_OUT if held_out else P_OFFERED):
+            if offer.id in buyers:
                 product = rng.choice([offer.product_id, *offer.substitute_ids])
                 orders.append((f"BUY-{offer.id}", offer.customer_id, made + timedelta(days=rng.uniform(0.1, 9.9))))
                 lines.append(product)
@@ -152,6 +158,7 @@ async def test_a_seeded_shop_recovers_the_uplift_it_was_built_with(settings: Set
     assert (r.offered.customers, r.held_out.customers) == (REGULARS - len(held_out), len(held_out))
     assert r.uplift is not None and r.incremental_revenue_cents is not None
     assert P_OFFERED - P_HELD_OUT in r.uplift
+    assert abs(r.uplift.value - (P_OFFERED - P_HELD_OUT)) < 0.002  # found, not just covered
     assert r.uplift.low > 0  # and it is told apart from no effect
     with_coupon = sum(1 for o in drawn if o.coupon_id is not None) / r.offered.customers
     per_customer = P_OFFERED * (PRICE_CENTS - with_coupon * COUPON_CENTS) - P_HELD_OUT * PRICE_CENTS
