@@ -42,7 +42,7 @@ from common import describe
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.api.signing import signature  # noqa: E402
+from bot.api.signing import signed_headers  # noqa: E402
 from bot.sandbox import BotApiSandbox  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 
@@ -201,7 +201,7 @@ def _post_stockout(api_port: int, sku: str, warehouses: list[str], tag: str) -> 
     body = json.dumps({"events": events}).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{api_port}/api/v1/stock-events", data=body, method="POST",
-        headers={"Content-Type": "application/json", "X-Signature": signature(SECRET, body)})
+        headers={"Content-Type": "application/json", **signed_headers(SECRET, "POST", "/api/v1/stock-events", body)})
     with urllib.request.urlopen(request, timeout=60) as response:
         return response.status
 

@@ -821,3 +821,18 @@ class PlanningState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- replay guard --------------------------------------------------------------------------------
+
+
+class SeenOnce(Base):
+    """A request signature or a Telegram update_id already accepted, shared by every process:
+    the primary key makes the second claim of one key fail, whichever process makes it. Rows
+    are kept until `expires_at` (when a replay would be refused anyway) and then purged."""
+
+    __tablename__ = "seen_once"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # signature | update
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

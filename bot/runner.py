@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # aiogram takes seconds to import: `db upgrade` and `import` 
 
 log = logging.getLogger("bot.run")
 
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _M_ARENA_MAX = -8  # mallopt() parameter, from glibc's malloc.h
 # Changing it changes every made-up webhook secret: processes of two versions would disagree.
 WEBHOOK_SECRET_LABEL = b"stockbot telegram webhook secret token"
@@ -298,19 +297,10 @@ def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
 
 
 def _add_webhook_route(app: web.Application, runtime, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler  # deferred (CLI start path): aiogram
+    from bot.webhook import add_webhook_route  # deferred (CLI start path): aiogram
 
-    class SecretCheckedHandler(SimpleRequestHandler):
-        """Refuses (403) any update whose secret-token header is missing or wrong."""
-
-        async def handle(self, request: web.Request) -> web.Response:
-            if not self.verify_secret(request.headers.get(SECRET_HEADER, ""), self.bot):
-                return web.Response(status=403, text="Forbidden")
-            return await super().handle(request)
-
-    SecretCheckedHandler(runtime.dispatcher, runtime.bot, secret_token=_webhook_secret(settings)).register(
-        app, path=settings.WEBHOOK_PATH
-    )
+    add_webhook_route(app, runtime.dispatcher, runtime.bot, path=settings.WEBHOOK_PATH,
+                      secret_token=_webhook_secret(settings), db=runtime.services.db)
 
 
 async def _register_webhook(bot: Bot, settings: Settings) -> None:

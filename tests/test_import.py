@@ -66,7 +66,7 @@ async def test_quoted_newline_keeps_physical_line_numbers(db: Database) -> None:
     data = 'sku,name,category,price\nA,"two\nlines",lips,1\nB,Beta,lips,x\n'
     report = await _import(db, "catalog", data)
     assert report.error_lines() == [
-        "catalog.csv:2: name contains control characters",  # a newline would break chat lists
+        "catalog.csv:2: name contains control or invisible formatting characters",  # a newline would break chat lists
         "catalog.csv:4: price 'x' is not a number",
     ]
 

@@ -1,7 +1,8 @@
 """The integration HTTP API: stock events, orders and customers from a shop's systems, and coupon
 redemption from its checkout.
 
-Every route but health is signed (`bot/api/signing.py`). A batch is checked whole (shapes first,
+Every route but health is signed (`bot/api/signing.py`), and each signature is accepted once, by
+all processes together (`bot/seen_once.py`). A batch is checked whole (shapes first,
 then references and stock levels against the database) inside one write transaction, and is
 written only when nothing is wrong: any problem answers 422 listing every problem, and the
 transaction rolls back. Retrying a request is safe: stock events are idempotent by `event_id`,
@@ -16,8 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -39,13 +44,15 @@ from bot.api.schemas import (
     validation_errors,
 )
 from bot.api.recovery import add_recovery_routes
-from bot.api.signing import HEADER, verify
+from bot.api.signing import HEADER, Signed, keys_of, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes, refused_changes
+from bot.logs import escape
 from bot.models import Product
 from bot.planning.purchasing import settle_applied
 from bot.planning.suggestions import as_json, suggestions
 from bot.recovery.redemption import RedeemStatus, redeem_coupon
+from bot.seen_once import SIGNATURES, SeenOnceStore
 from bot.settings import Settings
 from bot.shop.customers import CustomerInput, upsert_customers
 from bot.shop.orders import LineInput, OrderInput, UnknownReference, check_references, upsert_orders
@@ -66,7 +73,12 @@ _BUSY = "the server is busy; retry after the Retry-After seconds"
 # PostgreSQL states that mean "too busy right now, the same request may well work later".
 _RETRYABLE_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01"})  # lock timeout, cancelled, serialization, deadlock
 
+LOGGED_PATH_CHARS = 120
+_COUPON_IN_PATH = re.compile(r"(/coupons/)[^/]*", re.IGNORECASE)
 _MIDDLEWARES_KEY = web.AppKey("stockbot_api_middlewares", bool)
+# The request's checked signature, claimed in its unit of work (aiohttp runs each request in a task
+# of its own, so this is per request).
+_SIGNED: ContextVar[Signed] = ContextVar("stockbot_signed")
 Item = TypeVar("Item", bound=BaseModel)
 ErrorList = list[dict[str, Any]]
 
@@ -157,10 +169,13 @@ async def _log_requests(request: web.Request, handler: Callable[[web.Request], A
 
 
 def _route_of(request: web.Request) -> str:
+    """What a log line may say of the request's path: the route's pattern, or for a path no route
+    took, the path without its query string, a coupon code (`/coupons/CODE/redeem/`, one slash
+    too many) masked, line breaks and other control characters escaped, cut short."""
     resource = request.match_info.route.resource if request.match_info.route else None
     if resource is not None:
         return resource.canonical
-    return request.path[:200]
+    return escape(_COUPON_IN_PATH.sub(r"\1{code}", request.path))[:LOGGED_PATH_CHARS]
 
 
 # --- request body --------------------------------------------------------------------------------
@@ -262,17 +277,25 @@ class IntegrationApi:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self._secret = settings.WEBHOOK_SECRET.get_secret_value() if settings.WEBHOOK_SECRET else None
+        self._keys = keys_of(settings.WEBHOOK_SECRET.get_secret_value()) if settings.WEBHOOK_SECRET else []
         self._slots = asyncio.Semaphore(API_CONCURRENCY)
+        self._signatures = SeenOnceStore(SIGNATURES)
 
-    def signed(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def signed(self, handler: Handler, *, legacy_ok: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """`handler` behind the signature check; `legacy_ok` also takes the body-only form (only
+        where a replay is harmless). Every refusal is the same 401 before the handler runs, so it
+        tells nothing about what the route would have found (which coupon codes exist)."""
+
         async def check(request: web.Request) -> web.StreamResponse:
-            if not self._secret:
+            if not self._keys:
                 return _error(503, "the integration API is off: WEBHOOK_SECRET is not set")
             try:
                 body = await _read_body(request)
-                if not verify(self._secret, body, request.headers.get(HEADER)):
-                    return _error(401, f"bad or missing {HEADER} signature")
+                signed = verify(self._keys, request.method, request.raw_path, body, request.headers.get(HEADER),
+                                legacy_ok=legacy_ok)
+                if signed is None:
+                    return _error(401, f"bad, expired or missing {HEADER} signature")
+                _SIGNED.set(signed)
                 return await self._bounded(handler, request, body)
             except _Answer as answer:
                 return _error(answer.status, answer.message)
@@ -280,6 +303,23 @@ class IntegrationApi:
         check.__name__ = handler.__name__
         check.__doc__ = handler.__doc__
         return check
+
+    @asynccontextmanager
+    async def _unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """The request's write transaction, which first claims its signature: the claim commits
+        with the request's changes or not at all, so a request that was refused (422, or 503 for
+        load) may be sent again byte for byte, and one that changed something never again."""
+        async with self.db.transaction() as session:
+            await self._claim(session)
+            yield session
+
+    async def _claim(self, session: AsyncSession) -> None:
+        signed = _SIGNED.get()
+        if signed.once_key is None:
+            return  # the body-only form, where the route makes a replay harmless
+        keep_until = datetime.fromtimestamp(signed.keep_until, UTC)
+        if not await self._signatures.claim_in(session, signed.once_key, keep_until):
+            raise _Answer(401, f"this {HEADER} signature was used before; sign each request anew")
 
     async def _bounded(self, handler: Handler, request: web.Request, body: bytes) -> web.StreamResponse:
         """Run `handler` in one of the API's slots; answer 503 rather than fail when overloaded."""
@@ -310,7 +350,7 @@ class IntegrationApi:
         zero) and raise BatchRejected. `dry_run` finds those without writing, for a batch that
         `check` rejects, so that its 422 still lists every problem."""
         try:
-            async with self.db.transaction() as session:
+            async with self._unit_of_work() as session:
                 errors = errors + await check(session, items)
                 if errors and dry_run is not None:
                     errors += await dry_run(session, _without(items, errors))
@@ -425,6 +465,8 @@ class IntegrationApi:
 
     async def replenishment(self, request: web.Request, body: bytes) -> web.Response:
         """What to buy or move now, from the demand forecast (signed over the empty body)."""
+        async with self._unit_of_work():
+            pass  # a read: only the signature is written
         async with self.db.read_session() as session:
             lines = await suggestions(session)
         return web.json_response({"suggestions": [as_json(line) for line in lines]})
@@ -437,7 +479,7 @@ class IntegrationApi:
         except ValidationError as exc:
             return _unprocessable(validation_errors(exc, None))
         code = request.match_info["code"]
-        async with self.db.transaction() as session:
+        async with self._unit_of_work() as session:
             outcome = await redeem_coupon(session, code, given.order_external_id)
         if outcome.status is RedeemStatus.NOT_FOUND:
             return _error(404, "unknown coupon code")
@@ -465,7 +507,7 @@ def add_api_routes(app: web.Application, settings: Settings, db: Database) -> In
         app.middlewares.append(_json_errors)
         app[_MIDDLEWARES_KEY] = True
     app.router.add_get(f"{PREFIX}/health", api.health)
-    app.router.add_post(f"{PREFIX}/stock-events", api.signed(api.stock_events))
+    app.router.add_post(f"{PREFIX}/stock-events", api.signed(api.stock_events, legacy_ok=True))  # event_id: replays are harmless
     app.router.add_post(f"{PREFIX}/orders", api.signed(api.orders))
     app.router.add_post(f"{PREFIX}/customers", api.signed(api.customers))
     app.router.add_post(f"{PREFIX}/coupons/{{code}}/redeem", api.signed(api.redeem))

@@ -62,6 +62,7 @@ from bot.planning.state import history_changed
 from bot.shop.customers import CustomerInput, upsert_customers, zone_name
 from bot.shop.orders import LineInput, OrderInput, check_references, upsert_orders
 from bot.shop.phones import BadPhone, to_e164
+from bot.text_rules import REFUSAL, has_unsafe_chars
 
 KINDS = ("catalog", "stock", "customers", "orders", "history")
 COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind: (required, optional)
@@ -85,7 +86,6 @@ SEPARATORS = (",", ";", "\t")  # in this order of preference on a tie
 ENCODINGS = {"utf_8": ("utf-8-sig", "UTF-8"), "utf_16": ("utf-16", "UTF-16"), "gb18030": ("gb18030", "GBK")}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CONTROL = re.compile(r"[\x00-\x1f]")
 _UNREADABLE = "\udcff"  # stands for bytes the encoding cannot read; no decoder produces a lone surrogate
 codecs.register_error("stockbot_mark", lambda exc: (_UNREADABLE, exc.end))  # type: ignore[arg-type, return-value]
 
@@ -178,6 +178,11 @@ def _encoding(binary: BinaryIO) -> _Format:
         sample = head[:cut] if cut > 0 else head
         if not any(byte >= 0x80 or byte == 0 for byte in sample):
             sample += _non_ascii_lines(binary)  # an English head says nothing; a later name might
+    if _strict_utf8(sample):
+        # Text that reads as UTF-8 is UTF-8: charset-normalizer takes a short file whose one
+        # non-ASCII character is a zero-width space or a bidi override for GB18030 mojibake,
+        # which hides the very character the importer refuses.
+        return _Format()
     guess = from_bytes(sample, cp_isolation=list(ENCODINGS)).best()
     if guess is None and len(sample) % 2:  # UTF-16 cut after the "\n" of a "\n\0"
         guess = from_bytes(head[: len(sample) + 1], cp_isolation=list(ENCODINGS)).best()
@@ -190,6 +195,14 @@ def _encoding(binary: BinaryIO) -> _Format:
     if guess is not None:
         found.codec, found.label = ENCODINGS[guess.encoding]
     return found
+
+
+def _strict_utf8(sample: bytes) -> bool:
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _utf16_without_bom(head: bytes) -> str | None:
@@ -304,8 +317,8 @@ def _text(values: dict[str, str], name: str, *, required: bool = True, limit: in
         if required:
             raise RowError(f"{name} is required")
         return None
-    if _CONTROL.search(value):
-        raise RowError(f"{name} contains control characters")
+    if has_unsafe_chars(value):
+        raise RowError(f"{name} {REFUSAL}")
     limit = limit or LIMITS.get(name, 1024)
     if len(value) > limit:
         raise RowError(f"{name} is longer than {limit} characters")

@@ -10,11 +10,9 @@ changes); its sales are 0.
 from __future__ import annotations
 
 import asyncio
-import csv
 import html
-import io
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -22,6 +20,7 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.csv_safe import csv_document
 from bot.db import Database
 from bot.delivery import attachments
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing
@@ -315,11 +314,6 @@ def caption(templates: Templates, locale: str, data: ReportData) -> str:
     )
 
 
-def _safe_cell(text: str) -> str:
-    """A name a spreadsheet would run as a formula is written as text."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _decimal(value: float, places: int) -> str:
     return "" if value != value or value in (np.inf, -np.inf) else f"{value:.{places}f}"  # NaN: empty
 
@@ -335,7 +329,7 @@ def csv_bytes(data: ReportData) -> bytes:
     """
     r = data.report
     abc, xyz = r.abc.tolist(), r.xyz.tolist()
-    names = [_safe_cell(name) for name in data.names]
+    names = data.names
     revenue = (r.sold * data.prices[r.product]).tolist()
     columns = zip(
         r.product.tolist(), data.warehouses, r.daily_demand.tolist(), r.days_of_cover.tolist(), r.turnover.tolist(),
@@ -349,15 +343,6 @@ def csv_bytes(data: ReportData) -> bytes:
         for p, warehouse, demand, cover, turnover, out, sold, rev, lost, on_hand, value, age, slow in columns
     )
     return csv_document(CSV_COLUMNS, rows)
-
-
-def csv_document(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    """Every CSV the report sends: UTF-8 with a BOM (spreadsheets on Chinese Windows)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")
 
 
 # --- the two entry points ------------------------------------------------------------------------

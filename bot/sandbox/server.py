@@ -568,12 +568,8 @@ class BotApiSandbox:
         stored = self._files.get(str(params.get("file_id") or ""))
         if stored is None:
             raise ApiError(400, "Bad Request: invalid file_id")
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.size,
-            "file_path": stored.file_path,
-        }
+        found = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_path": stored.file_path}
+        return {**found, "file_size": stored.size} if stored.size_known else found
 
     def _api_setMyCommands(self, params: dict[str, Any]) -> bool:
         commands = params.get("commands")
@@ -681,7 +677,8 @@ class BotApiSandbox:
         chat.transcript.append(_TranscriptEntry("bot", f"[edited] {_transcript_text(edited)}", _labels(markup)))
         return self._message_obj(edited)
 
-    def _store_file(self, kind: str, filename: str | None, mime_type: str | None, content: bytes) -> StoredFile:
+    def _store_file(self, kind: str, filename: str | None, mime_type: str | None, content: bytes,
+                    *, size_known: bool = True) -> StoredFile:
         number = self._next_file
         self._next_file += 1
         folder = "photos" if kind == "photo" else "documents"
@@ -693,6 +690,7 @@ class BotApiSandbox:
             filename=filename,
             mime_type=mime_type,
             content=content,
+            size_known=size_known,
         )
         self._files[stored.file_id] = stored
         self._files_by_path[stored.file_path] = stored
@@ -769,13 +767,16 @@ class BotApiSandbox:
         mime_type: str = "text/csv",
         first_name: str = "User",
         chat_id: int | None = None,
+        size_known: bool = True,
     ) -> dict[str, Any]:
-        """Upload a file as a user; the bot can getFile and download it."""
+        """Upload a file as a user; the bot can getFile and download it. With `size_known=False`
+        the document and getFile leave `file_size` out, as a self-hosted Bot API server may."""
         with self._lock:
-            stored = self._store_file("document", filename, mime_type, content)
-        extra: dict[str, Any] = {
-            "document": document_obj(stored.file_id, stored.file_unique_id, filename, mime_type, stored.size)
-        }
+            stored = self._store_file("document", filename, mime_type, content, size_known=size_known)
+        document = document_obj(stored.file_id, stored.file_unique_id, filename, mime_type, stored.size)
+        if not size_known:
+            del document["file_size"]
+        extra: dict[str, Any] = {"document": document}
         if caption:
             extra["caption"] = caption
         label = f"[document: {filename}]" + (f" {caption}" if caption else "")
