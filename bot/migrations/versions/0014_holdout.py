@@ -1,7 +1,7 @@
 """holdout: which stockout offers took part in the control-group draw
 
 Revision ID: 0014_holdout
-Revises: 0010_movement_kind
+Revises: 0013_replay_guard
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_holdout"
-down_revision: str | None = "0010_movement_kind"
+down_revision: str | None = "0013_replay_guard"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
