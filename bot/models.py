@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -519,6 +520,7 @@ class OfferStatus(enum.StrEnum):
     SUBSTITUTE_TAKEN = "substitute_taken"
     WAITED = "waited"
     CANCELLED = "cancelled"
+    HELD_OUT = "held_out"  # the control group: no message, no coupon (bot/recovery/holdout.py)
 
 
 class StockoutOffer(Base):
@@ -545,6 +547,9 @@ class StockoutOffer(Base):
     # Attribution: an order for the product or a substitute within the window after the offer.
     bought_at: Mapped[datetime | None] = mapped_column(default=None)
     bought_order_external_id: Mapped[str | None] = mapped_column(String(128))
+    # True when this customer took part in the hold-out draw (either way): only those rows are
+    # compared, so the customers who are never held out (VIPs, by default) do not bias it.
+    randomised: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     __table_args__ = (
         UniqueConstraint("cause_event_id", "customer_id"),

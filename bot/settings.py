@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     SERVICE_LEVEL_A: float = Field(0.98, gt=0.5, lt=1)
     SERVICE_LEVEL_B: float = Field(0.95, gt=0.5, lt=1)
     SERVICE_LEVEL_C: float = Field(0.90, gt=0.5, lt=1)
+    # The control group (docs/recovery.md, "Did the offers pay?"): the share of each stockout's
+    # customers who get no offer, so what offers add can be measured against them.
+    HOLDOUT_PERCENT: int = Field(0, ge=0, le=50)
+    HOLDOUT_VIPS: bool = False  # VIPs are always offered unless this is true
 
     # Scale-out: restock waves and stockout offers as Telegram paid broadcasts (charged in Stars).
     PAID_BROADCAST: bool = False

@@ -15,7 +15,9 @@ from bot.inventory.reorder import PLAN_PREFIX, PROMPT_PREFIX, Suggestion, prompt
 from bot.planning.replenishment import LeadTimeStats
 from bot.planning.service import ProductCover
 from bot.planning.suggestions import Action, Line, Reason
+from bot.recovery.comparison import Comparison
 from bot.recovery.funnel import FunnelReport
+from bot.recovery.uplift import Group, Interval, Uplift
 from bot.recovery.offers import OFFER_PREFIX, OfferRenderer, SubView
 
 TEMPLATES = Templates()
@@ -47,6 +49,8 @@ VIEW = StockView(PRODUCT, (LevelView("SH", 3, 1, 4, NOW),), ((OTHER, 9, Decimal(
 SUBS = [SubView(2, "LIP-2", "Matte <Rose>", Decimal("13.00"), Decimal("0.50")),
         SubView(3, "LIP-3", "Satin Nude", Decimal("11.00"), Decimal("-1.50"))]
 COUPON = SimpleNamespace(code="K7QX-93TM-HW4R", percent=15, expires_at=NOW)
+HOLDOUT = Comparison(NOW, NOW, 10, 20, Uplift(Group(1200, 420, 399_000), Group(300, 60, 60_000),
+                                               Interval(0.15, 0.1, 0.2), Interval(159_000, 100_000, 218_000)))
 REPORT = FunnelReport(
     NOW, NOW, {"substitute_taken": 1, "waited": 1, "queued": 2}, {"sent": 5, "failed": 1, "pending": 2},
     affected=5, contacted=4, not_contactable=1, reached=3, pressed=2, substitute_taken=1, waited=1, bought=1,
@@ -73,6 +77,7 @@ SAMPLES: dict[str, dict] = {
     "import_failed": {"lines": ["c.csv:3: price <x> is negative"], "hidden": 2, "label": "c.csv"},
     "delivery_log": {"customer": CUSTOMER, "rows": [NOTIFICATION]},
     "stats": {"r": REPORT, "days": 7},
+    "stats_holdout": {"c": HOLDOUT},
     "stockout_offer": {"product": PRODUCT, "customer_name": "Ann <script>", "qty": 2, "has_line": True,
                        "subs": SUBS, "eta": NOW, "coupon": COUPON, "done": None},
     "restock_notice": {"product": PRODUCT, "customer_name": "Ann <script>", "few": True, "hold_until": NOW},

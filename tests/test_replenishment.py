@@ -13,6 +13,7 @@ from bot.planning.replenishment import (
     Policy,
     Transfer,
     days_of_cover,
+    demand_quantile,
     learned_lead_time,
     order_quantity,
     plan_transfers,
@@ -58,13 +59,47 @@ def test_stockout_dates() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("mean", "var", "level", "units"),
+    [  # checked against scipy.stats (poisson.ppf, nbinom.ppf with r = mean^2 / (var - mean))
+        (4, 4, 0.90, 7),  # Poisson
+        (4, 4, 0.98, 9),
+        (4, 2, 0.90, 7),  # less spread than Poisson: taken as Poisson
+        (2, 6, 0.95, 7),  # negative binomial: a longer tail than the normal's 2 + 1.645 * 2.45 = 6.03
+        (0.3, 0.9, 0.90, 1),
+        (0.3, 0.3, 0.50, 0),
+        (0.05, 0.05, 0.90, 0),  # so rare that no stock at all serves 9 cycles in 10
+        (50, 400, 0.95, 87),
+        (0, 0, 0.98, 0),
+    ],
+)
+def test_lead_time_demand_quantile(mean, var, level, units) -> None:
+    assert demand_quantile(np.array([mean], float), np.array([var], float), np.array([level])).tolist() == [units]
+
+
+def test_a_large_mean_takes_the_normal_quantile() -> None:
+    q = demand_quantile(np.array([10_000.0]), np.array([40_000.0]), np.array([0.95]))[0]
+    assert q == np.ceil(10_000 + NormalDist().inv_cdf(0.95) * 200 - 0.5)
+
+
 def test_policy_from_lead_time_demand_and_service_level() -> None:
-    pol = policy(known([4.0, 4.0, 4.0, 0.0], sd=2.0), np.array([9, 9, 9, 9]), np.array(["A", "B", "C", "A"]))
-    z = [NormalDist().inv_cdf(p) for p in (0.98, 0.95, 0.90)]
-    assert pol.safety_stock[:3] == pytest.approx([zi * 2.0 * 3 for zi in z])
-    assert pol.reorder_point[:3] == pytest.approx([36 + zi * 6 for zi in z])
-    assert pol.order_up_to[:3] == pytest.approx([36 + 28 + zi * 6 for zi in z])
-    assert pol.reorder_point[3] == pytest.approx(6 * z[0])  # no demand but a spread: only safety stock
+    f = Forecast(daily_demand=np.full(3, 4.0), demand_class=np.full(3, "smooth"), daily_sd=np.full(3, 2.0),
+                 weekday_profile=np.ones((3, 7)))
+    pol = policy(f, np.array([9, 9, 9]), np.array(["A", "B", "C"]))
+    # 9 days + 1 between checks + (4 + 16 - 4) / 32 = half a day of overshoot = 10.5 days at 4 a
+    # day and 4 per day of variance: 42 units, variance 42, a Poisson count
+    assert pol.reorder_point.tolist() == [56, 53, 50]
+    assert pol.order_up_to == pytest.approx(pol.reorder_point + 28)  # 7 days of demand on top
+    assert pol.safety_stock == pytest.approx(pol.reorder_point - 42)
+    assert pol.reorder_point[0] > pol.reorder_point[1] > pol.reorder_point[2]
+
+
+def test_weekly_swings_raise_the_reorder_point() -> None:
+    calm = known([4.0], sd=2.0)
+    swinging = Forecast(daily_demand=np.array([4.0]), demand_class=np.array(["smooth"]), daily_sd=np.array([2.0]),
+                        weekday_profile=np.ones((1, 7)), week_sd=np.array([20.0]))
+    lead, abc = np.array([7]), np.array(["B"])
+    assert policy(swinging, lead, abc).reorder_point[0] > policy(calm, lead, abc).reorder_point[0] + 10
 
 
 def test_unknown_abc_class_is_refused() -> None:
@@ -100,7 +135,8 @@ def test_a_slow_seller_with_a_few_units_is_not_pushed_to_buy(abc: str) -> None:
                          category=np.zeros(1, int), end=TODAY))
     assert f.demand_class[0] == "intermittent"
     pol = policy(f, np.array([7]), np.array([abc]))
-    assert order_quantity(np.array([3]), pol).tolist() == [0]
+    assert pol.reorder_point[0] <= 4  # about one unit is expected over the lead time
+    assert order_quantity(np.array([5]), pol).tolist() == [0]
     assert order_quantity(np.array([0]), pol)[0] >= 1  # empty, it is bought
 
 
@@ -175,3 +211,17 @@ def test_learned_lead_time(samples, days, on_time, n) -> None:
     assert stats.days == days
     assert stats.samples == n
     assert stats.on_time_rate == (None if on_time is None else pytest.approx(on_time))
+
+
+def test_sales_in_spells_raise_the_reorder_point() -> None:
+    def rop(sold) -> float:
+        f = forecast(History(sold=np.array([sold], float), in_stock=np.ones((1, len(sold)), bool),
+                             first_day=np.zeros(1, int), category=np.zeros(1, int), end=TODAY))
+        return float(policy(f, np.array([7]), np.array(["B"])).reorder_point[0])
+
+    spells = np.tile([1.0] * 5 + [0.0] * 30, 6)  # 30 units in 210 days, in bursts
+    scattered = np.zeros(210)
+    scattered[np.random.default_rng(1).choice(210, 30, replace=False)] = 1  # 30 units, any day
+    # though the spells' rate is lower now (the last burst was a month ago), what follows a sale
+    # is five days of sales, and the reorder point is reached by a sale
+    assert rop(spells) >= rop(scattered) + 2

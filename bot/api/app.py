@@ -42,6 +42,7 @@ from bot.api.schemas import (
     item_error,
     validation_errors,
 )
+from bot.api.recovery import add_recovery_routes
 from bot.api.shop_webhooks import add_shop_webhook_routes
 from bot.api.signing import HEADER, Signed, keys_of, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
@@ -537,6 +538,7 @@ def add_api_routes(app: web.Application, settings: Settings, db: Database) -> In
     app.router.add_post(f"{PREFIX}/customers", api.signed(api.customers))
     app.router.add_post(f"{PREFIX}/coupons/{{code}}/redeem", api.signed(api.redeem))
     app.router.add_get(f"{PREFIX}/replenishment", api.signed(api.replenishment))
+    add_recovery_routes(app, api, PREFIX)
     add_shop_webhook_routes(app, settings, db, api._bounded, PREFIX)  # verified by the platforms' own signatures
     return api
 

@@ -19,7 +19,8 @@ from bot.handlers.middlewares import Texts
 from bot.inventory.importer import KINDS, import_csv
 from bot.models import Role, utcnow
 from bot.planning import report_service
-from bot.recovery import funnel, hold
+from bot.recovery import comparison, funnel, hold
+from bot.reports import uplift_chart
 from bot.services import Services
 from bot.shop import staff
 from bot.shop.staff import Actor
@@ -93,15 +94,21 @@ async def stats(message: Message, command: CommandObject, session: AsyncSession,
         await message.answer(texts("usage_stats"))
         return
     until = utcnow()
+    settings = services.settings
     report = await funnel.build_report(session, since=until - timedelta(days=days), until=until,
-                                       attribution_days=services.settings.ATTRIBUTION_DAYS)
+                                       attribution_days=settings.ATTRIBUTION_DAYS)
+    against = await comparison.build(session, since=until - timedelta(days=days), until=until,
+                                     attribution_days=settings.ATTRIBUTION_DAYS, percent=settings.HOLDOUT_PERCENT)
     text = texts.render("stats", r=report, days=days)
     discarded = await hold.discarded_since(session, until - timedelta(days=days))
     if discarded.batches:  # held batches an admin dropped (MASS_CONTACT_LIMIT)
         text += "\n" + texts("stats_discarded", batches=discarded.batches, customers=discarded.customers)
-    await message.answer(text)
+    await message.answer(text + "\n\n" + texts.render("stats_holdout", c=against))
     png = await asyncio.to_thread(report_service.funnel_png, services.templates, texts.locale, report, days)
     await message.answer_photo(BufferedInputFile(png, "funnel.png"))
+    if against.has_control_group:
+        png = await asyncio.to_thread(uplift_chart.uplift_png, services.templates, texts.locale, against, days)
+        await message.answer_photo(BufferedInputFile(png, "uplift.png"))
 
 
 async def import_document(message: Message, session: AsyncSession, texts: Texts, services: Services,

@@ -1,4 +1,5 @@
-"""Purchasers and admins: /report [DAYS], charts as one album and the CSV as a document."""
+"""Purchasers and admins: /report [DAYS], charts as one album and the CSVs as documents (the
+control group's comparison in a second one, while there is a control group)."""
 
 from __future__ import annotations
 
@@ -37,4 +38,5 @@ async def report(message: Message, command: CommandObject, session: AsyncSession
         for i, photo in enumerate(files.photos)
     ]
     await message.answer_media_group(album)
-    await message.answer_document(BufferedInputFile(files.csv.content, files.csv.filename), caption=files.csv.caption)
+    for document in files.documents:
+        await message.answer_document(BufferedInputFile(document.content, document.filename), caption=document.caption)

@@ -1,34 +1,36 @@
-"""Daily demand forecast per (product, warehouse) series: pure, vectorised numpy, no database.
+"""Demand forecast per (product, warehouse) series: pure, vectorised numpy, no database.
 
-Method (docs/forecast.md explains it for purchasers):
+Method (docs/forecast.md explains it for purchasers, with what was measured on real data):
 
 - Demand is what customers took on days the shelf was not empty. A day that ended with nothing on
   hand is *censored*: it says how much could be sold, not how much was wanted. Such days (and days
   before the series existed) are left out of every rate and every recursion: they are skipped, never
   read as zeros. So a product that sold 4 a day and then sat empty for a month still forecasts ~4.
-- Each series is classified by ADI (observed days per day with a sale) and CV² (squared coefficient
-  of variation of the non-zero sale sizes), with the Syntetos–Boylan cut-offs 1.32 and 0.49:
-  smooth (ADI < 1.32, CV² < 0.49), erratic (ADI < 1.32), intermittent (CV² < 0.49), lumpy (neither).
-  A series younger than `new_product_days` is "new"; an established one with no sale on any observed
-  day is "none" (demand 0).
-- smooth and erratic: the in-stock-day average of the last `level_days` observed days, corrected
-  for the weekday mix of those days by a weekday profile (shrunk towards flat while data is thin).
-- intermittent: SBA, Croston's method with the Syntetos–Boylan bias correction (1 - alpha/2) z / p.
-- lumpy: TSB (Teunter–Syntetos–Babai): probability of a sale times its size, both smoothed (at
-  `lumpy_alpha`); the probability keeps decaying while nothing sells, so a dying product fades
-  instead of freezing.
+- Every established series is forecast by TSB (Teunter–Syntetos–Babai): the chance of a sale on an
+  observed day times the size of a sale, both exponentially smoothed with the constants of the
+  column's period (`PERIODS`: a day, a month). The chance keeps falling while nothing sells, so a
+  product whose demand falls is followed, and one that stopped selling fades.
+- Days have weekdays: a weekday profile (multipliers, mean 1) is learnt from observed days and held
+  close to the category's pooled shape while the series' own units are few. It turns the TSB rate,
+  learnt on whatever weekdays were in stock, into an all-week rate (`daily_demand`), and shapes
+  what each coming day sells (`Forecast.daily_path`, `Forecast.demand_over`).
+- Series are still classed by ADI (observed days per day with a sale) and CV² (squared coefficient
+  of variation of the sale sizes) with the Syntetos–Boylan cut-offs 1.32 and 0.49 (smooth,
+  erratic, intermittent, lumpy): the class says which spread feeds safety stock and is what
+  purchasers see. A series younger than the period's `new_after` is "new"; an established one
+  with no sale on any observed day is "none" (demand 0).
 - new: the category's pooled rate (the mean forecast of the established series of the same
   category) blended with the product's own in-stock days by Bühlmann credibility: the pool counts
   as k of the product's own days, k = mean daily variance / variance of rates between the
-  category's products (capped at `new_product_days`), so a category of look-alikes is trusted
+  category's products (capped at `new_after`), so a category of look-alikes is trusted
   longer than one whose products differ widely.
 - Waitlist sign-ups (`extra_daily`) are demand the shop could not serve and are added on top.
 
-SBA and TSB are initialised as statsforecast does (first size, first interval, first occurrence
-flag), so they equal statsforecast's CrostonSBA / TSB run on the series with censored days removed.
+TSB is initialised as statsforecast does (first size, first occurrence flag), so `tsb` equals
+statsforecast's TSB run on the series with censored days removed.
 
-Invariants: every output is finite and >= 0; a series' forecast depends only on its own row (and,
-for new series, the established series of its category); `weekday_profile` rows have mean 1.
+Invariants: every output is finite and >= 0; a series' rate depends only on its own row (and, for
+new series and the weekday prior, the series of its category); `weekday_profile` rows have mean 1.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ import numpy as np
 DEMAND_CLASSES = ("none", "smooth", "intermittent", "erratic", "lumpy", "new")
 ADI_CUTOFF = 1.32
 CV2_CUTOFF = 0.49
-LEVEL_DAYS = 56  # observed days behind the smooth/erratic level: 8 weeks, every weekday 8 times
-PROFILE_PRIOR_UNITS = 10.0  # a weekday needs well over 10 units sold to pull away from flat
-# Lumpy sizes are heavy-tailed: at 0.1 one big order moves the size by a tenth of its excess.
-# Measured on the benchmark (two seeds): TSB at 0.1 ties the 28-day average on lumpy series,
-# at 0.05 it beats it; the chance of a sale still fades by 5 % a day without one.
-LUMPY_ALPHA = 0.05
+LEVEL_DAYS = 56  # observed days behind the smooth/erratic spread: 8 weeks, every weekday 8 times
+# A weekday needs well over 100 units sold to pull away from its category's shape. Measured on M5
+# (docs/forecast.md): shrinking towards flat at 10 units gave RMSSE .6890, towards the category at
+# 100 units .6853; most items sell too little to carve a weekly shape of their own.
+PROFILE_PRIOR_UNITS = 100.0
+AFTER_SALE_PRIOR = 5  # sale days of evidence at the average rate that `after_sale` starts from
+WARM_UP_WEEKS = 4  # weeks a TSB recursion runs before its week-ahead misses are counted
 CHUNK = 4096  # series per block: bounds the float64 temporaries to a few CHUNK x days x 8 bytes
 
 
@@ -89,10 +92,34 @@ class History:
 
 @dataclass(frozen=True)
 class Forecast:
-    daily_demand: np.ndarray  # (S,) units/day, waitlist extra included
+    """Per series: the rate of an average day of the week (what is stored and what days of cover
+    divide by), and what a given day or stretch of days is expected to sell."""
+
+    daily_demand: np.ndarray  # (S,) units/day over a whole week, waitlist extra included
     demand_class: np.ndarray  # (S,) str, one of DEMAND_CLASSES
-    daily_sd: np.ndarray  # (S,) std of daily demand, for safety stock
-    weekday_profile: np.ndarray  # (S, 7) multipliers by weekday (Monday first), mean 1; ones unless smooth/erratic
+    daily_sd: np.ndarray  # (S,) spread of one day's demand around the forecast, for safety stock
+    weekday_profile: np.ndarray  # (S, 7) multipliers by weekday (Monday first), mean 1
+    rate_sd: np.ndarray | None = None  # (S,) how far the rate itself may be off; None: 0
+    week_sd: np.ndarray | None = None  # (S,) root mean squared miss of a week-ahead forecast; NaN/None: from daily_sd
+    after_sale: np.ndarray | None = None  # (S,) demand right after a sale / average demand; None: 1
+    first_weekday: int = 0  # weekday of the first day forecast (the day after the history ends)
+
+    def daily_path(self, days: int) -> np.ndarray:
+        """(S, days): each day's expected demand from the first forecast day on, weekday-shaped."""
+        weekdays = (self.first_weekday + np.arange(days)) % 7
+        return self.daily_demand[:, None] * self.weekday_profile[:, weekdays]
+
+    def demand_over(self, days: np.ndarray | float) -> np.ndarray:
+        """(S,) expected demand over the next `days` (per series, may be fractional): whole weeks
+        at the weekly rate, the remaining days at their weekdays' shares."""
+        days = np.broadcast_to(np.maximum(np.asarray(days, dtype=float), 0.0), self.daily_demand.shape)
+        weeks, rest = np.divmod(days, 7.0)
+        shares = self.weekday_profile[:, (self.first_weekday + np.arange(7)) % 7]
+        before = np.concatenate([np.zeros((len(days), 1)), np.cumsum(shares, axis=1)], axis=1)  # (S, 8)
+        whole = np.floor(rest).astype(int)
+        rows = np.arange(len(days))
+        partial = before[rows, whole] + (rest - whole) * shares[rows, np.minimum(whole, 6)]
+        return self.daily_demand * (7.0 * weeks + partial)
 
 
 def classify(adi: np.ndarray, cv2: np.ndarray) -> np.ndarray:
@@ -146,41 +173,15 @@ def _by_day(y: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return y_t, (y_t > 0).astype(float), np.ascontiguousarray(observed.T, dtype=float)
 
 
-def sba(sold: np.ndarray, observed: np.ndarray, alpha: float = 0.1) -> np.ndarray:
-    """Syntetos–Boylan approximation of Croston, per row, skipping unobserved days.
-
-    Croston smooths the size z of each non-zero demand and the interval p (observed days since the
-    previous demand) with the same `alpha`, each starting from its first value; the forecast is
-    (1 - alpha/2) z / p. Trailing days without demand leave it unchanged (a property of Croston).
-    """
-    y = _masked(sold, observed)
-    has, z, p = _first_demand(y, observed)
-    y_t, hit_t, obs_t = _by_day(y, observed)
-    since = np.zeros(y.shape[0])
-    for t in range(y_t.shape[0]):
-        hit = hit_t[t]
-        since += obs_t[t]
-        z += alpha * hit * (y_t[t] - z)
-        p += alpha * hit * (since - p)
-        since *= 1.0 - hit
-    return np.where(has, (1.0 - alpha / 2.0) * z / p, 0.0)
-
-
 def tsb(sold: np.ndarray, observed: np.ndarray, alpha_d: float = 0.1, alpha_p: float = 0.1) -> np.ndarray:
     """Teunter–Syntetos–Babai, per row, skipping unobserved days.
 
     The size z is smoothed on demand days only (from the first size); the probability of demand is
     smoothed every observed day from the first observed day's 0/1; the forecast is probability x size.
+    The same recursion as the engine's (`tsb_by_weekday`), without the weekdays.
     """
     y = _masked(sold, observed)
-    has, z, _ = _first_demand(y, observed)
-    prob = (y[np.arange(y.shape[0]), observed.argmax(axis=1)] > 0).astype(float)
-    y_t, hit_t, obs_t = _by_day(y, observed)
-    for t in range(y_t.shape[0]):
-        hit = hit_t[t]
-        prob += alpha_p * obs_t[t] * (hit - prob)
-        z += alpha_d * hit * (y_t[t] - z)
-    return np.where(has, prob * z, 0.0)
+    return tsb_by_weekday(y, np.asarray(observed, dtype=bool), np.zeros(y.shape[1], dtype=int), alpha_d, alpha_p)[0]
 
 
 def _weekday_matrix(weekdays: np.ndarray) -> np.ndarray:
@@ -188,27 +189,48 @@ def _weekday_matrix(weekdays: np.ndarray) -> np.ndarray:
     return (np.asarray(weekdays)[:, None] == np.arange(7)[None, :]).astype(float)
 
 
-def weekday_profile(sold: np.ndarray, observed: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
-    """(S, 7) weekday multipliers, mean 1, from observed days; shrunk to flat while data is thin.
+def weekday_profile(
+    sold: np.ndarray, observed: np.ndarray, weekdays: np.ndarray, category: np.ndarray | None = None
+) -> np.ndarray:
+    """(S, 7) weekday multipliers, mean 1, from observed days; held close to the category's shape
+    while a series' own data is thin.
 
-    Each weekday's mean is blended with the mean of the weekday means at PROFILE_PRIOR_UNITS units'
-    worth of pseudo-days, so a slow seller's few sales cannot carve a shape, while thousands of
-    units can. Weekdays are weighed equally, not by how often they were in stock: a product sold
-    out every weekend still gets its weekend share. Rows with no sale are flat.
+    Each weekday's mean is blended with the category's weekday shape at PROFILE_PRIOR_UNITS units'
+    worth of pseudo-days, so a slow seller's few sales cannot carve a shape of their own and take
+    the shape its category's shoppers have, while thousands of units can. Weekdays are weighed
+    equally, not by how often they were in stock: a product sold out every weekend still gets its
+    weekend share. Without a category every series is its own (a flat prior).
     """
     by_weekday = _weekday_matrix(weekdays)
-    return _profile(_masked(sold, observed) @ by_weekday, observed.astype(float) @ by_weekday)
+    y = _masked(sold, observed)
+    sums, counts = y @ by_weekday, observed.astype(float) @ by_weekday
+    if category is None:
+        return _profile(sums, counts, np.ones((len(sums), 7)))
+    return _profile(sums, counts, _category_shape(np.asarray(category), sums, counts))
 
 
-def _profile(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _category_shape(category: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(S, 7): the weekday shape of each series' category, from all its series' units pooled."""
+    _, inverse = np.unique(category, return_inverse=True)
+    pooled_sums = np.zeros((inverse.max(initial=-1) + 1, 7))
+    pooled_counts = np.zeros_like(pooled_sums)
+    np.add.at(pooled_sums, inverse, sums)
+    np.add.at(pooled_counts, inverse, counts)
+    return _profile(pooled_sums, pooled_counts, np.ones_like(pooled_sums), prior_units=0.0)[inverse]
+
+
+def _profile(sums: np.ndarray, counts: np.ndarray, prior: np.ndarray, prior_units: float | None = None) -> np.ndarray:
+    """Weekday multipliers (mean 1) from units and days by weekday, shrunk towards `prior` (mean 1)."""
+    units = PROFILE_PRIOR_UNITS if prior_units is None else prior_units
     seen = counts > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.where(seen, sums / counts, 0.0)
         centre = raw.sum(axis=1) / seen.sum(axis=1)
-        prior_days = PROFILE_PRIOR_UNITS / centre
-        means = (sums + (prior_days * centre)[:, None]) / (counts + prior_days[:, None])
+        prior_days = units / centre
+        means = (sums + (prior_days * centre)[:, None] * prior) / (counts + prior_days[:, None])
         prof = means / means.mean(axis=1, keepdims=True)
-    prof[~(centre > 0)] = 1.0
+    bare = ~(centre > 0) | ~np.isfinite(prof).all(axis=1)
+    prof[bare] = prior[bare]
     return prof
 
 
@@ -218,98 +240,196 @@ def recent(observed: np.ndarray, days: int) -> np.ndarray:
     return observed & (from_end <= days)
 
 
-def _forecast_block(
-    history: History, rows: slice, *, alpha: float, lumpy_alpha: float, level_days: int
-) -> tuple[np.ndarray, ...]:
+def tsb_by_weekday(
+    y: np.ndarray, observed: np.ndarray, weekdays: np.ndarray, alpha_d: float, alpha_p: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TSB (as `tsb`); (S, 7) how much each weekday weighs in its chance of a sale; and the mean
+    squared error of its own week-ahead forecasts (NaN with fewer than 3 weeks to judge).
+
+    The weekday weights follow the same smoothing as the chance, over the same observed days, so
+    the weekday mix behind the rate is known: a rate learnt while weekends were sold out is a
+    weekday rate, and dividing by the profile's weighted mean turns it back into an all-week one.
+
+    The week-ahead error is what a lead time risks: at the start of each week (counted back from
+    the last day) the rate then known times the week's observed days, against what they sold,
+    scaled to 7 days; weeks with fewer than 4 observed days, and weeks before the series has
+    WARM_UP_WEEKS weeks of observed days (the recursion is still settling), are not judged. It holds the day-to-day noise, the wandering of
+    demand from week to week and the rate's own misses together, which no daily spread shows.
+    """
+    n, days = y.shape
+    has, z, _ = _first_demand(y, observed)
+    rows = np.arange(n)
+    first = observed.argmax(axis=1)
+    prob = (y[rows, first] > 0).astype(float)
+    mix = np.zeros((n, 7))
+    mix[rows, np.asarray(weekdays)[first]] = 1.0
+    predicted, sold, seen, age = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    settled = np.zeros(n, bool)
+    miss_sq, judged = np.zeros(n), np.zeros(n)
+    y_t, hit_t, obs_t = _by_day(y, observed)
+    for t in range(days):
+        if (days - t) % 7 == 0:  # a week starts: what the forecast says now
+            predicted[:] = prob * z
+            settled[:] = age >= WARM_UP_WEEKS * 7
+            sold[:], seen[:] = 0.0, 0.0
+        sold += y_t[t]
+        seen += obs_t[t]
+        age += obs_t[t]
+        hit, step = hit_t[t], alpha_p * obs_t[t]
+        prob += step * (hit - prob)
+        z += alpha_d * hit * (y_t[t] - z)
+        mix *= (1.0 - step)[:, None]
+        mix[:, weekdays[t]] += step
+        if (days - t - 1) % 7 == 0:  # the week ends: how far off it was
+            full = (seen >= 4) & settled
+            with np.errstate(divide="ignore", invalid="ignore"):
+                miss = np.where(full, (sold - predicted * seen) * 7.0 / seen, 0.0)
+            miss_sq += miss**2
+            judged += full
+    with np.errstate(divide="ignore", invalid="ignore"):
+        week_mse = np.where(judged >= 3, miss_sq / judged, np.nan)
+    return np.where(has, prob * z, 0.0), mix, week_mse
+
+
+@dataclass(frozen=True)
+class Period:
+    """Constants for one length of history column: what a day of data is worth differs from a month.
+
+    Chosen on real data (docs/forecast.md, "Measured"): daily M5 series want slow smoothing (a
+    day says little), monthly carparts series fast smoothing of the size and a little slower of
+    the chance of a sale; only days have weekdays.
+    """
+
+    alpha_size: float
+    alpha_chance: float
+    weekly: bool  # columns are days: learn the weekday profile and apply it
+    new_after: int  # columns of life before a series stands on its own sales
+
+
+PERIODS = {"day": Period(0.05, 0.05, True, 56), "month": Period(0.3, 0.2, False, 2)}
+
+
+def _forecast_block(history: History, rows: slice, period: Period) -> dict[str, np.ndarray]:
+    """Per series of the block: everything the forecast needs, reduced to (s,) and (s, 7) arrays."""
     observed = history.observed(rows)
     y = _masked(history.sold[rows], observed)
-    squares = y * y
-    n_all = observed.sum(axis=1)
-    total, total_sq = y.sum(axis=1), squares.sum(axis=1)
-    cls = classify(*_adi_cv2(n_all, (y > 0).sum(axis=1), total, total_sq))
-
-    by_weekday = _weekday_matrix(history.weekdays())
-    prof = _profile(y @ by_weekday, observed.astype(float) @ by_weekday)
-    last = recent(observed, level_days)
+    weekdays = history.weekdays()
+    by_weekday = _weekday_matrix(weekdays)
+    last = recent(observed, LEVEL_DAYS)
     y_last = np.where(last, y, 0.0)
-    sums_last = y_last @ by_weekday  # (s, 7) units sold in the window, by weekday
-    days_last = last.astype(float) @ by_weekday
-    n_last = days_last.sum(axis=1)
-    weights = (days_last * prof).sum(axis=1)  # days in the window, weighted by their weekday's share
-    with np.errstate(divide="ignore", invalid="ignore"):
-        level = np.where(weights > 0, sums_last.sum(axis=1) / weights, 0.0)
-        # the spread around the weekday-shaped level: the weekly rhythm is foreseen, not risk;
-        # sum of (y - level * prof)^2 over the window, expanded so no (s, D) temporary is needed
-        miss_sq = ((y_last * y_last).sum(axis=1) - 2 * level * (sums_last * prof).sum(axis=1)
-                   + level**2 * (days_last * prof**2).sum(axis=1))
-        sd_last = np.where(n_last > 0, np.sqrt(np.maximum(miss_sq, 0.0) / n_last), 0.0)
-        mean_all = np.where(n_all > 0, total / n_all, 0.0)
-        sd_all = np.sqrt(np.maximum(np.where(n_all > 0, total_sq / n_all - mean_all**2, 0.0), 0.0))
-
-    rate = np.zeros(len(cls))
-    sd = np.zeros(len(cls))
-    steady = (cls == "smooth") | (cls == "erratic")
-    rate[steady], sd[steady] = level[steady], sd_last[steady]
-    methods = {
-        "intermittent": lambda y, o: sba(y, o, alpha),
-        "lumpy": lambda y, o: tsb(y, o, lumpy_alpha, lumpy_alpha),
+    raw, mix, week_mse = tsb_by_weekday(y, observed, weekdays, period.alpha_size, period.alpha_chance)
+    return {"week_var": week_mse, "after_sale": _after_sale(y, observed),
+        "n_obs": observed.sum(axis=1), "n_hit": (y > 0).sum(axis=1), "total": y.sum(axis=1),
+        "squares": (y * y).sum(axis=1), "sums": y @ by_weekday, "counts": observed.astype(float) @ by_weekday,
+        "sums_last": y_last @ by_weekday, "days_last": last.astype(float) @ by_weekday,
+        "squares_last": (y_last * y_last).sum(axis=1), "raw_rate": raw, "mix": mix,
     }
-    for name, method in methods.items():
-        pick = cls == name
-        if pick.any():
-            rate[pick] = method(y[pick], observed[pick])
-            # the long-run spread of the series; scaled down (variance in proportion to the mean)
-            # while the rate is below its long-run mean, so a fading product lets its safety stock
-            # go, but never up: one big order must not inflate the reorder point right after it
-            with np.errstate(divide="ignore", invalid="ignore"):
-                share = np.where(mean_all[pick] > 0, rate[pick] / mean_all[pick], 1.0)
-            sd[pick] = sd_all[pick] * np.sqrt(np.minimum(share, 1.0))
-    prof[~steady] = 1.0
-    return cls, rate, sd, prof, n_all, mean_all, sd_all
+
+
+def _after_sale(y: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """How much faster a series sells in the week after a day with a sale than on average, shrunk
+    towards 1 (AFTER_SALE_PRIOR days with a sale at the average rate); 1 without evidence.
+
+    A reorder point is reached by a sale, so the lead time it must cover starts right after one.
+    Where sales come in spells (a project, a season, a regular who buys twice), that week sells
+    more than an average week, and a reorder point sized for an average week runs out more often
+    than its service level says (measured on M5: class C served 87 % of cycles for a 90 % target).
+    """
+    hit = (y > 0) & observed
+    sold = np.concatenate([np.zeros((len(y), 1)), np.cumsum(y, axis=1)], axis=1)
+    seen = np.concatenate([np.zeros((len(y), 1)), np.cumsum(observed, axis=1, dtype=float)], axis=1)
+    ahead = np.minimum(np.arange(y.shape[1]) + 1 + 7, y.shape[1])  # days t+1 .. t+7, cut at the end
+    after = sold[:, ahead] - sold[:, 1:]
+    after_days = seen[:, ahead] - seen[:, 1:]
+    units = np.where(hit, after, 0.0).sum(axis=1)
+    days = np.where(hit, after_days, 0.0).sum(axis=1)
+    n_obs = observed.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(n_obs > 0, y.sum(axis=1) / n_obs, 0.0)
+        prior_days = AFTER_SALE_PRIOR * 7.0
+        return np.where(rate > 0, (units + prior_days * rate) / ((days + prior_days) * rate), 1.0)
+
+
+def _spread(b: dict[str, np.ndarray], cls: np.ndarray, rate: np.ndarray, prof: np.ndarray) -> np.ndarray:
+    """The daily spread the forecast does not foresee (see `Forecast.daily_sd`)."""
+    n_last = b["days_last"].sum(axis=1)
+    weights = (b["days_last"] * prof).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(weights > 0, b["sums_last"].sum(axis=1) / weights, 0.0)
+        # sum of (y - level * prof)^2 over the last LEVEL_DAYS observed days, expanded from the
+        # weekday sums so no (S, D) temporary is needed: a steady weekly rhythm is not risk
+        miss_sq = (b["squares_last"] - 2 * level * (b["sums_last"] * prof).sum(axis=1)
+                   + level**2 * (b["days_last"] * prof**2).sum(axis=1))
+        sd_last = np.where(n_last > 0, np.sqrt(np.maximum(miss_sq, 0.0) / n_last), 0.0)
+        mean_all = np.where(b["n_obs"] > 0, b["total"] / b["n_obs"], 0.0)
+        sd_all = np.sqrt(np.maximum(np.where(b["n_obs"] > 0, b["squares"] / b["n_obs"] - mean_all**2, 0.0), 0.0))
+        # intermittent and lumpy: the long-run spread, scaled down (variance in proportion to the
+        # mean) while the rate is below its long-run mean, so a fading product lets its safety stock
+        # go, but never up: one big order must not inflate the reorder point right after it
+        share = np.where(mean_all > 0, rate / mean_all, 1.0)
+    steady = (cls == "smooth") | (cls == "erratic")
+    return np.where(steady, sd_last, sd_all * np.sqrt(np.minimum(share, 1.0)))
 
 
 def forecast(
     history: History,
     *,
     extra_daily: np.ndarray | None = None,
-    new_product_days: int = 56,
-    alpha: float = 0.1,
-    lumpy_alpha: float = LUMPY_ALPHA,
-    level_days: int = LEVEL_DAYS,
+    period: str = "day",
+    new_product_days: int | None = None,
 ) -> Forecast:
-    """Forecast every series of `history`; `alpha` smooths SBA, `lumpy_alpha` TSB (size and chance).
+    """Forecast every series of `history` (columns are `period`s: "day" or "month").
 
-    `extra_daily` (S,) adds units/day the shop could not serve (waitlist sign-ups) to the demand.
+    `extra_daily` (S,) adds units per period the shop could not serve (waitlist sign-ups).
+    `new_product_days`: columns of life before a series stands on its own (the period's default).
     """
+    constants = PERIODS[period]
     n = history.sold.shape[0]
-    cls = np.empty(n, dtype="<U12")
-    rate, sd, n_own, mean_own, sd_own = (np.zeros(n) for _ in range(5))
-    prof = np.ones((n, 7))
-    for start in range(0, n, CHUNK):
-        rows = slice(start, min(start + CHUNK, n))
-        cls[rows], rate[rows], sd[rows], prof[rows], n_own[rows], mean_own[rows], sd_own[rows] = _forecast_block(
-            history, rows, alpha=alpha, lumpy_alpha=lumpy_alpha, level_days=level_days
-        )
+    blocks = [_forecast_block(history, slice(start, min(start + CHUNK, n)), constants)
+              for start in range(0, max(n, 1), CHUNK)]  # an empty history is one empty block
+    b = {key: np.concatenate([block[key] for block in blocks]) for key in blocks[0]}
 
+    cls = classify(*_adi_cv2(b["n_obs"], b["n_hit"], b["total"], b["squares"]))
+    if constants.weekly:
+        prof = _profile(b["sums"], b["counts"], _category_shape(np.asarray(history.category), b["sums"], b["counts"]))
+    else:
+        prof = np.ones((n, 7))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mix_mean = (b["mix"] * prof).sum(axis=1)  # the profile's weight in the days the rate learnt from
+        rate = np.where(mix_mean > 0, b["raw_rate"] / mix_mean, b["raw_rate"])
+    sd = _spread(b, cls, rate, prof)
+    n_own = b["n_obs"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_own = np.where(n_own > 0, b["total"] / n_own, 0.0)
+        sd_own = np.sqrt(np.maximum(np.where(n_own > 0, b["squares"] / n_own - mean_own**2, 0.0), 0.0))
+
+    week_sd = np.sqrt(b["week_var"]) if constants.weekly else np.full(n, np.nan)
+    new_after = constants.new_after if new_product_days is None else new_product_days
     life = history.n_days - np.asarray(history.first_day)
-    new = life < new_product_days
+    new = life < new_after
     if new.any():
         pooled_rate, pooled_var, prior_days = _pooled(np.asarray(history.category), ~new, rate, sd**2)
-        prior_days = np.minimum(prior_days, new_product_days)
+        prior_days = np.minimum(prior_days, new_after)
         own_days, k = n_own[new], prior_days[new]
         with np.errstate(divide="ignore", invalid="ignore"):
             own = np.where(own_days > 0, own_days / (own_days + k), 0.0)  # credibility of its own days
         rate[new] = own * mean_own[new] + (1 - own) * pooled_rate[new]
         sd[new] = np.sqrt(own * sd_own[new] ** 2 + (1 - own) * pooled_var[new])
         cls[new] = "new"
-        prof[new] = 1.0
+        week_sd[new] = np.nan  # too few weeks of its own: its blended daily spread stands in
 
     if extra_daily is not None:
         extra = np.asarray(extra_daily, dtype=float)
         if extra.shape != (n,):
             raise ValueError(f"extra_daily must have one value per series ({n}), got {extra.shape}")
         rate = rate + np.maximum(extra, 0.0)
-    return Forecast(daily_demand=rate, demand_class=cls, daily_sd=sd, weekday_profile=prof)
+    # the rate is an exponentially weighted mean: its own error, as a share of the daily spread,
+    # is sqrt(alpha / (2 - alpha)) (new products: as uncertain as their blend, at least that)
+    alpha = constants.alpha_chance
+    return Forecast(daily_demand=rate, demand_class=cls, daily_sd=sd, weekday_profile=prof,
+                    rate_sd=sd * np.sqrt(alpha / (2 - alpha)), week_sd=week_sd,
+                    after_sale=np.where(new, 1.0, b["after_sale"]),
+                    first_weekday=(history.end.weekday() + 1) % 7 if constants.weekly else 0)
 
 
 def _pooled(

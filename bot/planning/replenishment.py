@@ -4,12 +4,13 @@ Method (docs/forecast.md explains it for purchasers):
 
 - Days of cover = (available + what arrives within the lead time) / forecast daily demand; infinite
   when nothing is expected to sell. The stockout date is today + whole days of cover.
-- Continuous review (s, S): with L the lead time (days), mu the daily demand, sigma its daily std
-  and z the normal quantile of the service level of the product's ABC class,
-  safety stock = z * sigma * sqrt(L), reorder point s = mu * L + safety stock,
-  order-up-to S = mu * (L + review_days) + safety stock. The service level is the chance a
-  replenishment cycle ends without a stockout (cycle service level); the share of demand served
-  (fill rate) is higher. Both s and S stay fractional; quantities are whole units.
+- Reorder point s: the demand over the lead time L plus the day between two checks is a count with
+  the forecast's mean (weekday-shaped from tomorrow) and a variance from the daily spread and the
+  rate's own error; as a negative binomial its quantile at the service level of the product's ABC
+  class (cycle service level: the chance an order arrives before the shelf runs empty) is s, in
+  whole units. Safety stock = s - mean lead-time demand (shown, not added again). Order-up-to
+  S = s + review_days of demand. The normal approximation used before (z * sigma * sqrt(L)) fell
+  short on slow, skewed demand; docs/forecast.md has the replay.
 - Order when the inventory position (available + on order) is at or below s: order S - position
   rounded up to whole units, then up to a multiple of the supplier's pack size. Above s: 0.
 - Transfer before buying: a warehouse at or below its reorder point may receive from another
@@ -37,6 +38,9 @@ import numpy as np
 from bot.planning.forecast import Forecast
 
 SERVICE_LEVELS = {"A": 0.98, "B": 0.95, "C": 0.90}
+CHECK_DAYS = 1.0  # suggestions are checked daily: an order may go out up to a day after the crossing
+NB_EXACT_MEAN = 400.0  # above this lead-time mean the count is near normal: its quantile is used
+NB_MAX_UNITS = 4000  # the exact CDF sums at most this many terms
 MIN_RECEIPTS = 3
 LEAD_TIME_PERCENTILE = 90
 
@@ -67,17 +71,84 @@ class Policy:
     safety_stock: np.ndarray  # (S,) float
 
 
-def service_z(abc: np.ndarray, service_levels: Mapping[str, float] = SERVICE_LEVELS) -> np.ndarray:
-    """The normal quantile of each series' service level; an unknown class is a ValueError."""
+def service_level_of(abc: np.ndarray, service_levels: Mapping[str, float] = SERVICE_LEVELS) -> np.ndarray:
+    """Each series' cycle service level (a probability) from its ABC class; an unknown class is a
+    ValueError."""
     abc = np.asarray(abc)
     unknown = set(np.unique(abc).tolist()) - set(service_levels)
     if unknown:
         raise ValueError(f"no service level for ABC classes {sorted(unknown)}")
-    z_of = {k: NormalDist().inv_cdf(v) for k, v in service_levels.items()}
-    z = np.zeros(abc.shape)
-    for k, v in z_of.items():
-        z[abc == k] = v
-    return z
+    level = np.zeros(abc.shape)
+    for k, v in service_levels.items():
+        level[abc == k] = v
+    return level
+
+
+def lead_time_demand(forecast: Forecast, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the demand over the next `days` per series.
+
+    The mean follows the weekday profile from tomorrow on. The variance is the spread of a whole
+    week's demand, in proportion to the weeks (where the history had enough whole weeks; else the
+    daily spread times the days), plus the rate's own uncertainty, which grows with the square of
+    the days (a rate 10 % off is 10 % off every day of the lead time).
+    """
+    days = np.maximum(np.asarray(days, dtype=float), 0.0)
+    mean = forecast.demand_over(days)
+    sd = np.asarray(forecast.daily_sd, dtype=float)
+    rate_sd = np.zeros_like(sd) if forecast.rate_sd is None else np.asarray(forecast.rate_sd, dtype=float)
+    week_sd = np.full_like(sd, np.nan) if forecast.week_sd is None else np.asarray(forecast.week_sd, dtype=float)
+    spread = np.where(np.isfinite(week_sd), days / 7.0 * np.nan_to_num(week_sd) ** 2, days * sd**2)
+    return mean, spread + (days * rate_sd) ** 2
+
+
+def demand_quantile(mean: np.ndarray, var: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """The smallest whole number of units q with P(demand <= q) >= level, per series.
+
+    Demand over a lead time is a count, mostly small and skewed: a negative binomial with this mean
+    and variance (Poisson where the variance is not above the mean). Its CDF is summed term by term
+    (pmf(k+1) = pmf(k) (k + r) / (k + 1) (1 - p)); a mean above NB_EXACT_MEAN, where the count is
+    near normal anyway, or a tail longer than NB_MAX_UNITS, takes the normal quantile instead.
+    """
+    mean = np.maximum(np.asarray(mean, dtype=float), 0.0)
+    var = np.asarray(var, dtype=float)
+    level = np.broadcast_to(np.asarray(level, dtype=float), mean.shape)
+    out = np.zeros(mean.shape)
+    z = np.array([NormalDist().inv_cdf(min(max(p, 1e-9), 1 - 1e-9)) for p in level.ravel()]).reshape(mean.shape)
+    normal = np.ceil(np.round(mean + z * np.sqrt(np.maximum(var, mean)) - 0.5, 9))
+    active = np.flatnonzero((mean > 0) & (mean <= NB_EXACT_MEAN))
+    excess = np.maximum(var[active] - mean[active], 1e-9 * mean[active])  # Poisson: r -> infinity
+    r = mean[active] ** 2 / excess
+    log_p = np.log(mean[active]) - np.log(mean[active] + excess)  # success probability r / (r + mean)
+    pmf = np.exp(r * log_p)
+    cdf = pmf.copy()
+    target = level[active]
+    k = 0
+    while active.size and k < NB_MAX_UNITS:
+        done = cdf >= target - 1e-12
+        out[active[done]] = k
+        keep = ~done
+        active, pmf, cdf, r, log_p, target = active[keep], pmf[keep], cdf[keep], r[keep], log_p[keep], target[keep]
+        pmf = pmf * (k + r) / (k + 1) * -np.expm1(log_p)
+        cdf = cdf + pmf
+        k += 1
+    out[active] = normal[active]  # the tail ran past NB_MAX_UNITS: near normal by then
+    big = mean > NB_EXACT_MEAN
+    out[big] = normal[big]
+    return np.maximum(out, 0.0)
+
+
+def undershoot_days(forecast: Forecast, check_days: float, lead: np.ndarray) -> np.ndarray:
+    """Days of demand to cover beyond the lead time: the days between two checks, plus how far,
+    on average, the position is already below the reorder point when the check finds it there.
+    Sales come in whole units: one at a time they land exactly on the line; in bigger lots they
+    overshoot it, the more the lumpier (renewal theory for whole units: E[d(d-1)] / (2 E[d]) units
+    of a day's demand d). Capped at the lead time.
+    """
+    mu = np.asarray(forecast.daily_demand, dtype=float)
+    sd = np.asarray(forecast.daily_sd, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        days = np.where(mu > 0, np.maximum(sd**2 + mu**2 - mu, 0.0) / (2 * mu**2), 0.0)
+    return check_days + np.minimum(days, lead)
 
 
 def policy(
@@ -86,16 +157,21 @@ def policy(
     abc: np.ndarray,
     *,
     review_days: float = 7,
+    check_days: float = CHECK_DAYS,
     service_levels: Mapping[str, float] = SERVICE_LEVELS,
 ) -> Policy:
     """Reorder point and order-up-to level per series (see the module docstring)."""
     lead = np.maximum(np.asarray(lead_time_days, dtype=float), 0.0)
-    mu = np.asarray(forecast.daily_demand, dtype=float)
-    safety = np.maximum(service_z(abc, service_levels), 0.0) * forecast.daily_sd * np.sqrt(lead)
+    mean, var = lead_time_demand(forecast, lead + undershoot_days(forecast, check_days, lead))
+    if forecast.after_sale is not None:  # the lead time starts right after a sale (forecast.py)
+        spell = np.maximum(np.asarray(forecast.after_sale, dtype=float), 1.0)
+        mean, var = mean * spell, var * spell
+    reorder_point = demand_quantile(mean, var, service_level_of(abc, service_levels))
+    margin = np.asarray(forecast.daily_demand, dtype=float) * review_days
     return Policy(
-        reorder_point=mu * lead + safety,
-        order_up_to=mu * (lead + review_days) + safety,
-        safety_stock=safety,
+        reorder_point=reorder_point,
+        order_up_to=reorder_point + margin,
+        safety_stock=np.maximum(reorder_point - mean, 0.0),
     )
 
 

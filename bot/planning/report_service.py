@@ -31,7 +31,8 @@ from bot.inventory.catalog import Catalog
 from bot.models import DemandForecast, Product, Role, SalesDay, StockLevel, Warehouse, utcnow
 from bot.planning import charts, reports
 from bot.planning.charts import Bar, Font
-from bot.recovery import funnel
+from bot.recovery import comparison, funnel
+from bot.recovery.comparison import Comparison
 from bot.recovery.funnel import FunnelReport
 from bot.settings import Settings
 from bot.shop.staff import locale_of, staff_with_role
@@ -208,6 +209,11 @@ class ReportFiles:
     caption: str  # HTML, under the first picture
     photos: list[File]
     csv: File
+    recovery_csv: File | None = None  # offered against held out, while there is a control group
+
+    @property
+    def documents(self) -> list[File]:
+        return [self.csv] if self.recovery_csv is None else [self.csv, self.recovery_csv]
 
 
 def funnel_stages(t: charts.Label, r: FunnelReport) -> list[tuple[str, int]]:
@@ -232,7 +238,7 @@ def _series_label(data: ReportData, font: Font, i: int) -> str:
 
 
 def render(templates: Templates, locale: str, data: ReportData, funnel_report: FunnelReport | None,
-           font: Font | None = None) -> ReportFiles:
+           font: Font | None = None, against: Comparison | None = None) -> ReportFiles:
     font = font or charts.find_font()
     t = labeller(templates, chart_locale(templates, locale, font))
     r = data.report
@@ -249,11 +255,17 @@ def render(templates: Templates, locale: str, data: ReportData, funnel_report: F
         photos.append(File("photo", "funnel.png", charts.funnel_chart(
             font, t, funnel_stages(t, funnel_report), title=t("stats_chart_title", days=data.days),
             subtitle=t("stats_chart_subtitle", kept=money(funnel_report.revenue_kept_cents)))))
-    name = f"report_{data.first.isoformat()}_{data.last.isoformat()}.csv"
+    period = f"{data.first.isoformat()}_{data.last.isoformat()}"
+    recovery_csv = None
+    if against is not None and against.has_control_group:
+        recovery_csv = File("document", f"recovery_{period}.csv",
+                            csv_document(comparison.CSV_COLUMNS, comparison.csv_rows(against)),
+                            templates.label(locale, "holdout_csv_caption"))
     return ReportFiles(
         caption=caption(templates, locale, data),
         photos=photos,
-        csv=File("document", name, csv_bytes(data), templates.label(locale, "report_csv_caption")),
+        csv=File("document", f"report_{period}.csv", csv_bytes(data), templates.label(locale, "report_csv_caption")),
+        recovery_csv=recovery_csv,
     )
 
 
@@ -352,14 +364,21 @@ async def build(session: AsyncSession, db: Database, settings: Settings, templat
         if data.empty:
             return None
         funnel_report = await _funnel(reader, settings, days)
+        against = await _comparison(reader, settings, days)
     await session.commit()
-    return await asyncio.to_thread(render, templates, locale, data, funnel_report)
+    return await asyncio.to_thread(render, templates, locale, data, funnel_report, against=against)
 
 
 async def _funnel(session: AsyncSession, settings: Settings, days: int) -> FunnelReport:
     now = utcnow()
     return await funnel.build_report(session, since=now - timedelta(days=days), until=now,
                                      attribution_days=settings.ATTRIBUTION_DAYS)
+
+
+async def _comparison(session: AsyncSession, settings: Settings, days: int) -> Comparison:
+    now = utcnow()
+    return await comparison.build(session, since=now - timedelta(days=days), until=now,
+                                  attribution_days=settings.ATTRIBUTION_DAYS, percent=settings.HOLDOUT_PERCENT)
 
 
 async def report_recipients(session: AsyncSession, admin_ids: frozenset[int]) -> list[int]:
@@ -379,12 +398,13 @@ async def weekly_report(db: Database, settings: Settings, templates: Templates, 
         locales = {user: await locale_of(session, user, settings.DEFAULT_LOCALE) for user in recipients}
         data = await load(session, days=days, until=until, rules=rules_of(settings)) if recipients else None
         funnel_report = await _funnel(session, settings, days) if data and not data.empty else None
+        against = await _comparison(session, settings, days) if data and not data.empty else None
     async with db.transaction() as session:
         await attachments.forget_sent(session, utcnow() - KEEP_FILES)
     if data is None or data.empty:
         return 0
     files = {
-        locale: await asyncio.to_thread(render, templates, locale, data, funnel_report)
+        locale: await asyncio.to_thread(render, templates, locale, data, funnel_report, against=against)
         for locale in sorted(set(locales.values()))
     }
     queued = 0
@@ -394,7 +414,7 @@ async def weekly_report(db: Database, settings: Settings, templates: Templates, 
             text = templates.label(locale, "report_weekly_caption", caption=bundle.caption)
             message = Outgoing(f"weekly_report:{year}-W{week:02d}:{user}", user, "weekly_report", text,
                                priority=STAFF_PRIORITY)
-            if await attachments.enqueue_with_files(session, message, [*bundle.photos, bundle.csv]):
+            if await attachments.enqueue_with_files(session, message, [*bundle.photos, *bundle.documents]):
                 queued += 1
     return queued
 

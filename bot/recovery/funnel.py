@@ -19,13 +19,17 @@ Revenue kept is money that would otherwise have walked out with the stockout:
   to Stockbot, one unit of the product minus the discount. The discount itself is a cost, not
   revenue, so it is never added.
 Other purchases in the window are counted as "bought" but not added: a customer with an open
-order would often have bought anyway, and counting it would flatter the bot.
+order would often have bought anyway, and counting it would flatter the bot. How much the offers
+really add is measured against the control group (bot/recovery/comparison.py), whose rows the
+funnel leaves out; `attribute` records their purchases all the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +50,9 @@ from bot.models import (
     StockoutOffer,
     utcnow,
 )
+
+# The control group (bot/recovery/holdout.py) got no offer: the funnel is about offers made.
+NOT_HELD_OUT = StockoutOffer.status != OfferStatus.HELD_OUT.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +86,71 @@ class FunnelReport:
         return f"{round(100 * count / base)}%" if base else "—"
 
 
-async def _unattributed(session: AsyncSession, since: datetime, until: datetime) -> list[StockoutOffer]:
-    """Offers of the period with no purchase recorded yet."""
-    return list(
-        await session.scalars(
-            select(StockoutOffer).where(
-                StockoutOffer.created_at >= since, StockoutOffer.created_at < until,
-                StockoutOffer.bought_at.is_(None),
-            )
-        )
+async def _unattributed(
+    session: AsyncSession, since: datetime, until: datetime, *, held_out: bool = True
+) -> list[StockoutOffer]:
+    """Offers of the period with no purchase recorded yet (with `held_out`, the control group's too)."""
+    query = select(StockoutOffer).where(
+        StockoutOffer.created_at >= since, StockoutOffer.created_at < until, StockoutOffer.bought_at.is_(None),
     )
+    if not held_out:
+        query = query.where(NOT_HELD_OUT)
+    return list(await session.scalars(query))
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    at: datetime
+    product_id: int
+    order_external_id: str
+    line_id: int
+    value_cents: int  # the line's quantity x the product's current price
+
+
+async def purchases_since(session: AsyncSession, customers: Collection[int], since: datetime) -> dict[int, list[Purchase]]:
+    """Customer id -> their order lines (not cancelled) created, or fulfilled, since `since`. A
+    line fulfilled after it was created is listed at both times: an open order line that the
+    customer finally gets counts as a purchase when it ships. Reads only."""
+    purchases: dict[int, list[Purchase]] = {}
+    ordered = sorted(customers)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        rows = await session.execute(
+            select(Order.customer_id, Order.external_id, Order.created_at, Order.updated_at, OrderLine.product_id,
+                   OrderLine.status, OrderLine.id, OrderLine.qty * Product.price_cents)
+            .join(OrderLine, OrderLine.order_id == Order.id)
+            .join(Product, Product.id == OrderLine.product_id)
+            .where(Order.customer_id.in_(chunk), OrderLine.status != OrderStatus.CANCELLED.value,
+                   (Order.created_at >= since) | (Order.updated_at >= since))
+        )
+        for customer_id, external_id, created, updated, product_id, status, line_id, value in rows:
+            found = purchases.setdefault(customer_id, [])
+            found.append(Purchase(created, product_id, external_id, line_id, int(value or 0)))
+            if status == OrderStatus.FULFILLED.value and updated > created:
+                found.append(Purchase(updated, product_id, external_id, line_id, int(value or 0)))
+    return purchases
+
+
+class Attributable(Protocol):
+    """What attribution reads of an offer (an offer row, or a row of those columns)."""
+
+    @property
+    def product_id(self) -> int: ...
+    @property
+    def substitute_ids(self) -> list[int] | None: ...
+    @property
+    def chosen_product_id(self) -> int | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def attributable(offer: Attributable, purchases: Sequence[Purchase], window: timedelta) -> list[Purchase]:
+    """The purchases that count for an offer: of the product or a substitute (the offered ones,
+    and the one taken), within the window after the offer."""
+    wanted = {offer.product_id, *(offer.substitute_ids or [])}
+    if offer.chosen_product_id:
+        wanted.add(offer.chosen_product_id)
+    return [p for p in purchases if p.product_id in wanted and offer.created_at <= p.at <= offer.created_at + window]
 
 
 async def find_purchases(
@@ -99,34 +161,14 @@ async def find_purchases(
     if not offers:
         return {}
     window = timedelta(days=attribution_days)
-    customers = {offer.customer_id for offer in offers}
-    earliest = min(offer.created_at for offer in offers)
-    purchases: dict[int, list[tuple[datetime, int, str]]] = {}
-    for start in range(0, len(customers), 500):
-        chunk = list(customers)[start : start + 500]
-        rows = await session.execute(
-            select(Order.customer_id, Order.external_id, Order.created_at, Order.updated_at, OrderLine.product_id,
-                   OrderLine.status)
-            .join(OrderLine, OrderLine.order_id == Order.id)
-            .where(Order.customer_id.in_(chunk), OrderLine.status != OrderStatus.CANCELLED.value,
-                   (Order.created_at >= earliest) | (Order.updated_at >= earliest))
-        )
-        for customer_id, external_id, created, updated, product_id, status in rows:
-            purchases.setdefault(customer_id, []).append((created, product_id, external_id))
-            if status == OrderStatus.FULFILLED.value and updated > created:
-                purchases[customer_id].append((updated, product_id, external_id))
+    purchases = await purchases_since(
+        session, {offer.customer_id for offer in offers}, min(offer.created_at for offer in offers)
+    )
     found: dict[int, tuple[datetime, str]] = {}
     for offer in offers:
-        wanted = {offer.product_id, *(offer.substitute_ids or [])}
-        if offer.chosen_product_id:
-            wanted.add(offer.chosen_product_id)
-        hits = [
-            (at, external_id)
-            for at, product_id, external_id in purchases.get(offer.customer_id, ())
-            if product_id in wanted and offer.created_at <= at <= offer.created_at + window
-        ]
+        hits = attributable(offer, purchases.get(offer.customer_id, ()), window)
         if hits:
-            found[offer.id] = min(hits)
+            found[offer.id] = min((p.at, p.order_external_id) for p in hits)
     return found
 
 
@@ -147,9 +189,9 @@ async def build_report(session: AsyncSession, *, since: datetime, until: datetim
     purchase not recorded yet is counted as `attribute` would record it, so the figures do not
     wait for the job."""
     not_yet_recorded = await find_purchases(
-        session, await _unattributed(session, since, until), attribution_days=attribution_days
+        session, await _unattributed(session, since, until, held_out=False), attribution_days=attribution_days
     )
-    in_period = (StockoutOffer.created_at >= since, StockoutOffer.created_at < until)
+    in_period = (StockoutOffer.created_at >= since, StockoutOffer.created_at < until, NOT_HELD_OUT)
     offers = dict(
         (await session.execute(
             select(StockoutOffer.status, func.count()).where(*in_period).group_by(StockoutOffer.status)

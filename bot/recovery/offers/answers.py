@@ -53,8 +53,8 @@ async def own_open_offer(
     message the offer was sent as.
     """
     offer = await session.get(StockoutOffer, offer_id, with_for_update=True, populate_existing=True)
-    if offer is None or offer.customer_id != customer_id:
-        raise Refused("button_refused")
+    if offer is None or offer.customer_id != customer_id or offer.status == OfferStatus.HELD_OUT.value:
+        raise Refused("button_refused")  # held out: there was never an offer to answer
     if message_id is not None and offer.notification_id is not None:
         sent = (
             await session.execute(

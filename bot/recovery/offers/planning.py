@@ -12,6 +12,9 @@ transactions of their own, so the first VIP message is queued at once, whatever 
 Each offer, its coupon and its outbox row are written together. Only customers who can be
 messaged (a linked chat, not opted out, not blocked) are planned at all: an import of a shop whose
 customers have not linked their chats yet costs nothing.
+With HOLDOUT_PERCENT, the control group (`holdout.split`) gets an offer row marked `held_out`
+and nothing else: no coupon, no message; the row keeps the draw, and the substitutes they would
+have been offered, for the comparison.
 Substitutes come from the in-memory catalog as it stands: planning never refreshes it (that would
 take a second connection inside the event's transaction); the event consumer refreshes it first.
 """
@@ -45,6 +48,7 @@ from bot.models import (
     WaitStatus,
     utcnow,
 )
+from bot.recovery import holdout
 from bot.recovery.coupons import CouponRequest, issue_coupons, policy
 from bot.recovery.context import RecoveryContext
 from bot.recovery.offers.message import OfferRenderer, SubView
@@ -217,10 +221,12 @@ async def plan_batch(
     subs = cache[product.id]
     eta = await incoming_eta(session, product.id)
     settings = recovery.settings
+    drawn = holdout.split(batch, plan.cause_event_id, percent=settings.HOLDOUT_PERCENT, vips=settings.HOLDOUT_VIPS)
+    held_out = {t.customer_id for t in drawn.held_out}
 
     grants = {
         t.customer_id: grant
-        for t in batch
+        for t in drawn.offered
         if t.contactable and (grant := policy(settings, vip=t.vip, has_order=t.line_id is not None))
     }
     coupons = await issue_coupons(
@@ -236,8 +242,9 @@ async def plan_batch(
             {"product_id": product.id, "customer_id": t.customer_id, "order_line_id": t.line_id,
              "cause_event_id": plan.cause_event_id, "substitute_ids": [s.product_id for s in subs],
              "coupon_id": coupons[t.customer_id].id if t.customer_id in coupons else None,
-             "status": OfferStatus.QUEUED.value, "revenue_cents": 0, "created_at": now,
-             "contactable": t.contactable}
+             "status": OfferStatus.HELD_OUT.value if t.customer_id in held_out else OfferStatus.QUEUED.value,
+             "revenue_cents": 0, "created_at": now, "contactable": t.contactable,
+             "randomised": t.customer_id in drawn.randomised}
             for t in batch
         ],
     )
@@ -246,7 +253,7 @@ async def plan_batch(
     renderer = OfferRenderer(recovery.templates, product, subs, eta)
     messages: list[Outgoing] = []
     offer_of_key: dict[str, int] = {}
-    for t in batch:
+    for t in drawn.offered:
         offer_id = offer_ids.get(t.customer_id)
         if offer_id is None or not t.contactable:
             continue  # offered already (a race), or cannot be messaged: the offer row records it
