@@ -7,7 +7,6 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from importlib import metadata
-from pathlib import Path
 
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -73,15 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "polling (needs WEBHOOK_URL)")
 
     importer = commands.add_parser(
-        "import", help="import a CSV file", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "import", help="import a CSV or xlsx file", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check the whole file, then import it; with any bad row nothing is written and "
-                    "each bad row is printed as FILE:LINE: reason (exit 1).",
+                    "each bad row is printed as FILE:LINE: reason (exit 1). The last line names the "
+                    "database written to.",
     )
     importer.lazy_epilog = _columns_help
     importer.add_argument("kind", choices=IMPORT_KINDS, help="what the file holds: " + ", ".join(IMPORT_KINDS))
     # A string, not a Path: messages name the file as given (Path drops a leading ./).
-    importer.add_argument("file", help="the CSV file, with a header row")
+    importer.add_argument("file", help="the CSV or xlsx file, with a header row")
     importer.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
+    importer.add_argument("--sheet", metavar="NAME", help="the xlsx sheet to read (default: the first)")
+    importer.add_argument("--all-errors", action="store_true",
+                          help="print every bad row (default: at most 50, then how many more)")
 
     customers = commands.add_parser("customers", help="customer tools")
     customer_commands = customers.add_subparsers(dest="customers_command", required=True, metavar="ACTION")
@@ -110,38 +113,6 @@ async def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
     db = await open_database(settings)
     await db.dispose()
     print("database is up to date")
-    return 0
-
-
-async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.inventory.importer import import_csv  # deferred: see above
-    from bot.runner import open_database
-
-    label = args.file
-    try:
-        data = Path(args.file).open("rb")  # streamed: the importer reads it twice, a chunk at a time
-    except OSError as exc:
-        print(f"{label}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    db = await open_database(settings)
-    try:
-        report = await import_csv(
-            db, args.kind, data, label=label, dry_run=args.dry_run,
-            actor="cli:import", phone_region=settings.PHONE_REGION, zone=settings.zone,
-        )
-    finally:
-        data.close()
-        await db.dispose()
-    for line in report.error_lines():
-        print(line, file=sys.stderr)
-    if not report.ok:
-        print(f"{label}: {len(report.problems)} bad row(s); nothing was imported", file=sys.stderr)
-        return 1
-    if report.dry_run:
-        print(f"{label}: {report.rows} row(s) checked, all good (dry run: nothing written)")
-    else:
-        print(f"{label}: imported {report.rows} row(s) of {report.kind}: "
-              f"{report.created} created, {report.updated} updated")
     return 0
 
 
@@ -183,7 +154,11 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return _invite
     if args.command == "db":
         return _db_upgrade
-    return {"demo": _demo, "run": _run, "import": _import}[args.command]
+    if args.command == "import":
+        from bot.cli_import import run_import  # deferred: see above
+
+        return run_import
+    return {"demo": _demo, "run": _run}[args.command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.handlers.commands import publish_commands_for
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
-from bot.inventory.importer import KINDS, import_csv
+from bot.ingest.files import import_file
+from bot.inventory.importer import KINDS
 from bot.models import Role, utcnow
 from bot.planning import report_service
 from bot.recovery import funnel
@@ -105,14 +106,13 @@ async def import_document(message: Message, session: AsyncSession, texts: Texts,
     label = document.file_name or f"{kind}.csv"
     with tempfile.TemporaryFile() as spool:  # on disk: the importer streams it, twice
         await bot.download(document, destination=spool)
-        report = await import_csv(services.db, kind, spool, label=label, actor="tg:import",
-                                  phone_region=services.settings.PHONE_REGION, zone=services.settings.zone)
+        report = await import_file(services.db, kind, spool, label=label, actor="tg:import",
+                                   phone_region=services.settings.PHONE_REGION, zone=services.settings.zone)
     if not report.ok:
-        lines = report.error_lines()
-        await message.answer(texts.render("import_failed", lines=lines[:ERRORS_SHOWN],
-                                          hidden=max(0, len(lines) - ERRORS_SHOWN), label=label))
+        lines, hidden = report.shown_errors(ERRORS_SHOWN)
+        await message.answer(texts.render("import_failed", lines=lines, hidden=hidden, label=label))
         return
     if kind == "catalog":
         await services.catalog.refresh(services.db)
     await message.answer(texts("import_done", label=label, rows=report.rows, created=report.created,
-                               updated=report.updated))
+                               updated=report.updated, unchanged=report.unchanged))
