@@ -91,11 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     invite = customer_commands.add_parser(
         "invite", help="print one-time deep links for unlinked customers",
         description="Print <external_id><TAB><link> for each customer not yet linked to a chat. A link "
-                    "stays valid for INVITE_TTL_DAYS; running this again prints the same valid link.",
+                    "stays valid for INVITE_TTL_DAYS; running this again prints the same valid link. "
+                    "The bot's username comes from BOT_USERNAME, else the one `stockbot run` last "
+                    "learned, else the Bot API.",
     )
     invite.add_argument("--external-id", metavar="ID", help="only the customer with this external id")
     invite.add_argument("--token-only", action="store_true",
-                        help="print tokens instead of t.me links (needs no BOT_TOKEN)")
+                        help="print tokens instead of t.me links (needs no bot username)")
 
     database = commands.add_parser("db", help="database tools")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -117,12 +119,12 @@ async def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
 
 
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runner import bot_username, open_database  # deferred: see above
+    from bot.runner import open_database  # deferred: see above
     from bot.shop.customers import issue_invites
 
-    username = None if args.token_only else await bot_username(settings, "stockbot customers invite")
     db = await open_database(settings)
     try:
+        username = None if args.token_only else await _invite_username(settings, db)
         async with db.transaction() as session:
             issued = await issue_invites(session, args.external_id, ttl_days=settings.INVITE_TTL_DAYS)
     finally:
@@ -134,6 +136,26 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
         target = token if username is None else f"https://t.me/{username}?start={token}"
         print(f"{external_id}\t{target}")
     return 0
+
+
+async def _invite_username(settings: Settings, db) -> str:  # type: ignore[no-untyped-def]
+    """BOT_USERNAME, else the name the running bot last learned (stored), else getMe, offline first."""
+    from bot.runner import bot_username  # deferred: see above
+    from bot.shop.bot_identity import learned_username, remember_bot
+
+    if settings.BOT_USERNAME:
+        return settings.BOT_USERNAME
+    async with db.read_session() as session:
+        learned = await learned_username(session, settings.bot_id)
+    if learned:
+        return learned
+    if settings.BOT_TOKEN is None:
+        raise SettingsError("BOT_USERNAME", "is needed by `stockbot customers invite` offline (or set "
+                                            "BOT_TOKEN, or use --token-only)")
+    username = await bot_username(settings, "stockbot customers invite (or use --token-only)")
+    async with db.transaction() as session:
+        await remember_bot(session, settings.bot_id or 0, username)
+    return username
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -173,8 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from bot.runner import with_webhook_secret  # deferred (CLI start path)
 
                 settings = with_webhook_secret(settings)
-        elif args.command == "customers" and not args.token_only:
-            settings.require_token("stockbot customers invite (or use --token-only)")
         if args.command != "demo":  # the demo prints conversations, and keeps its own quiet logging
             from bot.logs import configure_logging  # deferred (CLI start path): it loads SQLAlchemy
 

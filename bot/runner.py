@@ -160,6 +160,14 @@ async def bot_username(settings: Settings, command: str) -> str:
     return me.username or ""
 
 
+async def _remember_username(db: Database, me: User) -> None:
+    from bot.shop.bot_identity import remember_bot  # deferred with the rest of `run`'s start
+
+    if me.username:  # for `stockbot customers invite` run offline later
+        async with db.transaction() as session:
+            await remember_bot(session, me.id, me.username)
+
+
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """glibc gives each thread that allocates its own heap (up to 8 per core), and the database
     threads (one per pooled SQLite connection) and `to_thread` workers each fill and fragment
@@ -223,6 +231,7 @@ async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running
     running.push_async_callback(bot.session.close)
     me = await check_bot(bot, settings)
     log.info("running as @%s", me.username)
+    await _remember_username(db, me)
     services = build_services(settings, db)
     # The catalog indexes load in the event worker's first pass, while polling starts: a large
     # catalog no longer holds up start-up.

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, common, customer, fallback, offers, purchaser, reports, sales
+from bot.handlers import admin, common, customer, fallback, flows, offers, purchaser, reports, sales
 
 
 def build_routers() -> list[Router]:
     return [
         common.create_router(),
+        flows.create_router(),
         admin.create_router(),
         purchaser.create_router(),
         reports.create_router(),

@@ -45,10 +45,15 @@ async def grant(message: Message, command: CommandObject, session: AsyncSession,
                 services: Services, bot: Bot) -> None:
     parts = (command.args or "").split()
     roles = {role.value: role for role in Role}
-    if len(parts) != 2 or _user_id(parts[0]) is None or parts[1].lower() not in roles:
+    by_name = len(parts) == 2 and parts[0].startswith("@") and bool(staff.normal_username(parts[0]))
+    if len(parts) != 2 or (not by_name and _user_id(parts[0]) is None) or parts[1].lower() not in roles:
         await message.answer(texts("usage_grant"))
         return
-    user_id, role = int(parts[0]), roles[parts[1].lower()]
+    role = roles[parts[1].lower()]
+    user_id = await staff.user_id_by_username(session, parts[0]) if by_name else int(parts[0])
+    if user_id is None:
+        await message.answer(texts("unknown_username", username=parts[0].removeprefix("@")[:64]))
+        return
     await staff.grant(session, user_id, role, actor.user_id)
     await message.answer(texts("granted", user_id=user_id, role=texts(f"role_{role.value}")))
     await publish_commands_for(bot, services, user_id, role.value)
