@@ -99,6 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--token-only", action="store_true",
                         help="print tokens instead of t.me links (needs no bot username)")
 
+    report = commands.add_parser("report", help="write the /report charts (PNG) and CSV to a folder",
+                                 description="Write what /report sends in chat: the charts as PNG files "
+                                             "and the CSV, into DIR; prints each file written.")
+    report.add_argument("days", nargs="?", metavar="DAYS", help="the period in days, 1-365 (default 30)")
+    report.add_argument("--out", metavar="DIR", required=True, help="the folder to write to (made if missing)")
+    report.add_argument("--locale", choices=("en", "zh"), help="the charts' language (default: DEFAULT_LOCALE)")
+
+    plan = commands.add_parser("plan", help="print the replenishment plan",
+                               description="Print what to buy or move now, as /plan and GET "
+                                           "/api/v1/replenishment give it.")
+    plan.add_argument("--csv", action="store_true", help="as CSV with a header row, for a spreadsheet")
+
+    doctor = commands.add_parser("doctor", help="check the set-up, one line each (exit 1 when any fails)",
+                                 description="Check the settings, the database, the Bot API and token, "
+                                             "admins, the CJK font, webhook and source settings: one line "
+                                             "each, ✓ or ✗ with the fix. Exit 0 when all hold, 1 otherwise.")
+    doctor.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="how long to wait for the database and the Bot API (default 5)")
+
     database = commands.add_parser("db", help="database tools")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply migrations to DATABASE_URL (run does this too)")
@@ -176,6 +195,14 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return _invite
     if args.command == "db":
         return _db_upgrade
+    if args.command in ("report", "plan"):
+        from bot.cli_files import run_plan, run_report  # deferred: see above
+
+        return run_report if args.command == "report" else run_plan
+    if args.command == "doctor":
+        from bot.doctor import run_doctor  # deferred: see above
+
+        return run_doctor
     if args.command == "import":
         from bot.cli_import import run_import  # deferred: see above
 
@@ -201,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging(settings)
         return asyncio.run(_handler(args)(settings, args))
     except SettingsError as exc:
+        if args.command == "doctor":
+            from bot.doctor import print_settings_problem  # deferred: see above
+
+            return print_settings_problem(exc)
         print(f"stockbot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -225,6 +225,10 @@ async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running
     from bot.handlers.commands import publish_default_commands
     from bot.services import build_services
 
+    from bot.doctor import start_warnings
+
+    for warning in start_warnings(settings):  # what `stockbot doctor` would mark ✗, seen offline
+        log.warning("%s", warning)
     db = await open_database(settings, migrate_in_child=True)
     running.push_async_callback(db.dispose)
     bot = create_bot(settings)
