@@ -29,7 +29,6 @@ from bot.handlers.middlewares import CommitBeforeTelegram, Throttle, UnitOfWork
 from bot.inventory.reorder import reorder_reactions
 from bot.models import StockEventKind
 from bot.recovery.reactions import recovery_reactions
-from bot.runner import run
 from bot.services import Services
 from bot.settings import Settings
 
@@ -99,7 +98,3 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
     services.db.on_commit(STOCK_EVENTS, consumer.wake)
     bot.session.middleware(CommitBeforeTelegram())
     return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, consumer)
-
-
-async def run_forever(settings: Settings, *, webhook: bool = False) -> int:
-    return await run(settings, webhook=webhook)

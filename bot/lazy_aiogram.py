@@ -16,14 +16,20 @@ a model is first validated or serialized, and everything is as before. Nothing o
 package's import is touched: models defined later (ours) build as usual.
 
 It leans on two pydantic internals (`config_defaults`, and the namespace aiogram hands to
-`model_rebuild`); if they are not there, aiogram is imported the ordinary way. The whole test
-suite runs through this path, as the bot does.
+`model_rebuild`), so it runs only on the pydantic versions it was tested with (`TESTED_PYDANTIC`)
+and only while `STOCKBOT_LAZY_AIOGRAM` is not `0`; otherwise aiogram is imported the ordinary way.
+If the internals are there but behave differently (aiogram's rebuild handed no namespace), every
+model is rebuilt at once as aiogram itself would. The whole test suite runs through this path, as
+the bot does, and tests/test_lazy_aiogram.py compares every Bot API type's schema with an
+ordinary import's.
 """
 
 from __future__ import annotations
 
 import importlib.abc
+import importlib.metadata
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -35,11 +41,31 @@ from typing import Any
 _PACKAGE = "aiogram"
 _MODEL_PACKAGES = ("aiogram.types.", "aiogram.methods.")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+SWITCH = "STOCKBOT_LAZY_AIOGRAM"
+# [lowest, first untested): the pydantic minors whose internals this was run against. Widen it
+# only after tests/test_lazy_aiogram.py passes on the new version.
+TESTED_PYDANTIC = ((2, 7), (2, 14))
+
+
+def enabled() -> bool:
+    if os.environ.get(SWITCH, "1").strip() == "0":
+        return False
+    try:
+        version = importlib.metadata.version("pydantic")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return _within(version, *TESTED_PYDANTIC)
+
+
+def _within(version: str, lowest: tuple[int, int], untested: tuple[int, int]) -> bool:
+    major_minor = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    return len(major_minor) == 2 and lowest <= major_minor < untested
 
 
 def install() -> None:
-    """Defer aiogram's model building, unless aiogram is already imported (too late to)."""
-    if _PACKAGE in sys.modules or any(isinstance(f, _Finder) for f in sys.meta_path):
+    """Defer aiogram's model building, unless aiogram is already imported (too late to) or the
+    installed pydantic is one this was not tested with."""
+    if _PACKAGE in sys.modules or any(isinstance(f, _Finder) for f in sys.meta_path) or not enabled():
         return
     sys.meta_path.insert(0, _Finder())
 
@@ -64,24 +90,28 @@ class _DeferringLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         namespace: dict[str, Any] = {}
-        with _models_built_on_first_use(namespace):
+        with _models_built_on_first_use(namespace) as deferred:
             self._loader.exec_module(module)
-        _resolve_forward_references(namespace)
+        if deferred and not namespace:
+            _rebuild_all_now()
+        else:
+            _resolve_forward_references(namespace)
 
     def __getattr__(self, name: str) -> Any:  # is_package, get_code, resources: the real loader's
         return getattr(self._loader, name)
 
 
 @contextmanager
-def _models_built_on_first_use(namespace: dict[str, Any]) -> Iterator[None]:
+def _models_built_on_first_use(namespace: dict[str, Any]) -> Iterator[bool]:
+    """Yields whether building is deferred."""
     try:
         from pydantic import BaseModel
         from pydantic._internal._config import config_defaults
     except ImportError:  # another pydantic: import aiogram as it comes
-        yield
+        yield False
         return
     if not isinstance(config_defaults, dict) or "defer_build" not in config_defaults:
-        yield
+        yield False
         return
 
     def collect_namespace(cls: type, *args: Any, _types_namespace: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -91,10 +121,25 @@ def _models_built_on_first_use(namespace: dict[str, Any]) -> Iterator[None]:
     config_defaults["defer_build"] = True
     BaseModel.model_rebuild = classmethod(collect_namespace)  # type: ignore[assignment,method-assign]
     try:
-        yield
+        yield True
     finally:
         config_defaults["defer_build"] = original_default
         BaseModel.model_rebuild = original_rebuild  # type: ignore[method-assign]
+
+
+def _rebuild_all_now() -> None:
+    """What aiogram's own import does, for when the deferral's assumptions did not hold."""
+    from typing import Literal, Optional, Union
+
+    import aiogram.types as types  # already imported: the package import just ran it
+    from aiogram.client.default import Default
+
+    names = {"List": list, "Optional": Optional, "Union": Union, "Literal": Literal, "Default": Default,
+             **{name: getattr(types, name) for name in types.__all__}}
+    for name in types.__all__:
+        entity = getattr(types, name)
+        if hasattr(entity, "model_rebuild"):
+            entity.model_rebuild(force=True, _types_namespace=names)
 
 
 def _resolve_forward_references(namespace: dict[str, Any]) -> None:
