@@ -222,13 +222,10 @@ async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running
     # Deferred (CLI start path): the bot, its handlers, jobs and services import aiogram, the
     # scheduler, numpy and the catalog; `db upgrade` and `import` load this module and need none.
     from bot.app import create_bot, create_runtime
+    from bot.doctor import start_warnings
     from bot.handlers.commands import publish_default_commands
     from bot.services import build_services
 
-    from bot.doctor import start_warnings
-
-    for warning in start_warnings(settings):  # what `stockbot doctor` would mark ✗, seen offline
-        log.warning("%s", warning)
     db = await open_database(settings, migrate_in_child=True)
     running.push_async_callback(db.dispose)
     bot = create_bot(settings)
@@ -250,6 +247,9 @@ async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running
     await _listen(app, settings, running)
     if webhook:
         await _register_webhook(bot, settings)
+    # After the checks that stop a start (one line, exit 2): these only warn.
+    for warning in start_warnings(settings):  # what `stockbot doctor` would mark ✗, seen offline
+        log.warning("%s", warning)
     _start_workers(runtime, stop, running)
     if not webhook:
         await bot.delete_webhook(drop_pending_updates=False)

@@ -84,3 +84,14 @@ async def test_report_writes_the_charts_and_the_csv_to_a_folder(
     assert "BUY,SH," in content
     bad = stockbot("report", "0", "--out", "x", cwd=tmp_path, DATABASE_URL=database_url)
     assert bad.returncode == 2 and "DAYS" in bad.stderr
+
+
+def test_run_warns_at_start_of_each_problem_it_sees_offline(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from bot import doctor
+
+    monkeypatch.setattr(doctor, "FONT_DIRS", (str(tmp_path),))
+    bare = Settings(_env_file=None, DATABASE_URL="sqlite+aiosqlite:///x.db")  # type: ignore[call-arg]
+    assert [w.split(":")[0] for w in doctor.start_warnings(bare)] == ["no admins", "no CJK font"]
+    (tmp_path / "NotoSansCJK-Regular.ttc").write_bytes(b"")
+    ready = Settings(_env_file=None, ADMIN_IDS="5")  # type: ignore[call-arg]
+    assert doctor.start_warnings(ready) == []
