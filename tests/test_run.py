@@ -87,7 +87,7 @@ def test_run_answers_acts_on_cli_changes_and_stops_cleanly_on_sigterm(
     for kind, text in files.items():
         (tmp_path / f"{kind}.csv").write_text(text)
         assert _cli(env, tmp_path, "import", kind, f"{kind}.csv").returncode == 0
-    token = _cli(env, tmp_path, "customers", "invite", "--token-only").stdout.split("\t")[1].strip()
+    token = _cli(env, tmp_path, "customers", "invite", "--token-only", "--external-id", "C-1").stdout.split("\t")[1].strip()
     bot = _start_bot(env, tmp_path)
     try:
         _wait(sandbox.is_polling, what="the bot to poll")

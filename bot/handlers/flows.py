@@ -42,8 +42,10 @@ class FlowExpiry(BaseMiddleware):
         state: FSMContext | None = data.get("state")
         if state is None:
             return await handler(event, data)
-        if await state.get_state() is None:
-            return await self._stamped(handler, event, data, state)
+        if data.get("raw_state") is None:  # read once per update by aiogram's FSM middleware
+            if isinstance(event, CallbackQuery):  # a button may start a flow; a message never does
+                return await self._stamped(handler, event, data, state)
+            return await handler(event, data)
         text = event.text or "" if isinstance(event, Message) else ""
         command = _command(text)
         step_at = (await state.get_data()).get(STEP_AT)
