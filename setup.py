@@ -10,5 +10,5 @@ setup(
     packages=[*find_namespace_packages(include=["bot", "bot.*"], exclude=["*.__pycache__"]), "bot.messages"],
     package_dir={"bot.messages": "messages"},
     package_data={"bot.messages": ["*/*.html", "*/*.toml"], "bot.migrations": ["script.py.mako"],
-                  "bot.inventory": ["pinyin_readings.json"]},
+                  "bot.inventory": ["pinyin_readings.json"], "bot.play": ["static/*"]},
 )

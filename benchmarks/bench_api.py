@@ -32,7 +32,7 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.api.app import create_api_app  # noqa: E402
-from bot.api.signing import signature  # noqa: E402
+from bot.api.signing import signed_headers  # noqa: E402
 from bot.db import create_database  # noqa: E402
 from bot.migrate import recreate  # noqa: E402
 from bot.models import Product, Warehouse, utcnow  # noqa: E402
@@ -119,7 +119,7 @@ async def run(args: argparse.Namespace) -> None:
                 nonlocal failures
                 started = time.perf_counter()
                 async with client.post(
-                    base, data=body, headers={"X-Signature": signature(SECRET, body), "Content-Type": "application/json"}
+                    base, data=body, headers={**signed_headers(SECRET, "POST", "/api/v1/stock-events", body), "Content-Type": "application/json"}
                 ) as response:
                     payload = await response.json()
                 latencies.append(time.perf_counter() - started)

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_shop.py            # 100,000 products, customers and orders
     python benchmarks/bench_shop.py --small    # 5,000 of each: a quick check that it works
+    python benchmarks/bench_shop.py --messy    # a real shop's first day (issue 20), see below
 
 Everything runs on loopback in a temporary folder: a seeded shop as CSV files (stock in 2-3
 warehouses), the built-in Bot API sandbox on a thread of this process, and `python -m bot run`
@@ -12,6 +13,13 @@ sendMessage to that chat is taken, right after the imports and again once idle. 
 the bot's RSS (peak and settled), idle CPU, start-up and SIGTERM times, how long the stock-event
 backlog took to drain, each beside its target. Every wait is bounded (--deadline overall); the
 bot is stopped (killed if it hangs) and the sandbox shut down however the run ends.
+
+--messy is the shop as shops really have it: a third of the catalog at zero in every warehouse,
+half of the order lines open and a quarter backordered, on random products, and one customer in
+fifty linked to a chat. It prints besides: the seconds from the last import until the bot's CPU
+stays under 2 % (a 5 s window), and how many messages reached customers about products imported
+at zero (every linked customer's chat but the probes': nothing else happens to them). --code DIR
+runs the bot from another checkout (the baseline, e.g. /work/main) with this script.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from common import describe
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.api.signing import signature  # noqa: E402
+from bot.api.signing import signed_headers  # noqa: E402
 from bot.sandbox import BotApiSandbox  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 
@@ -51,6 +59,8 @@ SECRET = "bench-shop-secret"
 WAREHOUSES = ("SH", "BJ", "GZ")
 PROBES = 2  # one VIP stockout right after the imports, one once idle
 PROBE_CHAT = 900_000_000  # chat ids of the linked VIP customers: PROBE_CHAT + 1, + 2
+LINKED_EVERY = 50  # --messy: one customer in fifty has a chat (PROBE_CHAT + 1000 + i)
+IDLE_WINDOW = 5.0  # seconds: --messy's "idle after the imports" is a window under 2 % CPU
 KINDS = ("catalog", "stock", "customers", "orders")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -69,6 +79,8 @@ class Figures:
     rss_settled_mb: float | None = None
     idle_cpu_pct: float | None = None
     sigterm_s: float | None = None
+    idle_after_imports_s: float | None = None  # --messy: last import's end to a window under 2 % CPU
+    zero_messages: int | None = None  # --messy: messages to linked customers (none ordered a probe)
     exit_code: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -81,9 +93,10 @@ class Shop:
     folder: Path
     probe_skus: list[str]
     probe_stock: dict[str, list[str]]  # sku -> warehouses it is stocked in
+    linked: list[int] = field(default_factory=list)  # --messy: chat ids of the linked customers
 
 
-def write_shop(folder: Path, n: int, seed: int) -> Shop:
+def write_shop(folder: Path, n: int, seed: int, *, messy: bool = False) -> Shop:
     rng = random.Random(seed)
     cards = build_catalog(n, rng)
     with _csv(folder / "catalog.csv") as out:
@@ -97,11 +110,12 @@ def write_shop(folder: Path, n: int, seed: int) -> Shop:
     stocked: dict[str, list[str]] = {}
     with _csv(folder / "stock.csv") as out:
         out.writerow(["sku", "warehouse", "on_hand"])
-        for card in cards:
+        for number, card in enumerate(cards):
             where = rng.sample(WAREHOUSES, rng.choice((2, 3)))
             stocked[card.sku] = where
+            empty = messy and number >= PROBES and rng.random() < 1 / 3  # out everywhere from the start
             for code in where:
-                out.writerow([card.sku, code, 0 if rng.random() < 0.05 else rng.randint(1, 80)])
+                out.writerow([card.sku, code, 0 if empty or rng.random() < 0.05 else rng.randint(1, 80)])
     with _csv(folder / "customers.csv") as out:
         out.writerow(["external_id", "name", "tier", "phone", "email", "locale"])
         for i in range(1, n + 1):
@@ -110,6 +124,8 @@ def write_shop(folder: Path, n: int, seed: int) -> Shop:
                           f"c{i}@example.com", rng.choice(("en", "zh"))])
     probes = [cards[i].sku for i in range(PROBES)]
     statuses = ["open"] * 20 + ["backordered"] * 5 + ["fulfilled"] * 70 + ["cancelled"] * 5
+    if messy:
+        statuses = ["open"] * 50 + ["backordered"] * 25 + ["fulfilled"] * 20 + ["cancelled"] * 5
     with _csv(folder / "orders.csv") as out:
         out.writerow(["external_id", "customer_external_id", "sku", "qty", "status"])
         for i in range(1, n + 1):
@@ -119,7 +135,8 @@ def write_shop(folder: Path, n: int, seed: int) -> Shop:
             sku = cards[rng.randrange(PROBES, n)].sku  # nobody else waits for a probe product
             out.writerow([f"O{i:06d}", f"C{rng.randint(PROBES + 1, n):06d}", sku, rng.randint(1, 3),
                           rng.choice(statuses)])
-    return Shop(folder, probes, {sku: stocked[sku] for sku in probes})
+    linked = [PROBE_CHAT + 1000 + i for i in range(PROBES + 1, n + 1, LINKED_EVERY)] if messy else []
+    return Shop(folder, probes, {sku: stocked[sku] for sku in probes}, linked)
 
 
 class _csv:
@@ -142,13 +159,13 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _env(sandbox: BotApiSandbox, db_path: Path, api_port: int) -> dict[str, str]:
+def _env(sandbox: BotApiSandbox, db_path: Path, api_port: int, code: Path = ROOT) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
     env.update(
         BOT_TOKEN=sandbox.token, TELEGRAM_API_URL=sandbox.base_url,
         DATABASE_URL=f"sqlite+aiosqlite:///{db_path}", ADMIN_IDS="1", API_HOST="127.0.0.1",
         API_PORT=str(api_port), WEBHOOK_SECRET=SECRET, QUIET_HOURS="", LOG_LEVEL="INFO",
-        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        PYTHONPATH=str(code) + os.pathsep + env.get("PYTHONPATH", ""),
     )
     return env
 
@@ -187,12 +204,30 @@ def _unprocessed(db_path: Path) -> int | None:
         return None
 
 
-def _link_probe_customers(db_path: Path) -> None:
-    """Customers linked to chats as /start would; only the probes, so only they are messaged."""
+def _link_probe_customers(db_path: Path, linked: list[int]) -> None:
+    """Customers linked to chats as /start would: the probes, and with --messy one in fifty."""
     with sqlite3.connect(db_path, timeout=60) as conn:
         for i in range(1, PROBES + 1):
             conn.execute("UPDATE customers SET telegram_user_id = ?, chat_id = ? WHERE external_id = ?",
                          (PROBE_CHAT + i, PROBE_CHAT + i, f"C{i:06d}"))
+        conn.executemany("UPDATE customers SET telegram_user_id = ?, chat_id = ? WHERE external_id = ?",
+                         [(chat, chat, f"C{chat - PROBE_CHAT - 1000:06d}") for chat in linked])
+
+
+def _until_idle(pid: int, timeout: float) -> float | None:
+    """When (monotonic) the first whole IDLE_WINDOW began in which the process used under 2 % of
+    a core; None if none did within `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            before, t = _cpu_ticks(pid), time.monotonic()
+            time.sleep(IDLE_WINDOW)
+            used = 100 * (_cpu_ticks(pid) - before) / TICKS / (time.monotonic() - t)
+        except OSError:
+            return None
+        if used < 2:
+            return t
+    return None
 
 
 def _post_stockout(api_port: int, sku: str, warehouses: list[str], tag: str) -> int:
@@ -201,7 +236,7 @@ def _post_stockout(api_port: int, sku: str, warehouses: list[str], tag: str) -> 
     body = json.dumps({"events": events}).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{api_port}/api/v1/stock-events", data=body, method="POST",
-        headers={"Content-Type": "application/json", "X-Signature": signature(SECRET, body)})
+        headers={"Content-Type": "application/json", **signed_headers(SECRET, "POST", "/api/v1/stock-events", body)})
     with urllib.request.urlopen(request, timeout=60) as response:
         return response.status
 
@@ -235,13 +270,13 @@ def run(args: argparse.Namespace) -> Figures:
     with tempfile.TemporaryDirectory(prefix="bench-shop-") as tmp:
         folder = Path(tmp)
         t = time.perf_counter()
-        shop = write_shop(folder, args.rows, args.seed)
+        shop = write_shop(folder, args.rows, args.seed, messy=args.messy)
         print(f"generated {args.rows:,} products/customers/orders in {time.perf_counter() - t:.1f} s", flush=True)
         db_path = folder / "stockbot.db"
         api_port = _free_port()
         log_path = folder / "bot.log"
         with BotApiSandbox() as sandbox, log_path.open("w") as log:
-            env = _env(sandbox, db_path, api_port)
+            env = _env(sandbox, db_path, api_port, args.code)
             started = time.monotonic()
             bot = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=folder,
                                    stdout=log, stderr=subprocess.STDOUT)
@@ -283,7 +318,7 @@ def _measure(args: argparse.Namespace, figures: Figures, shop: Shop, sandbox: Bo
         figures.imports[kind] = (time.monotonic() - t, code)
         print(f"import {kind}: {figures.imports[kind][0]:.1f} s (exit {code})", flush=True)
         if kind == "customers" and code == 0:
-            _link_probe_customers(db_path)
+            _link_probe_customers(db_path, shop.linked)
         if bot.poll() is not None:
             return
     # A failed import is reported and the run goes on: what the bot does next is the point.
@@ -292,6 +327,10 @@ def _measure(args: argparse.Namespace, figures: Figures, shop: Shop, sandbox: Bo
     figures.offer_after_imports_s = _stockout_to_offer(shop, sandbox, api_port, 0, left(args.offer_timeout))
     print(f"stockout -> first VIP offer, right after the imports: {_fmt(figures.offer_after_imports_s, 's')}",
           flush=True)
+    if args.messy:
+        quiet = _until_idle(bot.pid, left(args.drain_timeout))
+        figures.idle_after_imports_s = None if quiet is None else quiet - imported
+        print(f"last import -> CPU under 2 %: {_fmt(figures.idle_after_imports_s, 's')}", flush=True)
 
     backlog_max = 0
 
@@ -318,6 +357,8 @@ def _measure(args: argparse.Namespace, figures: Figures, shop: Shop, sandbox: Bo
     figures.idle_cpu_pct = 100 * (_cpu_ticks(bot.pid) - cpu_before) / TICKS / (time.monotonic() - t)
     figures.rss_settled_mb = _status(bot.pid).get("VmRSS", 0) * 1024 / 1e6 or None
     figures.offer_idle_s = _stockout_to_offer(shop, sandbox, api_port, 1, left(args.offer_timeout))
+    if args.messy:
+        figures.zero_messages = sum(len(sandbox.messages(chat)) for chat in shop.linked)
     print(f"idle: CPU {_fmt(figures.idle_cpu_pct, '%')}, RSS {_fmt(figures.rss_settled_mb, 'MB')}, "
           f"stockout -> first VIP offer {_fmt(figures.offer_idle_s, 's')}", flush=True)
 
@@ -401,8 +442,16 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
         ("SIGTERM to exit", _fmt(figures.sigterm_s, "s") + f" (exit {figures.exit_code})", "exit 0 within 5 s",
          met(figures.sigterm_s, lambda v: v < 5 and figures.exit_code == 0)),
     ]
+    if args.messy:
+        rows += [
+            ("last import → bot CPU under 2 % (5 s window)", _fmt(figures.idle_after_imports_s, "s"), "< 60 s",
+             met(figures.idle_after_imports_s, lambda v: v < 60)),
+            (f"messages to the {len(range(PROBES + 1, args.rows + 1, LINKED_EVERY)):,} linked customers "
+             "(products imported at zero)", "not reached" if figures.zero_messages is None
+             else str(figures.zero_messages), "0", met(figures.zero_messages, lambda v: v == 0)),
+        ]
     print()
-    print(f"{describe()} | rows={args.rows:,} seed={args.seed}")
+    print(f"{describe()} | rows={args.rows:,} seed={args.seed}{' messy' if args.messy else ''} code={args.code}")
     print("| measure | figure | target | met |")
     print("|---|---:|---|---|")
     for name, value, target, ok in rows:
@@ -424,6 +473,9 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of quiet before the idle CPU window")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--show-log", action="store_true", help="print the tail of the bot's log")
+    parser.add_argument("--messy", action="store_true",
+                        help="a third of the stock at zero, most order lines open or backordered, 1 in 50 customers linked")
+    parser.add_argument("--code", type=Path, default=ROOT, help="run the bot from this checkout (a baseline)")
     args = parser.parse_args()
     args.rows = args.rows or (5_000 if args.small else 100_000)
     args.deadline = args.deadline or (600.0 if args.small else 2400.0)

@@ -188,7 +188,7 @@ class Traffic:
         return [{"event_id": uuid.uuid4().hex, **event} for event in events]
 
     async def send(self, http: aiohttp.ClientSession) -> None:
-        from bot.api.signing import signature
+        from bot.api.signing import signed_headers
 
         method, path, payload = self.request()
         try:
@@ -197,7 +197,7 @@ class Traffic:
                     await response.read()
             else:
                 body = json.dumps(payload).encode()
-                headers = {"Content-Type": "application/json", "X-Signature": signature(SECRET, body)}
+                headers = {"Content-Type": "application/json", **signed_headers(SECRET, method, path, body)}
                 async with http.request(method, self.base + path, data=body, headers=headers) as response:
                     await response.read()
             self.statuses[str(response.status)] += 1

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bot.api.app as api_module  # noqa: E402
 import bot.db as db_module  # noqa: E402
-from bot.api.signing import signature  # noqa: E402
+from bot.api.signing import signed_headers  # noqa: E402
 
 SECRET = "bench-secret"
 HOT, GONE = "HOT-1", "GONE-1"
@@ -133,7 +133,7 @@ async def one_run(mode: str, url: str, args: argparse.Namespace) -> None:
                 sent = time.perf_counter()
                 try:
                     async with http.post(base, data=body, headers={
-                        "Content-Type": "application/json", "X-Signature": signature(SECRET, body)}) as answer:
+                        "Content-Type": "application/json", **signed_headers(SECRET, "POST", "/api/v1/stock-events", body)}) as answer:
                         await answer.read()
                         status = str(answer.status)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

@@ -20,14 +20,16 @@ from bot.db import OUTBOX, STOCK_EVENTS
 from bot.delivery.sender import Sender
 from bot.delivery.shared_rate import create_rate_gate
 from bot.delivery.telegram import TelegramTransport
-from bot.events import EventConsumer, Reaction, merge_reactions
+from bot.events import BeforePass, EventConsumer, Reaction, merge_reactions
 from bot.handlers import build_routers
 from bot.handlers.errors import on_error
+from bot.handlers.flood import WaitOutFloodControl
 from bot.handlers.fsm_storage import DatabaseStorage
 from bot.handlers.flows import FlowExpiry
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle, UnitOfWork
-from bot.inventory.reorder import reorder_reactions
+from bot.inventory.reorder import reorder_reactions, sweep_low_stock
 from bot.models import StockEventKind
+from bot.recovery.hold import weigh_batches
 from bot.recovery.reactions import recovery_reactions
 from bot.services import Services
 from bot.settings import Settings
@@ -68,6 +70,24 @@ def reactions(services: Services) -> dict[StockEventKind, list[Reaction]]:
                            recovery_reactions(services.recovery))
 
 
+def first_day_duties(services: Services) -> tuple[BeforePass, BeforePass]:
+    """The event worker's work besides reacting: weigh import and API batches against
+    MASS_CONTACT_LIMIT before each pass, and prompt every product at or below its reorder
+    point after each import and at start."""
+
+    async def sweep() -> int:
+        async with services.db.transaction() as session:
+            return await sweep_low_stock(session, services.settings, services.templates)
+
+    async def before_pass() -> int:
+        weighed = await weigh_batches(services.db, services.settings, services.templates)
+        if any(batch.from_import for batch in weighed):
+            await sweep()
+        return len(weighed)
+
+    return before_pass, sweep
+
+
 @dataclass(slots=True)
 class Runtime:
     """A running bot's parts, so tests and the demo can drive them step by step."""
@@ -92,9 +112,12 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
         services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate,
         rate_gate=create_rate_gate(services.settings, services.db),  # shared by all processes on PostgreSQL
     )
-    consumer = EventConsumer(services.db, services.catalog, reactions(services))
+    before_pass, at_start = first_day_duties(services)
+    consumer = EventConsumer(services.db, services.catalog, reactions(services), before_pass=before_pass,
+                             at_start=at_start)
     # Woken after the commit that wrote their work, never before (it would not be visible yet).
     services.db.on_commit(OUTBOX, sender.wake)
     services.db.on_commit(STOCK_EVENTS, consumer.wake)
     bot.session.middleware(CommitBeforeTelegram())
+    bot.session.middleware(WaitOutFloodControl())
     return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, consumer)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
+from bot import cli_failed
 from bot.settings import Settings, SettingsError, load_settings
 
 
@@ -62,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--locale", choices=("en", "zh", "both"), default="en",
                       help="the language the staff speak and the shop's default: en, zh, or both (the story "
                            "twice); customers keep their own, English or Chinese (default: en)")
+
+    play = commands.add_parser("play", help="chat with the real bot in a browser, on a seeded demo shop",
+                               description="Run the real bot against the built-in Bot API sandbox and serve "
+                                           "a page on 127.0.0.1 where you chat as admin, purchaser, sales "
+                                           "rep or a customer, and send stock events. Needs no settings.")
+    play.add_argument("--port", type=int, default=8090, help="the page's port on 127.0.0.1 (default: 8090)")
+    play.add_argument("--locale", choices=("en", "zh"), default=None,
+                      help="the staff's language and the shop's default (default: en, or DEFAULT_LOCALE "
+                           "with --database-url); customers keep their own")
+    play.add_argument("--database-url", metavar="URL",
+                      help="play on this database (try a copy: the page changes it) instead of a seeded demo shop")
 
     run = commands.add_parser("run", help="run the bot, HTTP API, scheduler and sender",
                               description="Run the bot, the integration HTTP API, the scheduler and the "
@@ -118,9 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="how long to wait for the database and the Bot API (default 5)")
 
+    commands.add_parser("held", help="list batches of customer messages held for an admin's Send",
+                        description="List the batches held by MASS_CONTACT_LIMIT: id, cause, customers, "
+                                    "products, since. An admin sends or discards each in chat.")
+
     database = commands.add_parser("db", help="database tools")
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply migrations to DATABASE_URL (run does this too)")
+    cli_failed.add_parser(commands)
     return parser
 
 
@@ -190,6 +207,12 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(locales=("en", "zh") if args.locale == "both" else (args.locale,))
 
 
+async def _play(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.play.start import run_play  # deferred: see above (the page runs the whole bot)
+
+    return await run_play(settings, port=args.port, locale=args.locale, database_url=args.database_url)
+
+
 def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.command == "customers":
         return _invite
@@ -207,7 +230,11 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         from bot.cli_import import run_import  # deferred: see above
 
         return run_import
-    return {"demo": _demo, "run": _run}[args.command]
+    if args.command == "held":
+        from bot.held_command import held  # deferred: see above
+
+        return held
+    return {"demo": _demo, "play": _play, "run": _run, "failed": cli_failed.run}[args.command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,20 +8,25 @@ PostgreSQL needs none of this.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TypeVar
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from bot.settings import Settings
+
+log = logging.getLogger("bot.db")
 
 # How long work waits, in order: a statement waits up to LOCK_WAIT_S for a lock (SQLite's write
 # lock, a PostgreSQL row lock) and then fails, which frees its connection; only after that does a
@@ -122,6 +127,82 @@ def _forget_topics(session: Session) -> None:
     session.info.pop(_TOPICS, None)
 
 
+# --- database trouble ------------------------------------------------------------------------------
+# A database that cannot be reached (PostgreSQL restarting, the network) or written (a full disk)
+# is a spell, not an error per request: the API answers 503 with Retry-After, health says
+# unavailable, the workers wait and try again, and the log gets one line when it starts and one
+# when it ends. What counts is told apart from a bad request or a bug by the error itself.
+
+_FULL = ("database or disk is full", "disk i/o error", "unable to open database file",
+         "attempt to write a readonly database")
+# SQLSTATE classes and codes: 08 connection exception, 53 insufficient resources (53100 disk
+# full), 57P01-57P03 the server shutting down or starting, 58 system error.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "58")
+_WROTE = "stockbot_wrote"
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why the database cannot take work now, or None when `exc` is anything else."""
+    if isinstance(exc, DBAPIError):
+        message = str(exc.orig).lower()
+        if exc.connection_invalidated or ("connection" in message and "closed" in message):
+            return "the connection to the database was lost"
+        if any(reason in message for reason in _FULL):
+            return f"the database cannot be written: {str(exc.orig)[:120]}"
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return f"the database is unavailable (SQLSTATE {sqlstate})"
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return unavailable_reason(cause) if isinstance(cause, OSError) else None
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):  # refused, reset, no route
+        return f"the database cannot be reached: {exc.strerror or type(exc).__name__}"
+    return None
+
+
+class DatabaseTrouble:
+    """The current spell of database trouble, shared by everything that uses one `Database`."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.since = 0.0
+        self.failures = 0
+
+    @property
+    def unavailable(self) -> bool:
+        return self.reason is not None
+
+    def note(self, exc: BaseException) -> bool:
+        """Record `exc` if it means the database is unavailable (logged once per spell); True
+        then, so the caller answers 503 or waits, and logs nothing of its own."""
+        reason = unavailable_reason(exc)
+        if reason is None:
+            return False
+        if self.reason is None:
+            self.since = time.monotonic()
+            self.failures = 0
+            log.error("%s; answering 503 and retrying until it is back", reason)
+        self.reason = reason
+        self.failures += 1
+        return True
+
+    def recovered(self) -> None:
+        if self.reason is not None:
+            log.warning("the database is available again after %.1f s (%d failed attempts)",
+                        time.monotonic() - self.since, self.failures)
+            self.reason = None
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_writes(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, _context) -> None:  # type: ignore[no-untyped-def]
+    session.info[_WROTE] = True
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     """The engine with its two session factories: one for writes, one for read-only work."""
@@ -130,6 +211,7 @@ class Database:
     session: async_sessionmaker[AsyncSession]
     read_session: async_sessionmaker[AsyncSession]
     listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
+    trouble: DatabaseTrouble = field(default_factory=DatabaseTrouble)
 
     def on_commit(self, topic: str, listener: Callable[[], None]) -> None:
         """Call `listener` (on the event loop, without blocking) after each commit that signalled
@@ -142,9 +224,28 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits on success, rolls back on any exception."""
-        async with self.session() as session, session.begin():
-            yield session
+        """One unit of work: commits on success, rolls back on any exception. A write that
+        commits ends a spell of database trouble; a failure that means one starts it."""
+        try:
+            async with self.session() as session, session.begin():
+                session.info.pop(_WROTE, None)
+                yield session
+        except Exception as exc:
+            self.trouble.note(exc)
+            raise
+        if session.info.pop(_WROTE, False):
+            self.trouble.recovered()
+
+    async def probe(self, *, write: bool) -> None:
+        """Raise unless the database answers (and, with `write`, takes a write): for health."""
+        if write:
+            async with self.transaction() as session:
+                # Rewrites one row in place: a database that cannot be written refuses it.
+                await session.execute(text("UPDATE alembic_version SET version_num = version_num"))
+                session.info[_WROTE] = True
+            return
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

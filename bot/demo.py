@@ -76,7 +76,7 @@ def _say(step: str) -> None:
     print(f"  · {step}")
 
 
-async def _seed(db) -> dict[str, str]:  # type: ignore[no-untyped-def]
+async def seed_shop(db) -> dict[str, str]:  # type: ignore[no-untyped-def]
     for kind, text in (("catalog", CATALOG), ("stock", STOCK), ("customers", CUSTOMERS), ("orders", ORDERS)):
         report = await import_csv(db, kind, text.encode(), label=f"{kind}.csv", actor="demo")
         if not report.ok:
@@ -207,7 +207,7 @@ async def _run_story(locale: str) -> None:
         try:
             print(f"Stockbot demo ({locale}): a shop on a temporary database, Telegram played by the built-in sandbox.")
             await upgrade(db)
-            tokens = await _seed(db)
+            tokens = await seed_shop(db)
             async with running_bot(settings, db) as conversation:
                 # The seed's own crossings (stock arriving) are handled before anyone waits,
                 # as the running bot does within a second of an import.

@@ -2,9 +2,12 @@
 
 Whichever process wrote an event (CLI import, HTTP API, chat), the running bot finds it here.
 
-Two lanes, customer first. Events a customer waits on (out of stock, an order line short, back in
-stock) are lane 0; the shop's bookkeeping (low stock, recovered) is lane 1. Each pass takes lane 0
-before lane 1, so a fresh stockout never waits behind an import's hundred thousand crossings.
+Lanes, customer first. Events a customer waits on (out of stock, an order line short, back in
+stock) are lane 0; the shop's bookkeeping (low stock, recovered) is lane 1. Customer events of an
+import or API batch wait in lane 2 until the batch is weighed (bot/recovery/hold.py, run by
+`before_pass`); a large released batch goes to lane 3, the bulk lane. Each pass takes lane 0, then
+a slice of lane 3, then lane 1, each claim bounded: a fresh stockout never waits behind an
+import's hundred thousand crossings, and an import's customer events are worked a slice per pass.
 
 Coalescing. Of one product's pending events only its latest state matters: the last of its
 stockout/restock flips decides (a product that ran out and came back in one batch gets its restock,
@@ -40,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, chunked, dialect_insert
 from bot.inventory.catalog import Catalog
-from bot.models import EventLease, StockEvent, StockEventKind, utcnow
+from bot.models import BOOKKEEPING_LANE, BULK_LANE, LIVE_LANE, EventLease, StockEvent, StockEventKind, utcnow
 from bot.process import dead_local_holders, holder_id
 from bot.waiting import IdlePolling, until_any
 
@@ -48,12 +51,20 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 LEASE = timedelta(seconds=60)
-CUSTOMER_LANE, BOOKKEEPING_LANE = 0, 1
-CLAIM_SIZE = {CUSTOMER_LANE: 500, BOOKKEEPING_LANE: 5000}
+HAND_BACK_S = 1.0  # how long a stop waits to hand back what it claimed (see _release_quietly)
+# Events claimed per lane and pass: what bounds a pass, so live events never wait long behind an
+# import's backlog (the bulk lane, a released import's customer events, goes a slice at a time).
+# A bookkeeping batch is one transaction: at ~10 ms a product (a reorder prompt's suggestion reads
+# the forecast; more on a busy machine), 5,000 held SQLite's write lock for 41-75 s, and a stop
+# waited for it. 100 keep each around a second; a stop is honoured between batches.
+CLAIM_SIZE = {LIVE_LANE: 500, BULK_LANE: 50, BOOKKEEPING_LANE: 100}
+PASS_ORDER = (LIVE_LANE, BULK_LANE, BOOKKEEPING_LANE)
+CUSTOMER_LANES = (LIVE_LANE, BULK_LANE)
 _FLIPS = (StockEventKind.OUT_OF_STOCK.value, StockEventKind.BACK_IN_STOCK.value)
 _LEVELS = (StockEventKind.LOW_STOCK.value, StockEventKind.RECOVERED.value)
 
 React = Callable[[AsyncSession, Sequence[StockEvent]], Awaitable[object]]
+BeforePass = Callable[[], Awaitable[int]]
 Concerns = Callable[[AsyncSession, Collection[int]], Awaitable[set[int]]]
 
 
@@ -121,8 +132,13 @@ class EventConsumer:
     """Consumes the event backlog: `process()` until nothing is left, or `run()` as a worker."""
 
     def __init__(self, db: Database, catalog: Catalog, reactions: Reactions, *, poll_interval: float = 1.0,
-                 idle_poll_interval: float = 4.0) -> None:
+                 idle_poll_interval: float = 4.0, before_pass: BeforePass | None = None,
+                 at_start: BeforePass | None = None) -> None:
         self.db = db
+        # Work of its own transactions before each pass (weighing import batches): what it
+        # releases is claimed in the same pass. Returns how much it did.
+        self.before_pass = before_pass
+        self.at_start = at_start  # once, when the worker starts (the low-stock sweep)
         self.catalog = catalog
         self.reactions = reactions
         self.poll_interval = poll_interval
@@ -137,14 +153,20 @@ class EventConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: consume, then sleep until woken or the poll interval passes. A stop is
         honoured between batches; what is half done was not committed and is taken again."""
+        if self.at_start:
+            try:
+                await self.at_start()
+            except Exception:  # a start-up chore must not keep the worker from its events
+                log.exception("the event worker's start-up work failed")
         while not stop.is_set():
             self._wake.clear()
             try:
                 found = await self.catalog.refresh(self.db, stop) > 0
-                while not stop.is_set() and await self.process_once():
+                while not stop.is_set() and await self.process_once(stop):
                     found = True
-            except Exception:  # the worker must outlive a bad batch; the rows stay pending
-                log.exception("consuming stock events failed")
+            except Exception as exc:  # the worker must outlive a bad batch; the rows stay pending
+                if not self.db.trouble.note(exc):  # database trouble is logged once a spell
+                    log.exception("consuming stock events failed")
                 found = True  # not idle: look again soon
             await until_any(stop, self._wake, timeout=self._polling.interval(found_work=found))
 
@@ -156,14 +178,22 @@ class EventConsumer:
             total += handled
         return total
 
-    async def process_once(self) -> int:
-        """One pass: a customer-lane batch, then a bookkeeping batch. Returns events handled."""
-        handled = 0
-        for lane in (CUSTOMER_LANE, BOOKKEEPING_LANE):
+    async def process_once(self, stop: asyncio.Event | None = None) -> int:
+        """One pass: a live batch, a slice of the bulk lane, then a bookkeeping batch. Returns
+        events handled (and work `before_pass` did). After `stop`, what is claimed and not yet
+        handled is handed back at once."""
+        handled = await self.before_pass() if self.before_pass else 0
+        for lane in PASS_ORDER:
+            if stop is not None and stop.is_set():
+                break
             claim = await self._claim(lane)
             handled += claim.done
-            if lane == CUSTOMER_LANE:
-                for product_id in sorted(claim.work, key=lambda p: claim.work[p][0]):
+            if lane in CUSTOMER_LANES:
+                products = sorted(claim.work, key=lambda p: claim.work[p][0])
+                for done, product_id in enumerate(products):
+                    if stop is not None and stop.is_set():
+                        await self._release_quietly(products[done:])
+                        break
                     handled += await self._react(claim, [product_id])
             elif claim.work:
                 try:
@@ -267,11 +297,18 @@ class EventConsumer:
         return len(covered)
 
     async def _release_quietly(self, product_ids: list[int]) -> None:
+        """Hand the products back on a stop, if the database lets us at once: a stop must not wait
+        on another writer's lock. Left alone, the leases of a process that is gone are ignored by
+        its successor on this host and run out for the others (LEASE)."""
         try:
-            async with self.db.transaction() as session:
-                await _release(session, product_ids)
-        except Exception:  # the leases run out on their own
-            log.warning("could not hand back %d products' events", len(product_ids), exc_info=True)
+            async with asyncio.timeout(HAND_BACK_S):
+                async with self.db.transaction() as session:
+                    await _release(session, product_ids)
+        except TimeoutError:
+            log.info("stopping: %d products' events left leased; the next run takes them", len(product_ids))
+        except Exception as exc:  # the leases run out on their own
+            if not self.db.trouble.note(exc):
+                log.warning("could not hand back %d products' events", len(product_ids), exc_info=True)
 
     async def _record_failure(
         self, work_ids: list[int], covered: list[int], product_ids: list[int], exc: Exception

@@ -68,6 +68,11 @@ class Jobs:
             self.running.add(task)  # type: ignore[arg-type]
             try:
                 return await work(*args)
+            except asyncio.CancelledError:
+                # Cut off by a stop (see `stop`): rolled back, done again at the next run. Said in
+                # one line here, not as a traceback from the scheduler.
+                log.info("job %s cut off by a stop; it runs again later", run.__qualname__)
+                return None
             finally:
                 self.running.discard(task)  # type: ignore[arg-type]
 

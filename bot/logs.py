@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -17,11 +18,17 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 
 from bot.settings import Settings
+from bot.text_rules import UNSAFE_CHARS
 
 MASK = "***"
 # Each 1-second job logs "Running job" and "executed successfully" on every run: ~350,000 lines
 # a day at INFO. They are routine, so they show only at DEBUG; failures stay at ERROR.
 ROUTINE_LOGGERS = ("apscheduler.executors", "alembic")  # alembic: plugin and migration chatter
+# Libraries whose lower levels print what the bot keeps private: SQLAlchemy and the drivers log
+# each statement's parameters (coupon codes, invite tokens, phones, e-mails), aiohttp each
+# request line with its query. They follow LOG_LEVEL_LIBRARIES (WARNING unless asked), so
+# LOG_LEVEL=DEBUG alone shows the bot's own detail.
+LIBRARY_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg", "aiohttp")
 
 
 class BusyTickIsRoutine(logging.Filter):
@@ -81,6 +88,32 @@ class SecretMask(logging.Filter):
         self.secrets = sorted({*self.secrets, secret}, key=len, reverse=True)
 
 
+def escape(text: str) -> str:
+    """`text` on one line, each control or invisible formatting character as an escape: a line
+    break or bidi override in a logged value (a request path, a name) cannot forge or hide lines."""
+    return UNSAFE_CHARS.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or f"\\u{ord(char):04x}"
+
+
+class OneLine(logging.Filter):
+    """Escapes a record's message so that it is one line and shows every character it holds
+    (tracebacks, which are the code's own, keep their lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = escape(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
+        return True
+
+
+_ONE_LINE = OneLine()
+
+
 class JsonLines(logging.Formatter):
     """One JSON object per line, for log collectors: time, level, logger, message, exception."""
 
@@ -102,8 +135,11 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> Secre
     handler = logging.StreamHandler(stream or sys.stderr)
     mask = SecretMask(secrets_of(settings))
     handler.addFilter(mask)
-    handler.setFormatter(JsonLines() if settings.LOG_FORMAT == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if settings.LOG_FORMAT == "json":
+        handler.setFormatter(JsonLines())  # JSON escapes line breaks itself
+    else:
+        handler.addFilter(_ONE_LINE)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -112,6 +148,8 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> Secre
     root.setLevel(level)
     for name in ROUTINE_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.getLevelName(settings.LOG_LEVEL_LIBRARIES)))
     scheduler_log = logging.getLogger("apscheduler.scheduler")
     if _BUSY_TICK not in scheduler_log.filters:
         scheduler_log.addFilter(_BUSY_TICK)

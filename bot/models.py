@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     and_,
+    false,
     JSON,
     BigInteger,
     CheckConstraint,
@@ -107,6 +108,9 @@ class Product(Base):
     # `CatalogVersion`; stock changes leave it alone, so the in-memory indexes reload only what
     # changed. 0: never stamped (rows written before versions existed, or by test seeds).
     catalog_version: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    # False until the product's first stock level is written (any source): that first level is
+    # a state, not a change, so it makes no crossings (a product imported at zero is no stockout).
+    stock_seen: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     __table_args__ = (CheckConstraint("price_cents >= 0", name="price_not_negative"),)
 
@@ -201,13 +205,23 @@ class StockEventKind(enum.StrEnum):
 CUSTOMER_FACING = frozenset({StockEventKind.OUT_OF_STOCK, StockEventKind.ORDER_SHORT, StockEventKind.BACK_IN_STOCK})
 
 
-def event_lane(kind: str) -> int:
-    """0 for events a customer waits on (consumed first), 1 for the shop's own bookkeeping."""
-    return 0 if kind in CUSTOMER_FACING else 1
+LIVE_LANE, BOOKKEEPING_LANE, AWAITING_LANE, BULK_LANE = 0, 1, 2, 3
+
+
+def event_lane(kind: str, *, in_batch: bool = False) -> int:
+    """0 for events a customer waits on (consumed first), 1 for the shop's own bookkeeping.
+
+    Customer events of an import or API batch (`ContactBatch`) wait in lane 2 until the batch is
+    weighed against MASS_CONTACT_LIMIT; released, they move to lane 0 (a small batch) or lane 3
+    (a large one, worked a slice per pass so that live events pass it)."""
+    if kind not in CUSTOMER_FACING:
+        return BOOKKEEPING_LANE
+    return AWAITING_LANE if in_batch else LIVE_LANE
 
 
 def _lane_default(context: Any) -> int:
-    return event_lane(context.get_current_parameters()["kind"])
+    params = context.get_current_parameters()
+    return event_lane(params["kind"], in_batch=params.get("batch_id") is not None)
 
 
 class StockEvent(Base):
@@ -228,8 +242,45 @@ class StockEvent(Base):
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
     # Set from `kind` on insert, whoever writes the row: each lane is one index range, oldest first.
     lane: Mapped[int] = mapped_column(SmallInteger, default=_lane_default)
+    # The import or API batch that made it (`ContactBatch`); None for a single live change (chat).
+    batch_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
-    __table_args__ = (Index("ix_stock_events_pending", "processed_at", "lane", "id"),)
+    __table_args__ = (
+        Index("ix_stock_events_pending", "processed_at", "lane", "id"),
+        Index("ix_stock_events_batch", "batch_id", "lane", "processed_at", "id"),
+        Index("ix_stock_events_product", "product_id", "id"),
+    )
+
+
+class BatchStatus(enum.StrEnum):
+    OPEN = "open"  # its writer (an import) is still writing
+    CLOSED = "closed"  # written: to be weighed against MASS_CONTACT_LIMIT
+    RELEASED = "released"  # under the limit: its messages go out
+    HELD = "held"  # over the limit: waits for an admin's Send or Discard
+    SENT = "sent"  # an admin pressed Send
+    DISCARDED = "discarded"  # an admin pressed Discard: its customer messages were dropped
+
+
+class ContactBatch(Base):
+    """One import or API batch whose stock events may message customers.
+
+    Its customer events wait (lane 2) until it is closed and weighed: a batch that would reach
+    more than MASS_CONTACT_LIMIT customers is held for an admin's Send or Discard."""
+
+    __tablename__ = "contact_batches"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cause: Mapped[str] = mapped_column(String(256))  # for people: "import stock FILE.csv", "API stock-events"
+    from_import: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.OPEN.value)
+    customers: Mapped[int] = mapped_column(default=0)
+    products: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+    __table_args__ = (Index("ix_contact_batches_status", "status"),)
 
 
 class EventLease(Base):
@@ -828,3 +879,18 @@ class PlanningState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- replay guard --------------------------------------------------------------------------------
+
+
+class SeenOnce(Base):
+    """A request signature or a Telegram update_id already accepted, shared by every process:
+    the primary key makes the second claim of one key fail, whichever process makes it. Rows
+    are kept until `expires_at` (when a replay would be refused anyway) and then purged."""
+
+    __tablename__ = "seen_once"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # signature | update
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -37,11 +37,15 @@ if TYPE_CHECKING:  # aiogram takes seconds to import: `db upgrade` and `import` 
 
 log = logging.getLogger("bot.run")
 
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _M_ARENA_MAX = -8  # mallopt() parameter, from glibc's malloc.h
 # Changing it changes every made-up webhook secret: processes of two versions would disagree.
 WEBHOOK_SECRET_LABEL = b"stockbot telegram webhook secret token"
 START_CHECK_TIMEOUT = 15  # seconds for each start-up check: a silent server is as bad as a refusal
+# A stop (SIGTERM) ends the process within 5 s, whatever it was doing: the workers get
+# STOP_GRACE_S to finish their transaction, API requests in flight API_SHUTDOWN_S (aiohttp's
+# default is a minute; a request waiting on a busy database would hold the stop that long).
+STOP_GRACE_S = 2.5
+API_SHUTDOWN_S = 0.5
 
 
 def with_webhook_secret(settings: Settings) -> Settings:
@@ -191,6 +195,7 @@ async def run(settings: Settings, *, webhook: bool = False) -> int:
             return 0
         await stop.wait()
         log.info("stopping")
+    log.info("stopped")
     return 0
 
 
@@ -260,7 +265,7 @@ async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running
 
 async def _listen(app: web.Application, settings: Settings, running: AsyncExitStack) -> None:
     # No access log: raw paths carry coupon codes; the API logs each request by route pattern.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=API_SHUTDOWN_S)
     await runner.setup()
     running.push_async_callback(runner.cleanup)
     try:
@@ -290,12 +295,25 @@ def _start_workers(runtime, stop: asyncio.Event, running: AsyncExitStack) -> Non
         stop.set()  # already, unless a later start-up step failed
         # Side by side, so shutdown takes the longest of them, not their sum: each has seen
         # `stop`, and what any of them leaves undone is in the database for the next start.
-        for outcome in await asyncio.gather(scheduler.stop(), consumer, sender, return_exceptions=True):
-            if isinstance(outcome, Exception):
-                log.error("stopping failed", exc_info=outcome)
+        await stop_within([asyncio.ensure_future(scheduler.stop(timeout=STOP_GRACE_S * 0.8)), consumer, sender], STOP_GRACE_S)
         log.info("delivery: %s", runtime.sender.stats)  # each process's share, when there are several
 
     running.push_async_callback(stop_workers)
+
+
+async def stop_within(workers: list[asyncio.Future[Any]], grace: float) -> None:
+    """Let `workers` (told to stop) finish within `grace` seconds, then cancel the rest: a
+    worker stops between transactions, and one that is mid-way rolls back, so nothing is lost and
+    a stop never waits for a long batch or a Bot API that does not answer (SIGTERM: exit within
+    5 s). Each worker hands back what it held when cancelled (bot/events.py, the sender)."""
+    _, late = await asyncio.wait(workers, timeout=grace)
+    for worker in late:
+        log.warning("stopping: %s did not finish within %s s; cancelled", worker.get_name()
+                    if isinstance(worker, asyncio.Task) else "a worker", grace)
+        worker.cancel()
+    for outcome in await asyncio.gather(*workers, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.error("stopping failed", exc_info=outcome)
 
 
 async def _stop_polling(dispatcher, polling: asyncio.Task[None]) -> None:  # type: ignore[no-untyped-def]
@@ -311,19 +329,10 @@ def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
 
 
 def _add_webhook_route(app: web.Application, runtime, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler  # deferred (CLI start path): aiogram
+    from bot.webhook import add_webhook_route  # deferred (CLI start path): aiogram
 
-    class SecretCheckedHandler(SimpleRequestHandler):
-        """Refuses (403) any update whose secret-token header is missing or wrong."""
-
-        async def handle(self, request: web.Request) -> web.Response:
-            if not self.verify_secret(request.headers.get(SECRET_HEADER, ""), self.bot):
-                return web.Response(status=403, text="Forbidden")
-            return await super().handle(request)
-
-    SecretCheckedHandler(runtime.dispatcher, runtime.bot, secret_token=_webhook_secret(settings)).register(
-        app, path=settings.WEBHOOK_PATH
-    )
+    add_webhook_route(app, runtime.dispatcher, runtime.bot, path=settings.WEBHOOK_PATH,
+                      secret_token=_webhook_secret(settings), db=runtime.services.db)
 
 
 async def _register_webhook(bot: Bot, settings: Settings) -> None:

@@ -64,10 +64,16 @@ class Settings(BaseSettings):
     WEBHOOK_PATH: str = "/telegram/webhook"
     TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls; made up when unset
     BOT_USERNAME: str = ""  # the bot's @username for invite links made offline; else learned from getMe
+    # One import or API batch whose stockouts and restocks would message more customers than this
+    # waits for an admin's Send (or Discard).
+    MASS_CONTACT_LIMIT: int = Field(500, ge=0)
 
     # Beyond the contract: tuning knobs with sensible defaults.
     PHONE_REGION: str = ""  # region for numbers written without a country code, e.g. CN or US
     LOG_FORMAT: Literal["text", "json"] = "text"
+    # Third-party loggers (SQLAlchemy, aiosqlite, asyncpg, aiohttp): their DEBUG and INFO carry
+    # statement parameters and request lines (coupon codes, phones); shown only when asked.
+    LOG_LEVEL_LIBRARIES: LogLevel = "WARNING"
     INVITE_TTL_DAYS: int = Field(30, ge=1)
     RESTOCK_MIN_UNITS: int = Field(0, ge=0)  # hold restock notices until this many units are available
     DIGEST_TIME: str = "09:00"
@@ -112,7 +118,7 @@ class Settings(BaseSettings):
             return frozenset(int(part) for part in parts)
         return value
 
-    @field_validator("LOG_LEVEL", mode="before")
+    @field_validator("LOG_LEVEL", "LOG_LEVEL_LIBRARIES", mode="before")
     @classmethod
     def _level_any_case(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value

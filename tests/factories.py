@@ -56,6 +56,13 @@ async def add_product(
     return product
 
 
+async def add_sold_out(session: AsyncSession, sku: str, **fields: object) -> Product:
+    """A product that had stock and ran out (its first level is a state, so it starts at one)."""
+    product = await add_product(session, sku, stock={"SH": 1}, **fields)
+    await apply_change(session, StockChange(sku, "SH", on_hand=0, actor="test"))
+    return product
+
+
 async def add_customer(session, external_id: str, user: int | None = None, *, tier: str = "regular",
                        locale: str | None = None, name: str | None = None) -> Customer:
     customer = Customer(external_id=external_id, name=name or f"Cust {external_id}", tier=tier, locale=locale,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from sqlalchemy import func, select
 
 from bot.api.app import MAX_BODY, create_api_app
 from bot.api.schemas import MAX_BATCH
-from bot.api.signing import signature, verify
+from bot.api.signing import keys_of, legacy_signature, signed_headers, verify
 from bot.db import Database, create_database
 from bot.models import (
     Coupon,
@@ -71,8 +73,18 @@ async def post(client: TestClient, path: str, payload: Any = None, *, raw: bytes
     body = raw if raw is not None else json.dumps(payload).encode()
     sent = {"Content-Type": "application/json", **(headers or {})}
     if secret is not None:
-        sent["X-Signature"] = signature(secret, body)
+        sent.update(signed_headers(secret, "POST", path, body, now=fresh_time()))
     return await client.post(path, data=body, headers=sent)
+
+
+_calls = itertools.count()
+
+
+def fresh_time() -> float:
+    """A signing time no earlier call of this test process used: a test that sends the same
+    request twice on purpose (a retry) signs it anew, as a client does; with one clock second
+    the two signatures would be one, and the second refused as a replay."""
+    return time.time() - next(_calls) % 240
 
 
 async def snapshot(db: Database) -> tuple[Any, ...]:
@@ -138,15 +150,45 @@ def fields(errors: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
 
 def test_signature_round_trip_and_refusals() -> None:
     body = b'{"events": []}'
-    header = signature(SECRET, body)
-    assert header.startswith("sha256=") and len(header) == 7 + 64
-    assert verify(SECRET, body, header)
-    assert verify(SECRET, body, header.upper().replace("SHA256=", "sha256="))
-    assert not verify(SECRET, body + b" ", header)
-    assert not verify("other", body, header)
-    assert not verify(SECRET, body, None)
-    assert not verify(SECRET, body, header.removeprefix("sha256="))
-    assert not verify(SECRET, body, "sha1=" + header[7:])
+    keys = keys_of(SECRET)
+    header = signed_headers(SECRET, "POST", "/api/v1/orders", body, now=1_000_000)["X-Signature"]
+    assert header.startswith("t=1000000,v1=") and len(header) == len("t=1000000,v1=") + 64
+
+    def check(given: str | None, *, method: str = "POST", path: str = "/api/v1/orders", sent: bytes = body,
+              now: float = 1_000_000, secret: str = SECRET) -> bool:
+        return verify(keys_of(secret), method, path, sent, given, now=now) is not None
+
+    assert check(header)
+    assert check(header.upper().replace("T=", "t=").replace("V1=", "v1="))  # hex in either case
+    assert check(header, now=1_000_000 + 300) and check(header, now=1_000_000 - 300)
+    assert not check(header, now=1_000_000 + 301)  # too old
+    assert not check(header, now=1_000_000 - 301)  # from the future
+    assert not check(header, sent=body + b" ")
+    assert not check(header, method="GET")
+    assert not check(header, path="/api/v1/customers")
+    assert not check(header, path="/api/v1/orders?x=1")
+    assert not check(header, secret="other")
+    assert not check(None) and not check("") and not check("t=1000000") and not check("v1=" + "0" * 64)
+    assert not check(header.replace("t=1000000", "t=1000001"))
+    assert not check("t=1000000,v1=" + "é" * 64)  # odd characters: refused, not a crash
+    assert not check("t=１０００000," + header.partition(",")[2])  # full-width digits are not a time
+    # The body-only form of earlier versions: only where the route allows it.
+    legacy = legacy_signature(SECRET, body)
+    assert verify(keys, "POST", "/api/v1/stock-events", body, legacy) is None
+    signed = verify(keys, "POST", "/api/v1/stock-events", body, legacy, legacy_ok=True)
+    assert signed is not None and signed.once_key is None
+    assert verify(keys, "POST", "/api/v1/stock-events", body, legacy.upper().replace("SHA256=", "sha256="), legacy_ok=True)
+
+
+def test_any_of_several_keys_signs_and_clients_sign_with_the_first() -> None:
+    body = b"{}"
+    rotating = "new-key, old-key"
+    by_old = signed_headers("old-key", "POST", "/api/v1/orders", body, now=50_000)["X-Signature"]
+    by_new = signed_headers("new-key", "POST", "/api/v1/orders", body, now=50_000)["X-Signature"]
+    assert signed_headers(rotating, "POST", "/api/v1/orders", body, now=50_000)["X-Signature"] == by_new
+    for header in (by_old, by_new):
+        assert verify(keys_of(rotating), "POST", "/api/v1/orders", body, header, now=50_000) is not None
+    assert verify(keys_of("new-key"), "POST", "/api/v1/orders", body, by_old, now=50_000) is None
 
 
 async def test_health_needs_no_signature(client: TestClient) -> None:
@@ -199,7 +241,7 @@ async def test_bad_or_missing_signature_is_401_and_changes_nothing(
     assert "error" in await response.json()
     # A valid signature of a different body is refused too.
     good = json.dumps(batch).encode()
-    response = await client.post(path, data=good + b" ", headers={"X-Signature": signature(SECRET, good)})
+    response = await client.post(path, data=good + b" ", headers=signed_headers(SECRET, "POST", path, good))
     assert response.status == 401
     assert await snapshot(db) == before
 
@@ -216,7 +258,7 @@ async def test_body_over_one_mebibyte_is_413_before_it_is_read(client: TestClien
             yield b" " * (128 * 1024)
 
     response = await client.post(
-        "/api/v1/stock-events", data=stream(), headers={"X-Signature": signature(SECRET, b"")}
+        "/api/v1/stock-events", data=stream(), headers=signed_headers(SECRET, "POST", "/api/v1/stock-events", b"")
     )
     assert response.status == 413
     assert await snapshot(db) == before
@@ -255,7 +297,7 @@ async def test_one_log_line_per_request_without_bodies_or_secrets(
     assert lines[0].startswith("POST /api/v1/stock-events 200 ")
     assert lines[1].startswith("POST /api/v1/coupons/{code}/redeem 200 ")
     text = "\n".join(lines)
-    for leak in ("PRIVATE", "log-1", "SECRETCODE1", SECRET, signature(SECRET, json.dumps(body).encode())):
+    for leak in ("PRIVATE", "log-1", "SECRETCODE1", SECRET):
         assert leak not in text
 
 
@@ -668,12 +710,18 @@ async def test_the_openapi_document_says_what_health_answers(client: TestClient,
 
 
 def test_the_openapi_document_says_what_signatures_are_accepted() -> None:
-    scheme = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))["components"]["securitySchemes"]["signature"]
-    upper = signature(SECRET, b"{}").upper()  # SHA256=<upper-case hex>
-    assert verify(SECRET, b"{}", upper)
-    assert "lower-case" not in scheme["description"]
-    assert "prefix is required" in scheme["description"]
-    assert not verify(SECRET, b"{}", upper.removeprefix("SHA256="))
+    document = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    scheme = document["components"]["securitySchemes"]["signature"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-Signature")
+    for said in ("t=", "v1=", "<METHOD>", "300", "once", "comma-separated", "sha256="):
+        assert said in scheme["description"], said
+    signed_routes = {
+        (path, method) for path, item in document["paths"].items() for method, operation in item.items()
+        if operation.get("security", document.get("security")) == [{"signature": []}]
+    }
+    assert ("/api/v1/coupons/{code}/redeem", "post") in signed_routes
+    assert ("/api/v1/replenishment", "get") in signed_routes
+    assert ("/api/v1/health", "get") not in signed_routes
 
 
 async def test_the_app_can_share_a_caller_owned_application(db: Database, database_url: str) -> None:
@@ -690,3 +738,132 @@ async def test_the_app_can_share_a_caller_owned_application(db: Database, databa
         assert (await shared.get("/api/v1/health")).status == 200
         assert (await shared.post("/telegram/webhook", json={})).status == 200
         assert (await shared.get("/elsewhere")).status == 404
+
+
+# --- signatures that cannot be reused ----------------------------------------------------------------
+
+
+async def _coupon_state(db: Database, code: str) -> Any:
+    async with db.read_session() as session:
+        return await session.scalar(select(Coupon.redeemed_at).where(Coupon.code == code))
+
+
+async def test_a_captured_get_signature_redeems_no_coupon_and_tells_no_code_apart(
+    client: TestClient, db: Database, catalog: None
+) -> None:
+    await add_coupon(db, "REAL-CODE")
+    captured = signed_headers(SECRET, "GET", "/api/v1/replenishment")
+    answers = [await client.post(f"/api/v1/coupons/{code}/redeem", data=b"", headers=captured)
+               for code in ("REAL-CODE", "NO-SUCH-CODE")]
+    assert [answer.status for answer in answers] == [401, 401]
+    assert (await answers[0].json()) == (await answers[1].json())  # the same answer: no code is told apart
+    assert await _coupon_state(db, "REAL-CODE") is None
+
+
+async def test_a_captured_redeem_for_one_code_does_not_redeem_another(client: TestClient, db: Database, catalog: None) -> None:
+    await add_coupon(db, "CODE-X")
+    await add_coupon(db, "CODE-Y")
+    captured = signed_headers(SECRET, "POST", "/api/v1/coupons/CODE-X/redeem", b"{}")
+    response = await client.post("/api/v1/coupons/CODE-Y/redeem", data=b"{}", headers=captured)
+    assert response.status == 401
+    assert await _coupon_state(db, "CODE-Y") is None
+    assert (await client.post("/api/v1/coupons/CODE-X/redeem", data=b"{}", headers=captured)).status == 200
+
+
+async def test_a_replayed_request_is_401_and_changes_nothing(client: TestClient, db: Database, catalog: None) -> None:
+    def order(status: str) -> bytes:
+        return json.dumps({"orders": [{"external_id": "O1", "customer_external_id": "C1", "status": status,
+                                       "lines": [{"sku": "LIP-1", "qty": 1}]}]}).encode()
+
+    opened = order("open")
+    captured = signed_headers(SECRET, "POST", "/api/v1/orders", opened)
+    assert (await client.post("/api/v1/orders", data=opened, headers=captured)).status == 200
+    assert (await post(client, "/api/v1/orders", raw=order("cancelled"))).status == 200
+    before = await snapshot(db)
+    replay = await client.post("/api/v1/orders", data=opened, headers=captured)  # byte for byte
+    assert replay.status == 401
+    assert "used before" in (await replay.json())["error"]
+    assert await snapshot(db) == before  # the order stays cancelled
+
+
+async def test_an_old_or_future_timestamp_is_401_and_changes_nothing(client: TestClient, db: Database, catalog: None) -> None:
+    body = json.dumps({"customers": [{"external_id": "C1", "name": "Old name", "tier": "vip"}]}).encode()
+    before = await snapshot(db)
+    for skew in (-301, 301, -86_400):
+        headers = signed_headers(SECRET, "POST", "/api/v1/customers", body, now=time.time() + skew)
+        assert (await client.post("/api/v1/customers", data=body, headers=headers)).status == 401
+    assert await snapshot(db) == before
+    headers = signed_headers(SECRET, "POST", "/api/v1/customers", body, now=time.time() - 250)
+    assert (await client.post("/api/v1/customers", data=body, headers=headers)).status == 200
+
+
+async def test_the_query_string_is_signed(client: TestClient, catalog: None) -> None:
+    headers = signed_headers(SECRET, "GET", "/api/v1/replenishment")
+    assert (await client.get("/api/v1/replenishment?as_of=x", headers=headers)).status == 401
+    headers = signed_headers(SECRET, "GET", "/api/v1/replenishment?as_of=x")
+    assert (await client.get("/api/v1/replenishment?as_of=x", headers=headers)).status == 200
+
+
+async def test_a_refused_batch_keeps_its_signature_for_a_resend(client: TestClient, db: Database, catalog: None) -> None:
+    """422 changed nothing, so its signature was not used up: fixing the data on the shop's side
+    and resending needs a new signature anyway, but a plain resend is not taken for an attack."""
+    body = json.dumps({"customers": [{"external_id": "C1", "name": "A", "tier": "gold"}]}).encode()
+    headers = signed_headers(SECRET, "POST", "/api/v1/customers", body)
+    assert (await client.post("/api/v1/customers", data=body, headers=headers)).status == 422
+    body = json.dumps({"orders": [{"external_id": "O7", "customer_external_id": "NOBODY", "status": "open",
+                                   "lines": [{"sku": "LIP-1", "qty": 1}]}]}).encode()
+    headers = signed_headers(SECRET, "POST", "/api/v1/orders", body)
+    for _ in range(2):
+        assert (await client.post("/api/v1/orders", data=body, headers=headers)).status == 422
+
+
+async def test_the_body_only_signature_is_taken_on_stock_events_alone(client: TestClient, db: Database, catalog: None) -> None:
+    events = json.dumps({"events": [{"event_id": "old-1", "sku": "LIP-1", "warehouse": "main", "delta": -1}]}).encode()
+    legacy = {"X-Signature": legacy_signature(SECRET, events), "Content-Type": "application/json"}
+    first = await client.post("/api/v1/stock-events", data=events, headers=legacy)
+    assert (first.status, await first.json()) == (200, {"applied": 1, "duplicates": 0})
+    again = await client.post("/api/v1/stock-events", data=events, headers=legacy)  # harmless: event_id
+    assert (again.status, await again.json()) == (200, {"applied": 0, "duplicates": 1})
+    await add_coupon(db, "LEGACY")
+    before = await snapshot(db)
+    for path, body in (("/api/v1/coupons/LEGACY/redeem", b"{}"), ("/api/v1/coupons/LEGACY/redeem", b""),
+                       ("/api/v1/customers", b'{"customers": []}'), ("/api/v1/orders", b'{"orders": []}')):
+        answer = await client.post(path, data=body, headers={"X-Signature": legacy_signature(SECRET, body)})
+        assert answer.status == 401, path
+    answer = await client.get("/api/v1/replenishment", headers={"X-Signature": legacy_signature(SECRET, b"")})
+    assert answer.status == 401
+    assert await snapshot(db) == before
+
+
+async def test_keys_rotate_without_a_gap(db: Database, database_url: str, catalog: None) -> None:
+    body = b'{"customers": []}'
+    old = signed_headers("old-key", "POST", "/api/v1/customers", body)
+    new = signed_headers("new-key", "POST", "/api/v1/customers", body)
+    for secret, accepted in (("old-key", {"old"}), ("new-key, old-key", {"old", "new"}), ("new-key", {"new"})):
+        async with TestClient(TestServer(create_api_app(_settings(database_url, WEBHOOK_SECRET=secret), db))) as api:
+            for name, headers in (("old", old), ("new", new)):
+                # Each signature is good once: sign anew for every try but keep its key.
+                fresh = signed_headers(f"{name}-key", "POST", "/api/v1/customers", body, now=fresh_time())
+                status = (await api.post("/api/v1/customers", data=body, headers=fresh)).status
+                assert status == (200 if name in accepted else 401), (secret, name)
+    assert old != new
+
+
+async def test_a_signature_is_accepted_once_by_all_processes_together(
+    db: Database, database_url: str, catalog: None
+) -> None:
+    """Two API servers on one database (two `stockbot run`), each with its own engine, racing
+    the same captured request: one wins."""
+    await add_coupon(db, "RACE")
+    other = create_database(database_url)
+    try:
+        apps = [create_api_app(_settings(database_url), db), create_api_app(_settings(database_url), other)]
+        async with TestClient(TestServer(apps[0])) as one, TestClient(TestServer(apps[1])) as two:
+            body = json.dumps({"customers": [{"external_id": "C1", "name": "Raced", "tier": "vip"}]}).encode()
+            headers = signed_headers(SECRET, "POST", "/api/v1/customers", body)
+            answers = await asyncio.gather(*(
+                api.post("/api/v1/customers", data=body, headers=headers) for api in (one, two, one, two)
+            ))
+            assert sorted(answer.status for answer in answers) == [200, 401, 401, 401]
+    finally:
+        await other.dispose()

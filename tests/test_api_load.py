@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 import bot.api.app as api_module
 import bot.db as db_module
 from bot.api.app import add_api_routes
-from bot.api.signing import signature
+from bot.api.signing import signed_headers
 from bot.db import Database, create_database
 from bot.models import Product
 from bot.settings import Settings
@@ -33,7 +33,7 @@ HOT, GONE = "HOT-1", "LIP-1"
 async def _post(client: TestClient, path: str, payload: Any) -> Any:
     body = json.dumps(payload).encode()
     return await client.post(path, data=body, headers={
-        "Content-Type": "application/json", "X-Signature": signature(SECRET, body),
+        "Content-Type": "application/json", **signed_headers(SECRET, "POST", path, body),
     })
 
 

@@ -1,7 +1,9 @@
 """Staff in chat, end to end through the sandbox: admins, purchasers, sales reps."""
 
+import pytest
 from sqlalchemy import select
 
+import bot.handlers.admin as admin
 from bot.models import Product, ReorderPrompt, StaffMember, StockLevel
 from tests.factories import ADMIN, PURCHASER, REP, add_product
 from tests.harness import Harness
@@ -167,3 +169,22 @@ async def test_inline_mode_gives_staff_the_same_hits_and_strangers_nothing(bot_h
     [result] = answers[REP].results
     assert "LIP-1" in result["title"] and "SH: <b>4</b> available" in result["input_message_content"]["message_text"]
     assert answers[STRANGER].results == []
+
+
+async def test_a_document_without_a_size_still_meets_the_import_cap(
+    bot_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-hosted Bot API server may leave file_size out and serve files past 20 MB: the
+    bytes are counted as they arrive (a small cap here stands for the 20 MB one)."""
+    monkeypatch.setattr(admin, "MAX_CSV_BYTES", 2_000)
+    h = bot_harness
+    rows = "".join(f"SKU-{n:04d},Product {n},lips,1.00\n" for n in range(200))
+    big = ("sku,name,category,price\n" + rows).encode()
+    assert len(big) > 2_000
+    await h.act(h.sandbox.send_document(ADMIN, "catalog.csv", big, caption="catalog", size_known=False))
+    assert "too large" in h.last(ADMIN).plain_text
+    async with h.db.read_session() as session:
+        assert await session.scalar(select(Product.id)) is None
+    small = ("sku,name,category,price\n" + "".join(rows.splitlines(keepends=True)[:20])).encode()
+    await h.act(h.sandbox.send_document(ADMIN, "catalog.csv", small, caption="catalog", size_known=False))
+    assert "created" in h.last(ADMIN).plain_text

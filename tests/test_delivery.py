@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from bot.db import Database
 from bot.delivery.outbox import Gate, Outgoing, claim_due, enqueue
-from bot.delivery.sender import Sender
+from bot.delivery.sender import RETRY_INTERVAL_CAP, Sender
 from bot.delivery.telegram import TelegramTransport
 from bot.models import Customer, Notification, utcnow
 from bot.sandbox import BotApiSandbox, sandbox_bot
@@ -360,18 +360,41 @@ async def test_5xx_is_retried_with_backoff_then_sent_in_order(db: Database, sand
     assert {row.state for row in (await rows(db)).values()} == {"sent"}
 
 
-async def test_5xx_gives_up_after_max_attempts(db: Database, sandbox: BotApiSandbox,
-                                               transport: TelegramTransport) -> None:
-    [nid] = await queue(db, Outgoing("give-up", 7002, "notice", "doomed"))
+async def test_a_five_minute_bot_api_outage_delays_messages_and_loses_none(
+        db: Database, sandbox: BotApiSandbox, transport: TelegramTransport) -> None:
+    chats = range(7100, 7110)
+    await queue(db, *[Outgoing(f"outage:{chat}:{n}", chat, "notice", f"{chat}-{n}") for chat in chats for n in range(3)])
     clock = Clock(utcnow())
-    sandbox.fail_next("sendMessage", status=500, count=10, chat_id=7002)
-    for _ in range(4):
-        await fast_sender(db, transport, clock=clock, max_attempts=3, backoff_base=2.0).drain(timeout=5)
-        clock.advance(seconds=60)
-    assert [call.status for call in sends(sandbox, 7002)] == [500, 500, 500]
-    row = (await rows(db))[nid]
-    assert (row.state, row.attempts) == ("failed", 3)
-    assert row.last_error and "Internal Server Error" in row.last_error
+    outage_ends = clock.now + timedelta(minutes=5)
+    sandbox.fail_next("sendMessage", status=502, count=10**6)  # every send, until the outage ends
+    while clock.now < outage_ends:
+        await fast_sender(db, transport, clock=clock).drain(timeout=5)
+        due = [row.not_before for row in (await rows(db)).values()]
+        # Retried by time: never parked further ahead than the capped interval (jitter included).
+        assert max(due) <= clock.now + timedelta(seconds=RETRY_INTERVAL_CAP)
+        clock.advance(seconds=10)
+    assert {row.state for row in (await rows(db)).values()} == {"pending"}
+    assert len([call for call in sends(sandbox) if call.status == 502]) > 10 * 6  # tried all along
+
+    sandbox.clear_failures()  # the Bot API is back
+    clock.advance(seconds=RETRY_INTERVAL_CAP)
+    await fast_sender(db, transport, clock=clock).drain(timeout=10)
+    for chat in chats:
+        assert texts(sandbox, chat) == [f"{chat}-{n}" for n in range(3)]  # each once, in order
+    assert {row.state for row in (await rows(db)).values()} == {"sent"}
+
+
+async def test_a_message_telegram_refuses_is_failed_at_once_and_the_chat_goes_on(
+        db: Database, sandbox: BotApiSandbox, transport: TelegramTransport) -> None:
+    refused, fine = await queue(db, Outgoing("bad:1", 7002, "notice", "doomed"), Outgoing("bad:2", 7002, "notice", "next"))
+    sandbox.fail_next("sendMessage", status=400, description="Bad Request: can't parse entities", chat_id=7002)
+    await fast_sender(db, transport).drain(timeout=5)
+    assert [call.status for call in sends(sandbox, 7002)] == [400, 200]
+    assert texts(sandbox, 7002) == ["next"]
+    by_id = await rows(db)
+    assert (by_id[refused].state, by_id[refused].attempts) == ("failed", 1)
+    assert by_id[refused].last_error and "can't parse entities" in by_id[refused].last_error
+    assert by_id[fine].state == "sent"
 
 
 async def test_opted_out_customer_gets_nothing(db: Database, sandbox: BotApiSandbox,

@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 from bot.db import Database
 from bot.inventory.importer import import_csv
 from bot.models import Customer, Order, OrderLine, Product, StockEvent, StockLevel
-from tests.factories import add_product
+from tests.factories import add_product, add_sold_out
 
 
 async def _import(db: Database, kind: str, text: str, **options):
@@ -66,7 +66,7 @@ async def test_quoted_newline_keeps_physical_line_numbers(db: Database) -> None:
     data = 'sku,name,category,price\nA,"two\nlines",lips,1\nB,Beta,lips,x\n'
     report = await _import(db, "catalog", data)
     assert report.error_lines() == [
-        "catalog.csv:2: name contains control characters",  # a newline would break chat lists
+        "catalog.csv:2: name contains control or invisible formatting characters",  # a newline would break chat lists
         "catalog.csv:4: price 'x' is not a number",
     ]
 
@@ -114,7 +114,7 @@ async def test_customers_phone_is_normalised_and_bad_ones_refused(db: Database) 
 async def test_orders_group_lines_and_check_references(db: Database) -> None:
     async with db.transaction() as session:
         await add_product(session, "A", stock={"SH": 5})
-        await add_product(session, "B")  # out of stock
+        await add_sold_out(session, "B")
     assert (await _import(db, "customers", "external_id,name,tier\nC1,Li,vip\n")).ok
     bad = (
         "external_id,customer_external_id,sku,qty,status\n"

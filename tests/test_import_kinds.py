@@ -15,7 +15,7 @@ from bot.delivery.outbox import Gate, Outgoing, claim_due, enqueue
 from bot.inventory import importer
 from bot.inventory.importer import import_csv
 from bot.models import Customer, Notification, Order, OrderLine, Product, SalesDay, StockEvent
-from tests.factories import add_product
+from tests.factories import add_product, add_sold_out
 from tests.test_api import client, post  # noqa: F401  (the API fixture and its signed POST)
 
 HEADER = "date,sku,warehouse,sold,on_hand\n"
@@ -98,7 +98,7 @@ async def test_orders_split_across_write_chunks_stay_whole(db: Database, monkeyp
     async with db.transaction() as session:
         for sku in "ABCD":
             await add_product(session, sku, stock={"SH": 5})
-        await add_product(session, "OUT")  # nothing in stock
+        await add_sold_out(session, "OUT")
     assert (await import_csv(db, "customers", b"external_id,name,tier\nC1,Li,vip\nC2,Bo,regular\n", label="c.csv")).ok
     data = (
         "external_id,customer_external_id,sku,qty,status\n"

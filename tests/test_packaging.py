@@ -58,6 +58,8 @@ def test_the_wheel_installs_only_bot_with_its_texts(wheel: Path) -> None:
         assert f"bot/messages/{locale}/labels.toml" in names
         assert any(name.startswith(f"bot/messages/{locale}/") and name.endswith(".html") for name in names)
     assert any(name.startswith("bot/migrations/versions/0001_") for name in names)
+    for page in ("index.html", "play.css", "play.js"):  # `stockbot play` serves them from the package
+        assert f"bot/play/static/{page}" in names
 
 
 def test_stockbot_demo_runs_from_any_folder_after_a_plain_install(wheel: Path, tmp_path: Path) -> None:

@@ -186,3 +186,22 @@ async def test_the_prompt_suggests_a_transfer_first_and_its_button_moves_the_uni
     done = await h.press(PURCHASER, prompt, button.text)
     assert f"Moved {qty} × MIX from BJ to SH" in done[-1].plain_text
     assert await _levels(h) == {"BJ": (60 - qty, 0), "SH": (0, qty)}
+
+
+async def test_a_revoke_drops_the_half_done_flow(bot_harness: Harness) -> None:
+    h = bot_harness
+    await _staff(h)
+    async with h.db.transaction() as session:
+        product = await add_product(session, "BUY", reorder_point=5, lead_time_days=14, supplier="Rosa Ltd",
+                                    stock={"SH": 3})
+        await add_history(session, product.id, "SH", [(4, 30)] * 60)
+    await daily_forecast(h.services)
+    plan = (await h.say(PURCHASER, "/plan"))[-1]
+    [buy] = [b for b in plan.buttons() if "Order" in b.text]
+    assert "How many" in (await h.press(PURCHASER, plan, buy.text))[-1].plain_text
+    await h.reply(ADMIN, f"/revoke {PURCHASER}")
+    await h.reply(ADMIN, f"/grant {PURCHASER} purchaser")  # back, but the old question is gone
+    answers = await h.say(PURCHASER, "24")
+    assert not any("ETA" in m.plain_text or "arrive" in m.plain_text for m in answers), [m.plain_text for m in answers]
+    async with h.db.read_session() as session:
+        assert await session.scalar(select(func.count()).select_from(PurchaseOrder)) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 
 from bot.api.app import create_api_app
-from bot.api.signing import signature
+from bot.api.signing import signed_headers
 from bot.db import Database
 from bot.inventory.reorder import suggest
 from bot.inventory.stock import StockChange, apply_changes, warehouse_ids
@@ -93,7 +94,7 @@ async def test_an_api_count_with_a_reason_of_its_own_is_not_a_sale(db: Database,
     ]}).encode()
     async with TestClient(TestServer(create_api_app(api_settings, db))) as client:
         response = await client.post("/api/v1/stock-events", data=body, headers={
-            "Content-Type": "application/json", "X-Signature": signature(SECRET, body)})
+            "Content-Type": "application/json", **signed_headers(SECRET, "POST", "/api/v1/stock-events", body)})
         assert response.status == 200
     await _backdate(db, 24)
     async with db.transaction() as session:
@@ -199,7 +200,7 @@ async def test_suggestions_use_the_measured_lead_time_after_three_receipts(servi
 
 
 async def _get(client: TestClient, secret: str | None = SECRET):  # type: ignore[no-untyped-def]
-    headers = {"X-Signature": signature(secret, b"")} if secret else {}
+    headers = signed_headers(secret, "GET", "/api/v1/replenishment") if secret else {}
     return await client.get("/api/v1/replenishment", headers=headers)
 
 
@@ -277,9 +278,10 @@ async def test_an_api_receipt_settles_incoming_and_times_the_supplier(db: Databa
     body = json.dumps({"events": [{"event_id": "r-1", "sku": "P", "warehouse": "SH", "delta": 24,
                                    "reason": "receipt"}]}).encode()
     async with TestClient(TestServer(create_api_app(api_settings, db))) as client:
-        for _ in range(2):  # the retry is a duplicate: settles nothing twice
+        for attempt in range(2):  # the retry (signed anew) is a duplicate: settles nothing twice
+            signed = signed_headers(SECRET, "POST", "/api/v1/stock-events", body, now=time.time() - attempt)
             response = await client.post("/api/v1/stock-events", data=body, headers={
-                "Content-Type": "application/json", "X-Signature": signature(SECRET, body)})
+                "Content-Type": "application/json", **signed})
             assert response.status == 200
     async with db.read_session() as session:
         level = await session.scalar(select(StockLevel))

@@ -21,7 +21,7 @@ async def waiting_for_lip(h: Harness, *, safety_stock: int = 0) -> Product:
     """LIP-1 is out; one VIP (who joined last) and four regulars wait for it."""
     async with h.db.transaction() as session:
         product = await add_product(session, "LIP-1", name="Velvet Lipstick Red", reorder_point=0,
-                                    safety_stock=safety_stock)
+                                    safety_stock=safety_stock, stock={"SH": 0})  # known to be at zero
         start = utcnow() - timedelta(days=5)
         for i, user in enumerate(REGULARS):
             customer = await add_customer(session, f"C-{user}", user)

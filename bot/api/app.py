@@ -1,7 +1,8 @@
 """The integration HTTP API: stock events, orders and customers from a shop's systems, and coupon
 redemption from its checkout.
 
-Every route but health is signed (`bot/api/signing.py`). A batch is checked whole (shapes first,
+Every route but health is signed (`bot/api/signing.py`), and each signature is accepted once, by
+all processes together (`bot/seen_once.py`). A batch is checked whole (shapes first,
 then references and stock levels against the database) inside one write transaction, and is
 written only when nothing is wrong: any problem answers 422 listing every problem, and the
 transaction rolls back. Retrying a request is safe: stock events are idempotent by `event_id`,
@@ -16,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,13 +42,17 @@ from bot.api.schemas import (
     item_error,
     validation_errors,
 )
-from bot.api.signing import HEADER, verify
+from bot.api.signing import HEADER, Signed, keys_of, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
+from bot.inventory.batches import PendingBatch, write_in_batch
+from bot.planning.state import forecast_as_of
 from bot.inventory.stock import NotEnoughStock, StockChange, StockError, apply_changes, refused_changes
+from bot.logs import escape
 from bot.models import Product
 from bot.planning.purchasing import settle_applied
 from bot.planning.suggestions import as_json, suggestions
 from bot.recovery.redemption import RedeemStatus, redeem_coupon
+from bot.seen_once import SIGNATURES, SeenOnceStore
 from bot.settings import Settings
 from bot.shop.customers import CustomerInput, upsert_customers
 from bot.shop.orders import LineInput, OrderInput, UnknownReference, check_references, upsert_orders
@@ -61,11 +69,19 @@ ACTOR = "api"
 API_CONCURRENCY = max(1, POOL_SIZE // 2)
 QUEUE_WAIT_S = 5.0
 RETRY_AFTER_S = 2
+FORECAST_RETRY_AFTER = 30  # seconds: the first forecast runs within a minute of the start
 _BUSY = "the server is busy; retry after the Retry-After seconds"
+_UNAVAILABLE = "the database is unavailable; retry after the Retry-After seconds"
+UNAVAILABLE_RETRY_AFTER_S = 5
 # PostgreSQL states that mean "too busy right now, the same request may well work later".
 _RETRYABLE_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01"})  # lock timeout, cancelled, serialization, deadlock
 
+LOGGED_PATH_CHARS = 120
+_COUPON_IN_PATH = re.compile(r"(/coupons/)[^/]*", re.IGNORECASE)
 _MIDDLEWARES_KEY = web.AppKey("stockbot_api_middlewares", bool)
+# The request's checked signature, claimed in its unit of work (aiohttp runs each request in a task
+# of its own, so this is per request).
+_SIGNED: ContextVar[Signed] = ContextVar("stockbot_signed")
 Item = TypeVar("Item", bound=BaseModel)
 ErrorList = list[dict[str, Any]]
 
@@ -96,6 +112,10 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 def _busy() -> web.Response:
     return _error(503, _BUSY, **{"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _unavailable() -> web.Response:
+    return _error(503, _UNAVAILABLE, **{"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
 
 
 def _is_overload(exc: DBAPIError) -> bool:
@@ -156,10 +176,13 @@ async def _log_requests(request: web.Request, handler: Callable[[web.Request], A
 
 
 def _route_of(request: web.Request) -> str:
+    """What a log line may say of the request's path: the route's pattern, or for a path no route
+    took, the path without its query string, a coupon code (`/coupons/CODE/redeem/`, one slash
+    too many) masked, line breaks and other control characters escaped, cut short."""
     resource = request.match_info.route.resource if request.match_info.route else None
     if resource is not None:
         return resource.canonical
-    return request.path[:200]
+    return escape(_COUPON_IN_PATH.sub(r"\1{code}", request.path))[:LOGGED_PATH_CHARS]
 
 
 # --- request body --------------------------------------------------------------------------------
@@ -261,17 +284,25 @@ class IntegrationApi:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self._secret = settings.WEBHOOK_SECRET.get_secret_value() if settings.WEBHOOK_SECRET else None
+        self._keys = keys_of(settings.WEBHOOK_SECRET.get_secret_value()) if settings.WEBHOOK_SECRET else []
         self._slots = asyncio.Semaphore(API_CONCURRENCY)
+        self._signatures = SeenOnceStore(SIGNATURES)
 
-    def signed(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def signed(self, handler: Handler, *, legacy_ok: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """`handler` behind the signature check; `legacy_ok` also takes the body-only form (only
+        where a replay is harmless). Every refusal is the same 401 before the handler runs, so it
+        tells nothing about what the route would have found (which coupon codes exist)."""
+
         async def check(request: web.Request) -> web.StreamResponse:
-            if not self._secret:
+            if not self._keys:
                 return _error(503, "the integration API is off: WEBHOOK_SECRET is not set")
             try:
                 body = await _read_body(request)
-                if not verify(self._secret, body, request.headers.get(HEADER)):
-                    return _error(401, f"bad or missing {HEADER} signature")
+                signed = verify(self._keys, request.method, request.raw_path, body, request.headers.get(HEADER),
+                                legacy_ok=legacy_ok)
+                if signed is None:
+                    return _error(401, f"bad, expired or missing {HEADER} signature")
+                _SIGNED.set(signed)
                 return await self._bounded(handler, request, body)
             except _Answer as answer:
                 return _error(answer.status, answer.message)
@@ -279,6 +310,23 @@ class IntegrationApi:
         check.__name__ = handler.__name__
         check.__doc__ = handler.__doc__
         return check
+
+    @asynccontextmanager
+    async def _unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """The request's write transaction, which first claims its signature: the claim commits
+        with the request's changes or not at all, so a request that was refused (422, or 503 for
+        load) may be sent again byte for byte, and one that changed something never again."""
+        async with self.db.transaction() as session:
+            await self._claim(session)
+            yield session
+
+    async def _claim(self, session: AsyncSession) -> None:
+        signed = _SIGNED.get()
+        if signed.once_key is None:
+            return  # the body-only form, where the route makes a replay harmless
+        keep_until = datetime.fromtimestamp(signed.keep_until, UTC)
+        if not await self._signatures.claim_in(session, signed.once_key, keep_until):
+            raise _Answer(401, f"this {HEADER} signature was used before; sign each request anew")
 
     async def _bounded(self, handler: Handler, request: web.Request, body: bytes) -> web.StreamResponse:
         """Run `handler` in one of the API's slots; answer 503 rather than fail when overloaded."""
@@ -294,10 +342,16 @@ class IntegrationApi:
             log.warning("%s %s: no database connection in time; answered 503", request.method, _route_of(request))
             return _busy()
         except DBAPIError as exc:
+            if self.db.trouble.note(exc):  # logged once for the whole spell
+                return _unavailable()
             if not _is_overload(exc):
                 raise
             log.warning("%s %s: %s; answered 503", request.method, _route_of(request), type(exc.orig).__name__)
             return _busy()
+        except OSError as exc:  # the driver could not connect at all (PostgreSQL down)
+            if not self.db.trouble.note(exc):
+                raise
+            return _unavailable()
         finally:
             self._slots.release()
 
@@ -309,7 +363,7 @@ class IntegrationApi:
         zero) and raise BatchRejected. `dry_run` finds those without writing, for a batch that
         `check` rejects, so that its 422 still lists every problem."""
         try:
-            async with self.db.transaction() as session:
+            async with self._unit_of_work() as session:
                 errors = errors + await check(session, items)
                 if errors and dry_run is not None:
                     errors += await dry_run(session, _without(items, errors))
@@ -326,16 +380,21 @@ class IntegrationApi:
     # health -------------------------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
-        # A bot that cannot reach its database is not healthy, whatever the process says.
+        # A bot that cannot reach its database is not healthy, whatever the process says. During
+        # a spell of trouble it must take a write too: a full disk still answers reads.
+        unavailable = web.json_response({"status": "unavailable"}, status=503,
+                                        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
         try:
-            async with asyncio.timeout(HEALTH_DB_TIMEOUT), self.db.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT):
+                await self.db.probe(write=self.db.trouble.unavailable)
         except TimeoutError:  # a busy database: one line, not a traceback for every probe
             log.warning("health: the database did not answer within %s s", HEALTH_DB_TIMEOUT)
-            return web.json_response({"status": "unavailable"}, status=503)
-        except Exception:  # any failure to answer counts; the reason is logged, never returned
-            log.warning("health: the database does not answer", exc_info=True)
-            return web.json_response({"status": "unavailable"}, status=503)
+            return unavailable
+        except Exception as exc:  # any failure to answer counts; the reason is logged, never returned
+            if not self.db.trouble.note(exc):
+                log.warning("health: the database does not answer", exc_info=True)
+            return unavailable
+        self.db.trouble.recovered()
         return web.json_response({"status": "ok"})
 
     # stock events -------------------------------------------------------------------------------
@@ -355,6 +414,7 @@ class IntegrationApi:
         return _below_zero(items, await refused_changes(session, _stock_changes(items)))
 
     async def _write_stock(self, session: AsyncSession, items: list[tuple[int, StockEventIn]]) -> dict[str, int]:
+        write_in_batch(session, PendingBatch("API stock-events"))  # weighed against MASS_CONTACT_LIMIT
         try:
             results = await apply_changes(session, _stock_changes(items))
         except NotEnoughStock as refused:  # the service lists every event that would go below zero
@@ -393,6 +453,7 @@ class IntegrationApi:
             )
             for _, o in items
         ]
+        write_in_batch(session, PendingBatch("API orders"))
         try:
             counts = await upsert_orders(session, given)
         except UnknownReference as exc:  # a safety net, as above
@@ -424,9 +485,15 @@ class IntegrationApi:
 
     async def replenishment(self, request: web.Request, body: bytes) -> web.Response:
         """What to buy or move now, from the demand forecast (signed over the empty body)."""
+        async with self._unit_of_work():
+            pass  # a read: only the signature is written
         async with self.db.read_session() as session:
+            as_of = await forecast_as_of(session)
+            if as_of is None:  # not "nothing to buy": not computed yet
+                return _error(503, "the first demand forecast is being computed",
+                              **{"Retry-After": str(FORECAST_RETRY_AFTER)})
             lines = await suggestions(session)
-        return web.json_response({"suggestions": [as_json(line) for line in lines]})
+        return web.json_response({"as_of": as_of.isoformat(), "suggestions": [as_json(line) for line in lines]})
 
     # coupons ------------------------------------------------------------------------------------
 
@@ -436,7 +503,7 @@ class IntegrationApi:
         except ValidationError as exc:
             return _unprocessable(validation_errors(exc, None))
         code = request.match_info["code"]
-        async with self.db.transaction() as session:
+        async with self._unit_of_work() as session:
             outcome = await redeem_coupon(session, code, given.order_external_id)
         if outcome.status is RedeemStatus.NOT_FOUND:
             return _error(404, "unknown coupon code")
@@ -464,7 +531,7 @@ def add_api_routes(app: web.Application, settings: Settings, db: Database) -> In
         app.middlewares.append(_json_errors)
         app[_MIDDLEWARES_KEY] = True
     app.router.add_get(f"{PREFIX}/health", api.health)
-    app.router.add_post(f"{PREFIX}/stock-events", api.signed(api.stock_events))
+    app.router.add_post(f"{PREFIX}/stock-events", api.signed(api.stock_events, legacy_ok=True))  # event_id: replays are harmless
     app.router.add_post(f"{PREFIX}/orders", api.signed(api.orders))
     app.router.add_post(f"{PREFIX}/customers", api.signed(api.customers))
     app.router.add_post(f"{PREFIX}/coupons/{{code}}/redeem", api.signed(api.redeem))

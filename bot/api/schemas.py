@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from bot.shop.customers import zone_name
 from bot.shop.phones import BadPhone, to_e164
+from bot.text_rules import REFUSAL, has_unsafe_chars
 
 MAX_BATCH = 5_000  # items per request; a 5,000-event batch is about 0.4 MiB of JSON
 MAX_LINES = 1_000  # lines per order
@@ -37,8 +38,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _no_control(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("contains control characters")
+    if has_unsafe_chars(value):
+        raise ValueError(REFUSAL)
     return value
 
 

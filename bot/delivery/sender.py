@@ -5,8 +5,11 @@
 - Each chat gets at most one message a second, and its messages go out in queue order: a chat
   has at most one send in flight.
 - A 429 pauses all new sends until its `retry_after` has passed, then that message goes first.
-- Blocked or vanished chats are flagged unreachable and their queue dropped; server and network
-  errors are retried with exponential backoff and jitter, then kept as failed.
+- Blocked or vanished chats are flagged unreachable and their queue dropped; a message Telegram
+  refuses (bad markup, too long) is kept as failed. Server and network errors are retried by time,
+  with exponential backoff capped at `backoff_cap`, for as long as they last: an outage of the Bot
+  API or of the shop's network delays messages, it never drops them. Only an error of our own (a
+  bug, which no wait will mend) gives up after `max_attempts`.
 - Each delivered row is recorded before the next message leaves (what finished meanwhile is
   written together), so a crash repeats at most the messages that were in flight. On start the
   sender frees the claims of this host's processes that are gone (a restart after `kill -9`), so
@@ -44,6 +47,16 @@ from bot.waiting import IdlePolling, until_any
 
 log = logging.getLogger(__name__)
 
+# The longest wait between two tries of a message during an outage: when the Bot API comes back,
+# every message waiting on it goes out within this (times the jitter) without hammering it before.
+RETRY_INTERVAL_CAP = 60.0
+# How long a stop waits for sends already made to be answered. A Bot API that does not answer
+# would hold it for aiogram's whole request timeout (a minute); the rows of sends cut off keep
+# their claim and go back to the queue (a send cut off may have arrived: it may come twice).
+STOP_WAIT_S = 1.5
+HAND_BACK_S = 1.0  # how long a stop waits to hand claimed messages back to the queue
+_MAX_EXPONENT = 30  # base ** attempts overflows a float after ~1,000 tries (hours into an outage)
+
 
 @dataclass(slots=True)
 class SenderStats:
@@ -76,7 +89,7 @@ class Sender:
         concurrency: int = 64,
         max_attempts: int = 6,
         backoff_base: float = 2.0,
-        backoff_cap: float = 600.0,
+        backoff_cap: float = RETRY_INTERVAL_CAP,
         poll_interval: float = 0.5,
         idle_poll_interval: float = 2.0,
         clock: Callable[[], datetime] = utcnow,
@@ -114,6 +127,7 @@ class Sender:
         self._claiming = False
         self._ack_lock = asyncio.Lock()
         self._ack_pending = asyncio.Event()
+        self._unanswered: list[int] = []  # sends cut off by a stop, handed back to the queue
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -125,8 +139,9 @@ class Sender:
         try:
             async with self.db.transaction() as session:
                 await outbox.release_dead_claims(session, now=self.clock())
-        except Exception:  # the periodic sweep tries again; delivery must still start
-            log.exception("freeing claims of a previous run failed")
+        except Exception as exc:  # the periodic sweep tries again; delivery must still start
+            if not self.db.trouble.note(exc):
+                log.exception("freeing claims of a previous run failed")
         feeder = asyncio.create_task(self._feed(stop), name="outbox-feeder")
         acker = asyncio.create_task(self._acknowledge(stop), name="outbox-acks")
         try:
@@ -134,8 +149,7 @@ class Sender:
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._finish_in_flight()
             await acker
             await self._flush_acks()
             await self._release_backlog()
@@ -162,6 +176,15 @@ class Sender:
             await runner
         return self.stats
 
+    async def _finish_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
+
     # --- feeding from the outbox -----------------------------------------------------------------
 
     async def _feed(self, stop: asyncio.Event) -> None:
@@ -170,8 +193,9 @@ class Sender:
             if len(self._held) < self._claim_size:
                 try:
                     claimed = await self._claim()
-                except Exception:  # keep delivering what is held; the next poll tries again
-                    log.exception("claiming from the outbox failed")
+                except Exception as exc:  # keep delivering what is held; the next poll tries again
+                    if not self.db.trouble.note(exc):  # database trouble is logged once a spell
+                        log.exception("claiming from the outbox failed")
             pause = self._polling.interval(found_work=claimed > 0)
             if claimed and len(self._held) < self._claim_size:
                 continue
@@ -228,7 +252,8 @@ class Sender:
             heapq.heappop(self._ready)
             if self._acks:  # record what was delivered before anything else leaves
                 await self._flush_acks()
-            await self._slots.acquire()
+            if not await self._free_slot(stop):
+                break
             paid = self.rate_gate.is_paid(self._queues[top.chat_id][0].kind)  # scale-out
             slot = await self.rate_gate.acquire(paid=paid)  # scale-out
             if self._paused_until > time.monotonic():  # a 429 arrived while we waited
@@ -240,6 +265,17 @@ class Sender:
             task = asyncio.create_task(self._send(message, slot, paid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _free_slot(self, stop: asyncio.Event) -> bool:
+        """A slot for one more send; False on a stop (every slot may be held by a send the Bot
+        API does not answer)."""
+        while self._slots.locked():
+            if stop.is_set():
+                return False
+            self._changed.clear()
+            await until_any(self._changed, stop)  # a finished send frees its slot and sets it
+        await self._slots.acquire()
+        return True
 
     def _forget_quiet_chats(self, now: float) -> None:
         """Drop chats last sent to over `per_chat_interval` ago: they may be sent to at once, which
@@ -259,6 +295,9 @@ class Sender:
                 extra = {"paid": True} if paid else {}  # Telegram's allow_paid_broadcast
                 message_id = await self.transport.send(chat_id, message.text, message.reply_markup,
                                                        deadline=slot.deadline, **extra)
+        except asyncio.CancelledError:
+            self._unanswered.append(message.id)  # a stop cut it off; see STOP_WAIT_S
+            raise
         except SlotMissed:
             # Sent late, it could crowd the slots after its own (another process's, too). Nothing
             # left, so nothing is counted: it goes first in its chat and waits for a new slot.
@@ -276,11 +315,11 @@ class Sender:
         except Unreachable as exc:
             self._held.discard(message.id)
             await self._unreachable(chat_id, str(exc))
-        except (Temporary, Permanent, SendError) as exc:
+        except SendError as exc:
             await self._failed(message, exc)
         except Exception as exc:  # a bug must not kill the worker nor lose the row
             log.exception("unexpected error sending notification %s", message.id)
-            await self._failed(message, Temporary(repr(exc)))
+            await self._failed(message, Temporary(repr(exc)), bug=True)
         else:
             self._acks.append((message.id, message_id))
             self._ack_pending.set()
@@ -321,23 +360,28 @@ class Sender:
         late = self._queues.pop(chat_id, deque())
         self._held.difference_update(row.id for row in late)
 
-    async def _failed(self, message: Notification, error: SendError) -> None:
+    async def _failed(self, message: Notification, error: SendError, *, bug: bool = False) -> None:
         self._held.discard(message.id)
         async with self.db.transaction() as session:
-            if isinstance(error, Permanent) or message.attempts >= self.max_attempts:
+            gives_up = isinstance(error, Permanent) or not isinstance(error, Temporary) or (
+                bug and message.attempts >= self.max_attempts)
+            if gives_up:
                 self.stats.failed += 1
                 log.warning("notification %s failed for good: %s", message.id, error)
                 await outbox.mark_failed(session, message.id, str(error))
                 return
             self.stats.retried += 1
-            delay = min(self.backoff_cap, self.backoff_base ** message.attempts)
-            delay *= random.uniform(0.5, 1.5)  # jitter: a crowd of failures does not return at once
-            retry_at = self.clock() + timedelta(seconds=delay)
+            retry_at = self.clock() + timedelta(seconds=self._backoff(message.attempts))
             await outbox.mark_retry(session, message.id, str(error), retry_at)
             # Later messages of this chat wait with it, so none overtakes the one being retried.
             later = self._queues.pop(message.chat_id, deque())
             await outbox.release(session, [row.id for row in later], not_before=retry_at)
         self._held.difference_update(row.id for row in later)
+
+    def _backoff(self, attempts: int) -> float:
+        # Jitter: a crowd of messages refused by one outage does not come back at once.
+        delay = self.backoff_base ** min(attempts, _MAX_EXPONENT) * random.uniform(0.5, 1.5)
+        return min(self.backoff_cap, delay)
 
     # --- acknowledging -----------------------------------------------------------------------------
 
@@ -356,17 +400,28 @@ class Sender:
             try:
                 async with self.db.transaction() as session:
                     await outbox.mark_sent(session, batch)
-            except Exception:
-                log.exception("recording %d sent notifications failed; will retry", len(batch))
+            except asyncio.CancelledError:  # a stop: kept, so the last flush still records them
+                self._acks[:0] = batch
+                raise
+            except Exception as exc:
+                if not self.db.trouble.note(exc):
+                    log.exception("recording %d sent notifications failed; will retry", len(batch))
                 self._acks[:0] = batch
                 await asyncio.sleep(0.1)  # the database is struggling: do not spin on it
 
     async def _release_backlog(self) -> None:
-        backlog = [row.id for queue in self._queues.values() for row in queue]
+        backlog = [row.id for queue in self._queues.values() for row in queue] + self._unanswered
+        self._unanswered = []
         self._queues.clear()
         self._ready.clear()
         self._held.clear()
         if backlog:
-            async with self.db.transaction() as session:
-                await outbox.release(session, backlog)
+            # Not worth holding a stop for another writer's lock: the next start on this host frees
+            # a dead run's claims at once, and other processes take them when the lease runs out.
+            try:
+                async with asyncio.timeout(HAND_BACK_S):
+                    async with self.db.transaction() as session:
+                        await outbox.release(session, backlog)
+            except TimeoutError:
+                log.info("stopping: %d claimed messages left for the next run", len(backlog))
 

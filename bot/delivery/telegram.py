@@ -29,8 +29,18 @@ from bot.delivery.transport import File, Permanent, RetryAfter, SlotMissed, Temp
 _GONE = ("chat not found", "user is deactivated", "bot was kicked", "peer_id_invalid")
 
 
+# Set while the sender's transport makes a request: the chat replies' flood-control wait
+# (bot/handlers/flood.py) leaves those alone, the sender handles a 429 itself.
+_from_outbox: ContextVar[bool] = ContextVar("from_outbox", default=False)
+
+
+def sending_from_outbox() -> bool:
+    return _from_outbox.get()
+
+
 @contextmanager
 def _mapped_errors() -> Iterator[None]:
+    token = _from_outbox.set(True)
     try:
         yield
     except TelegramRetryAfter as exc:
@@ -43,6 +53,8 @@ def _mapped_errors() -> Iterator[None]:
         raise Permanent(exc.message) from None
     except (TelegramServerError, TelegramNetworkError, asyncio.TimeoutError) as exc:
         raise Temporary(str(exc) or type(exc).__name__) from None
+    finally:
+        _from_outbox.reset(token)
 
 
 @dataclass(slots=True)

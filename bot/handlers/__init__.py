@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, common, customer, fallback, flows, offers, purchaser, reports, sales
+from bot.handlers import admin, common, customer, fallback, flows, held, low_digest, offers, purchaser, reports, sales
 
 
 def build_routers() -> list[Router]:
@@ -13,6 +13,8 @@ def build_routers() -> list[Router]:
         common.create_router(),
         flows.create_router(),
         admin.create_router(),
+        held.create_router(),
+        low_digest.create_router(),
         purchaser.create_router(),
         reports.create_router(),
         sales.create_router(),

@@ -8,17 +8,19 @@ from datetime import timedelta
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
+from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.handlers.commands import publish_commands_for
+from bot.handlers.downloads import download_capped
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.ingest.files import import_file
 from bot.inventory.importer import KINDS
 from bot.models import Role, utcnow
 from bot.planning import report_service
-from bot.recovery import funnel
+from bot.recovery import funnel, hold
 from bot.services import Services
 from bot.shop import staff
 from bot.shop.staff import Actor
@@ -60,7 +62,7 @@ async def grant(message: Message, command: CommandObject, session: AsyncSession,
 
 
 async def revoke(message: Message, command: CommandObject, session: AsyncSession, texts: Texts,
-                 services: Services, bot: Bot) -> None:
+                 services: Services, bot: Bot, fsm_storage: BaseStorage) -> None:
     user_id = _user_id((command.args or "").strip())
     if user_id is None:
         await message.answer(texts("usage_revoke"))
@@ -71,8 +73,18 @@ async def revoke(message: Message, command: CommandObject, session: AsyncSession
     if not await staff.revoke(session, user_id):
         await message.answer(texts("revoke_none", user_id=user_id))
         return
+    # A flow the user had half done (an order's quantity, say) must not finish after the role
+    # that started it is gone, nor resume if the role comes back.
+    await drop_conversation(fsm_storage, bot.id, user_id)
     await message.answer(texts("revoked", user_id=user_id))
     await publish_commands_for(bot, services, user_id, "stranger")
+
+
+async def drop_conversation(storage: BaseStorage, bot_id: int, user_id: int) -> None:
+    """Forget the user's conversation state in their private chat with the bot."""
+    key = StorageKey(bot_id=bot_id, chat_id=user_id, user_id=user_id)
+    await storage.set_state(key, None)
+    await storage.set_data(key, {})
 
 
 async def stats(message: Message, command: CommandObject, session: AsyncSession, texts: Texts,
@@ -89,7 +101,11 @@ async def stats(message: Message, command: CommandObject, session: AsyncSession,
     until = utcnow()
     report = await funnel.build_report(session, since=until - timedelta(days=days), until=until,
                                        attribution_days=services.settings.ATTRIBUTION_DAYS)
-    await message.answer(texts.render("stats", r=report, days=days))
+    text = texts.render("stats", r=report, days=days)
+    discarded = await hold.discarded_since(session, until - timedelta(days=days))
+    if discarded.batches:  # held batches an admin dropped (MASS_CONTACT_LIMIT)
+        text += "\n" + texts("stats_discarded", batches=discarded.batches, customers=discarded.customers)
+    await message.answer(text)
     png = await asyncio.to_thread(report_service.funnel_png, services.templates, texts.locale, report, days)
     await message.answer_photo(BufferedInputFile(png, "funnel.png"))
 
@@ -102,7 +118,7 @@ async def import_document(message: Message, session: AsyncSession, texts: Texts,
     if kind not in KINDS:
         await message.answer(texts("usage_import"))
         return
-    if (document.file_size or 0) > MAX_CSV_BYTES:
+    if (document.file_size or 0) > MAX_CSV_BYTES:  # said up front: not even started
         await message.answer(texts("import_too_big"))
         return
     # The import is its own unit of work; end this update's transaction first so the two
@@ -110,7 +126,9 @@ async def import_document(message: Message, session: AsyncSession, texts: Texts,
     await session.commit()
     label = document.file_name or f"{kind}.csv"
     with tempfile.TemporaryFile() as spool:  # on disk: the importer streams it, twice
-        await bot.download(document, destination=spool)
+        if not await download_capped(bot, document, spool, MAX_CSV_BYTES):  # file_size may be absent
+            await message.answer(texts("import_too_big"))
+            return
         report = await import_file(services.db, kind, spool, label=label, actor="tg:import",
                                    phone_region=services.settings.PHONE_REGION, zone=services.settings.zone)
     if not report.ok:

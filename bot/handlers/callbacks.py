@@ -54,3 +54,12 @@ class PlanAction(CallbackData, prefix="pl"):
 
 class PlanDraft(CallbackData, prefix="pd"):
     supplier: str  # `bot.planning.drafts.supplier_key`, not the name: names can exceed 64 bytes
+
+
+class HeldDecision(CallbackData, prefix="hb"):
+    action: str  # send | discard (`bot.recovery.hold.Decision`)
+    batch_id: int
+
+
+class LowRest(CallbackData, prefix="lr"):
+    offset: int  # the low-stock digest's list goes on from here

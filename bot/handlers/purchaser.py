@@ -27,6 +27,7 @@ from bot.inventory.stock import (
 from bot.models import Product, ReorderPrompt, Role
 from bot.planning import drafts, purchasing
 from bot.planning.leadtimes import supplier_samples
+from bot.planning.state import forecast_as_of
 from bot.planning.suggestions import Action, Line, suggestions
 from bot.planning.warnings import stock_changed
 from bot.services import Services
@@ -269,28 +270,40 @@ async def stale_order_button(query: CallbackQuery, texts: Texts) -> None:
 # --- /plan -------------------------------------------------------------------------------------
 
 
+PLAN_BUTTON_CHARS = 64  # a label this long still reads whole on a phone's button
+
+
+def _button_text(text: str) -> str:
+    """Buttons show plain text (so SKUs and suppliers are cut as written, never inside an HTML
+    escape), ended with … where cut."""
+    return text if len(text) <= PLAN_BUTTON_CHARS else text[: PLAN_BUTTON_CHARS - 1] + "…"
+
+
 def _plan_keyboard(texts: Texts, lines: list[Line], suppliers: list[str | None]) -> InlineKeyboardMarkup | None:
     rows = []
     for n, line in enumerate(lines, start=1):
         if line.action is Action.TRANSFER:
-            text = texts("btn_plan_transfer", n=n, qty=line.qty, sku=line.sku, source=line.from_warehouse,
+            text = texts.plain("btn_plan_transfer", n=n, qty=line.qty, sku=line.sku, source=line.from_warehouse,
                          target=line.warehouse)
             data = PlanAction(action="t", product_id=line.product_id, source_id=line.from_warehouse_id or 0,
                               target_id=line.warehouse_id, qty=line.qty)
         else:
-            text = texts("btn_plan_buy", n=n, qty=line.qty, sku=line.sku, warehouse=line.warehouse)
+            text = texts.plain("btn_plan_buy", n=n, qty=line.qty, sku=line.sku, warehouse=line.warehouse)
             data = PlanAction(action="b", product_id=line.product_id, source_id=0, target_id=line.warehouse_id,
                               qty=line.qty)
-        rows.append([InlineKeyboardButton(text=text[:64], callback_data=data.pack())])
+        rows.append([InlineKeyboardButton(text=_button_text(text), callback_data=data.pack())])
     for supplier in suppliers:
         rows.append([InlineKeyboardButton(
-            text=texts("btn_plan_draft", supplier=(supplier or texts("no_supplier"))[:40]),
+            text=_button_text(texts.plain("btn_plan_draft", supplier=supplier or texts.plain("no_supplier"))),
             callback_data=PlanDraft(supplier=drafts.supplier_key(supplier)).pack(),
         )])
     return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
 
 
 async def plan(message: Message, session: AsyncSession, texts: Texts, services: Services) -> None:
+    if await forecast_as_of(session) is None:  # never an undated "nothing to buy"
+        await message.answer(texts("plan_computing"))
+        return
     lines = await suggestions(session)
     shown = lines[:PLAN_SHOWN]
     times = await supplier_samples(session, services.settings.zone)

@@ -55,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, dialect_insert, ids_by_key
 from bot.inventory.catalog import stamp_catalog_change
+from bot.inventory.batches import close_batch, open_batch, write_in_batch
 from bot.inventory.stock import (
     StockChange, apply_changes, ensure_levels, event_row, record_events, warehouse_ids,
 )
@@ -64,6 +65,7 @@ from bot.planning.state import history_changed
 from bot.shop.customers import CustomerInput, upsert_customers, zone_name
 from bot.shop.orders import LineInput, OrderInput, check_references, upsert_orders
 from bot.shop.phones import BadPhone, to_e164
+from bot.text_rules import REFUSAL, has_unsafe_chars
 
 KINDS = ("catalog", "stock", "customers", "orders", "history")
 COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind: (required, optional)
@@ -88,7 +90,6 @@ SEPARATORS = (",", ";", "\t")  # in this order of preference on a tie
 ENCODINGS = {"utf_8": ("utf-8-sig", "UTF-8"), "utf_16": ("utf-16", "UTF-16"), "gb18030": ("gb18030", "GBK")}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CONTROL = re.compile(r"[\x00-\x1f]")
 _UNREADABLE = "\udcff"  # stands for bytes the encoding cannot read; no decoder produces a lone surrogate
 codecs.register_error("stockbot_mark", lambda exc: (_UNREADABLE, exc.end))  # type: ignore[arg-type, return-value]
 
@@ -241,6 +242,11 @@ def _encoding(binary: BinaryIO) -> _Format:
         sample = head[:cut] if cut > 0 else head
         if not any(byte >= 0x80 or byte == 0 for byte in sample):
             sample += _non_ascii_lines(binary)  # an English head says nothing; a later name might
+    if _strict_utf8(sample):
+        # Text that reads as UTF-8 is UTF-8: charset-normalizer takes a short file whose one
+        # non-ASCII character is a zero-width space or a bidi override for GB18030 mojibake,
+        # which hides the very character the importer refuses.
+        return _Format()
     guess = from_bytes(sample, cp_isolation=list(ENCODINGS)).best()
     if guess is None and len(sample) % 2:  # UTF-16 cut after the "\n" of a "\n\0"
         guess = from_bytes(head[: len(sample) + 1], cp_isolation=list(ENCODINGS)).best()
@@ -253,6 +259,14 @@ def _encoding(binary: BinaryIO) -> _Format:
     if guess is not None:
         found.codec, found.label = ENCODINGS[guess.encoding]
     return found
+
+
+def _strict_utf8(sample: bytes) -> bool:
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _utf16_without_bom(head: bytes) -> str | None:
@@ -369,8 +383,8 @@ def _text(values: dict[str, str], name: str, *, required: bool = True, limit: in
         if required:
             raise RowError(f"{name} is required")
         return None
-    if _CONTROL.search(value):
-        raise RowError(f"{name} contains control characters")
+    if has_unsafe_chars(value):
+        raise RowError(f"{name} {REFUSAL}")
     limit = limit or LIMITS.get(name, 1024)
     if len(value) > limit:
         raise RowError(f"{name} is longer than {limit} characters")
@@ -832,14 +846,21 @@ async def import_csv(
         if report.problems or dry_run:
             return report
         write = _WRITERS[kind]
+        # One import is one batch, whatever its chunks: the running bot weighs its customer
+        # messages against MASS_CONTACT_LIMIT once it is closed, and sweeps low stock after it.
+        contact_batch = await open_batch(db, f"import {kind} {label}", from_import=True)
         written = 0
-        async for batch in _chunks(_records(kind, spool, ctx), kind):
-            started = clock.monotonic()
-            async with db.transaction() as session:
-                await write(session, batch, report, actor)
-            written += sum(len(order.lines) for order in batch) if kind == "orders" else len(batch)
-            progress("written", written)
-            if db.is_sqlite:
-                # Let the running bot's writers take the lock between chunks (see the docstring).
-                await asyncio.sleep(min(SQLITE_GAP_S, clock.monotonic() - started))
+        try:
+            async for batch in _chunks(_records(kind, spool, ctx), kind):
+                started = clock.monotonic()
+                async with db.transaction() as session:
+                    write_in_batch(session, contact_batch)
+                    await write(session, batch, report, actor)
+                written += sum(len(order.lines) for order in batch) if kind == "orders" else len(batch)
+                progress("written", written)
+                if db.is_sqlite:
+                    # Let the running bot's writers take the lock between chunks (see the docstring).
+                    await asyncio.sleep(min(SQLITE_GAP_S, clock.monotonic() - started))
+        finally:
+            await asyncio.shield(close_batch(db, contact_batch))
     return report

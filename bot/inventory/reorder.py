@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import chunked
@@ -15,9 +15,10 @@ from bot.delivery.markup import Button, keyboard, pack
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue
 from bot.delivery.templates import Templates
 from bot.events import Reaction, Reactions
-from bot.inventory.stock import warehouse_ids
+from bot.inventory.stock import event_row, warehouse_ids
 from bot.models import (
     ACTIVE_PROMPT_STATUSES,
+    BOOKKEEPING_LANE,
     VIP_TIER,
     Customer,
     Product,
@@ -38,6 +39,9 @@ from bot.settings import Settings
 from bot.shop.staff import locale_of, purchasing_recipients
 
 PROMPT_PREFIX = "rp"
+DIGEST_PREFIX = "lr"  # the low-stock digest's "the rest" button: lr:<offset>
+DIGEST_OVER = 20  # more new prompts than this at once reach a purchaser as one digest
+DIGEST_TOP = 10  # the most urgent, listed in the digest
 PLAN_PREFIX = "pl"
 LIVE_STATUSES = (*ACTIVE_PROMPT_STATUSES, PromptStatus.ORDERED.value)
 
@@ -143,19 +147,94 @@ async def on_low_stock(
 ) -> int:
     """Open a prompt for each product unless one is already live (open, snoozed or ordered)."""
     live = await _with_live_prompt(session, [event.product_id for event in events])
-    opened = 0
+    causes: dict[int, int] = {}  # product -> the event that opens its prompt
     for event in events:
-        if event.product_id in live:
-            continue
-        product = await session.get(Product, event.product_id)
+        if event.product_id not in live:
+            causes.setdefault(event.product_id, event.id)
+    return await open_prompts(session, settings, templates, causes)
+
+
+async def open_prompts(
+    session: AsyncSession, settings: Settings, templates: Templates, causes: Mapping[int, int]
+) -> int:
+    """Open a prompt per product (`causes`: product -> cause event). More than DIGEST_OVER at
+    once reach each purchaser as one digest (how many, the most urgent, a button for the rest)
+    instead of a message each; their suggestions are worked out when a purchaser opens one."""
+    if len(causes) > DIGEST_OVER:
+        prompts = [ReorderPrompt(product_id=product_id, cause_event_id=event_id, suggested_qty=0)
+                   for product_id, event_id in causes.items()]
+        session.add_all(prompts)
+        await session.flush()
+        await send_low_digest(session, settings, templates, len(prompts), cause=min(p.id for p in prompts))
+        return len(prompts)
+    for product_id, event_id in causes.items():
+        product = await session.get(Product, product_id)
         assert product is not None
         suggestion = await suggest(session, product, settings)
-        prompt = ReorderPrompt(product_id=product.id, cause_event_id=event.id, suggested_qty=suggestion.qty)
+        prompt = ReorderPrompt(product_id=product.id, cause_event_id=event_id, suggested_qty=suggestion.qty)
         session.add(prompt)
         await session.flush()
-        await send_prompt(session, settings, templates, prompt, cause=f"open{event.id}", suggestion=suggestion)
-        opened += 1
-    return opened
+        await send_prompt(session, settings, templates, prompt, cause=f"open{event_id}", suggestion=suggestion)
+    return len(causes)
+
+
+async def most_urgent(session: AsyncSession, *, offset: int = 0, limit: int = DIGEST_TOP) -> tuple[int, list[Product]]:
+    """Open prompts' products, furthest below their reorder point first, and how many there are."""
+    base = (
+        select(Product)
+        .join(ReorderPrompt, ReorderPrompt.product_id == Product.id)
+        .where(ReorderPrompt.status == PromptStatus.OPEN.value)
+    )
+    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    products = list(await session.scalars(
+        base.order_by((Product.on_hand_total - Product.reserved_total - Product.reorder_point), Product.id)
+        .offset(offset).limit(limit)
+    ))
+    return total, products
+
+
+def rest_button(templates: Templates, locale: str, offset: int, remaining: int) -> dict | None:  # type: ignore[type-arg]
+    if remaining <= 0:
+        return None
+    return keyboard([[Button(templates.plain(locale, "btn_low_rest", count=remaining), pack(DIGEST_PREFIX, offset))]])
+
+
+async def send_low_digest(
+    session: AsyncSession, settings: Settings, templates: Templates, opened: int, *, cause: int
+) -> None:
+    total, top = await most_urgent(session)
+    for user_id in await purchasing_recipients(session, settings.ADMIN_IDS):
+        locale = await locale_of(session, user_id, settings.DEFAULT_LOCALE)
+        await enqueue(session, Outgoing(
+            dedup_key=f"lowdigest:{cause}:{user_id}", chat_id=user_id, kind="low_digest",
+            text=templates.render(locale, "low_digest", opened=opened, total=total, products=top),
+            reply_markup=rest_button(templates, locale, len(top), total - len(top)), priority=STAFF_PRIORITY,
+        ))
+
+
+async def sweep_low_stock(session: AsyncSession, settings: Settings, templates: Templates) -> int:
+    """After every import and at start: each product at or below its reorder point with no live
+    prompt is prompted, not only those that fall (a first level is a state and makes no
+    crossing). Its prompt's cause is a low-stock event written here, already handled."""
+    due = list(await session.execute(
+        select(Product.id, Product.available, Product.reorder_point)
+        .where(Product.stock_seen.is_(True), Product.available <= Product.reorder_point,
+               ~exists().where(ReorderPrompt.product_id == Product.id, ReorderPrompt.status.in_(LIVE_STATUSES)))
+        .order_by(Product.id)
+    ))
+    if not due:
+        return 0
+    now = utcnow()
+    rows = [{**event_row(product_id, StockEventKind.LOW_STOCK, available, available, point),
+             "processed_at": now, "lane": BOOKKEEPING_LANE, "batch_id": None}
+            for product_id, available, point in due]
+    causes: dict[int, int] = {}
+    for chunk in chunked(rows, 1000):
+        written = await session.execute(
+            insert(StockEvent).returning(StockEvent.id, StockEvent.product_id, sort_by_parameter_order=True), chunk
+        )
+        causes.update({product_id: event_id for event_id, product_id in written})
+    return await open_prompts(session, settings, templates, causes)
 
 
 async def _with_live_prompt(session: AsyncSession, product_ids: Collection[int]) -> set[int]:

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import IN_CHUNK, STOCK_EVENTS, chunked, dialect_insert, signal_after_commit
 from bot.inventory.thresholds import crossings
+from bot.inventory.batches import BatchRef, batch_of, stamped
 from bot.models import (
     MovementKind,
     Product,
@@ -145,7 +146,9 @@ async def record_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     """Write event rows built by `event_row` in the caller's transaction; the running bot's
     consumer is woken when it commits."""
     if rows:
-        await session.execute(_events.insert(), list(rows))
+        batch = batch_of(session)
+        await session.run_sync(lambda sync: sync.connection().execute(
+            _events.insert(), stamped(sync.connection(), rows, batch)))
         signal_after_commit(session, STOCK_EVENTS)
 
 
@@ -168,7 +171,8 @@ async def apply_changes(
     )
     # The whole batch runs in one greenlet with a fixed number of statements (each one a thread
     # hop on aiosqlite, a round trip on PostgreSQL), whatever its size.
-    applied = await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, warehouses))
+    batch = batch_of(session)
+    applied = await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, warehouses, batch))
     if any(result.events for result in applied):
         signal_after_commit(session, STOCK_EVENTS)
     return applied
@@ -217,6 +221,7 @@ class _Product:
     id: int
     available: int  # on hand minus reserved, all warehouses, as read under the lock
     reorder_point: int
+    seen: bool = True  # False: no stock level was ever written, this batch writes its first
 
 
 @dataclass(slots=True)
@@ -226,11 +231,12 @@ class _Plan:
     events: list[dict[str, Any]]  # stock_events rows, in apply order
     levels: dict[tuple[int, int], int]  # net on-hand change per level a change moved
     totals: dict[int, int]  # net on-hand change per product a change moved
+    first_rows: dict[int, int] = field(default_factory=dict)  # product -> index of its first row here
     refused: list[NotEnoughStock] = field(default_factory=list)  # in apply order
 
 
 def _apply_all(
-    connection: Connection, changes: Sequence[StockChange], warehouses: dict[str, int]
+    connection: Connection, changes: Sequence[StockChange], warehouses: dict[str, int], batch: BatchRef = None,
 ) -> list[Applied]:
     """Lock and read, plan in Python, then write each table with one statement.
 
@@ -273,7 +279,10 @@ def _apply_all(
         )
         connection.execute(_ADD_TOTAL, [{"p_id": p, "d_on_hand": d} for p, d in plan.totals.items()])
     if plan.events:
-        connection.execute(_events.insert(), plan.events)
+        connection.execute(_events.insert(), stamped(connection, plan.events, batch))
+    first_seen = sorted(p.id for p in products.values() if not p.seen and p.id in plan.first_rows)
+    for chunk in chunked(first_seen):
+        connection.execute(update(_products).where(_products.c.id.in_(chunk)).values(stock_seen=True))
     return [result for result in plan.results if result is not None]
 
 
@@ -324,6 +333,7 @@ def _plan(
             "event_id": change.event_id,
             "created_at": utcnow(),
         })
+        plan.first_rows.setdefault(product.id, index)
         before = product.available + plan.totals.get(product.id, 0)
         if delta == 0:
             plan.results[index] = Applied(change, False, product.id, 0, current, before, before)
@@ -338,7 +348,11 @@ def _plan(
         on_hand[key] = current + delta
         plan.levels[key] = plan.levels.get(key, 0) + delta
         plan.totals[product.id] = plan.totals.get(product.id, 0) + delta
-        events = tuple(crossings(before, after, product.reorder_point))
+        # A product's first stock row is a state, not a change: a product that starts at zero ran
+        # out of nothing, one that starts low fell from nowhere (the low-stock sweep after an
+        # import prompts it). Its later rows, in this batch or after, are changes.
+        first = not product.seen and plan.first_rows[product.id] == index
+        events = () if first else tuple(crossings(before, after, product.reorder_point))
         plan.events += [event_row(product.id, kind, before, after, product.reorder_point) for kind in events]
         plan.results[index] = Applied(change, False, product.id, delta, current + delta, before, after, events)
     return plan
@@ -351,7 +365,7 @@ def _lock_products(connection: Connection, skus: set[str]) -> dict[str, _Product
     """
     statements = _statements(connection.dialect.name)
     return {
-        row.sku: _Product(row.id, row.on_hand_total - row.reserved_total, row.reorder_point)
+        row.sku: _Product(row.id, row.on_hand_total - row.reserved_total, row.reorder_point, row.stock_seen)
         for chunk in statements.chunks(sorted(skus))
         for row in connection.execute(statements.lock_products, {"skus": chunk})
     }
@@ -484,7 +498,7 @@ def _statements(dialect: str) -> _Statements:
 
     lock_products = (
         select(_products.c.sku, _products.c.id, _products.c.on_hand_total, _products.c.reserved_total,
-               _products.c.reorder_point)
+               _products.c.reorder_point, _products.c.stock_seen)
         .where(keyed(_products.c.sku, "skus"))
         .order_by(_products.c.id)
         .with_for_update()
@@ -530,7 +544,9 @@ def _shift(
     events = tuple(crossings(before, after, totals.reorder_point))
     if events:
         connection.execute(
-            _events.insert(), [event_row(product_id, kind, before, after, totals.reorder_point) for kind in events]
+            _events.insert(),
+            stamped(connection, [event_row(product_id, kind, before, after, totals.reorder_point) for kind in events],
+                    None),
         )
     return Shift(level.on_hand, level.reserved, before, after, events)
 

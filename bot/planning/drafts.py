@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Sequence
 
+from bot.csv_safe import csv_document
 from bot.planning.suggestions import Action, Line
 
 COLUMNS = ("supplier", "sku", "name", "warehouse", "qty", "pack_size", "daily_demand", "days_of_cover",
@@ -36,14 +35,11 @@ def draft(lines: Sequence[Line], key: str) -> tuple[str | None, list[Line]]:
 
 
 def draft_csv(lines: Sequence[Line]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for line in lines:
-        writer.writerow([
+    return csv_document(COLUMNS, (
+        [
             line.supplier or "", line.sku, line.name, line.warehouse, line.qty, line.pack_size,
             f"{line.daily_demand:.2f}", "" if line.days_of_cover is None else f"{line.days_of_cover:.1f}",
             line.stockout_date.isoformat() if line.stockout_date else "", f"{line.lead_time_days:.0f}",
-        ])
-    # A BOM so spreadsheet programs open the UTF-8 (Chinese names) as such.
-    return "\ufeff".encode() + out.getvalue().encode()
+        ]
+        for line in lines
+    ))

@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import func, select
 
-from bot.models import StockMovement
+from bot.models import StockMovement, utcnow
 from bot.planning import history, report_service
 from bot.planning.service import refresh_forecasts, without_forecast
 from bot.planning.state import (
+    FORECAST_AT,
     FORECAST_DAY,
     MOVEMENTS_SEEN,
     claim_state,
@@ -51,7 +52,11 @@ async def daily_forecast(services: Services) -> int:
         if not await claim_state(session, FORECAST_DAY, today):
             return 0
     try:
-        return await refresh_forecasts(services.db, services.settings, services.templates)
+        made = utcnow()
+        done = await refresh_forecasts(services.db, services.settings, services.templates)
+        async with services.db.transaction() as session:
+            await set_state(session, FORECAST_AT, made.isoformat())  # the plan is now "as of" then
+        return done
     except Exception:
         async with services.db.transaction() as session:
             await set_state(session, FORECAST_DAY, "")  # not done: the next run tries again

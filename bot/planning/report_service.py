@@ -10,9 +10,7 @@ changes); its sales are 0.
 from __future__ import annotations
 
 import asyncio
-import csv
 import html
-import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.csv_safe import csv_document
 from bot.db import Database
 from bot.delivery import attachments
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing
@@ -303,11 +302,6 @@ def caption(templates: Templates, locale: str, data: ReportData) -> str:
     )
 
 
-def _safe_cell(text: str) -> str:
-    """A name a spreadsheet would run as a formula is written as text."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _decimal(value: float, places: int) -> str:
     return "" if value != value or value in (np.inf, -np.inf) else f"{value:.{places}f}"  # NaN: empty
 
@@ -323,7 +317,7 @@ def csv_bytes(data: ReportData) -> bytes:
     """
     r = data.report
     abc, xyz = r.abc.tolist(), r.xyz.tolist()
-    names = [_safe_cell(name) for name in data.names]
+    names = data.names
     revenue = (r.sold * data.prices[r.product]).tolist()
     columns = zip(
         r.product.tolist(), data.warehouses, r.daily_demand.tolist(), r.days_of_cover.tolist(), r.turnover.tolist(),
@@ -336,11 +330,7 @@ def csv_bytes(data: ReportData) -> bytes:
          "" if age == np.inf else int(age), "yes" if slow else "")
         for p, warehouse, demand, cover, turnover, out, sold, rev, lost, on_hand, value, age, slow in columns
     )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")
+    return csv_document(CSV_COLUMNS, rows)
 
 
 # --- the two entry points ------------------------------------------------------------------------

@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
-from bot.models import PlanningDirty, PlanningState, utcnow
+from bot.models import DemandForecast, PlanningDirty, PlanningState, utcnow
 
 RECORDED_THROUGH = "recorded_through"  # ISO date: the last shop day the recorder wrote
 FORECAST_DAY = "forecast_day"  # ISO date: the shop day the last full forecast was made for
 MOVEMENTS_SEEN = "movements_seen"  # stock_movements id: the ledger read for cover up to here
+FORECAST_AT = "forecast_at"  # ISO time the last full forecast finished: what the plan is "as of"
 
 
 async def get_state(session: AsyncSession, key: str) -> str | None:
@@ -79,3 +80,13 @@ async def clear_dirty(session: AsyncSession, product_ids: list[int], seen: datet
                 PlanningDirty.product_id.in_(product_ids[start : start + 5_000]), PlanningDirty.marked_at <= seen
             )
         )
+
+
+async def forecast_as_of(session: AsyncSession) -> datetime | None:
+    """When the forecast the plan rests on was made; None until the first one exists (then no
+    plan is "nothing to buy", it is "not computed yet"). A database forecast before this marker
+    existed answers with its newest forecast."""
+    marked = await get_state(session, FORECAST_AT)
+    if marked:
+        return datetime.fromisoformat(marked)
+    return await session.scalar(select(func.max(DemandForecast.computed_at)))

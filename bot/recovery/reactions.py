@@ -18,19 +18,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import chunked
 from bot.events import Reaction, Reactions
-from bot.models import StockEvent, StockEventKind, WaitlistEntry, WaitStatus
+from bot.models import Customer, Product, StockEvent, StockEventKind, WaitlistEntry, WaitStatus
 from bot.recovery.context import RecoveryContext
 from bot.recovery.offers import start_plan, with_audience
+from bot.recovery.offers.message import SubView
 from bot.recovery.restock import on_back_in_stock
 
 
 async def waited_for(session: AsyncSession, product_ids: Collection[int]) -> set[int]:
-    """Of `product_ids`, those with someone on the waitlist: only they get a restock."""
+    """Of `product_ids`, those with someone the bot can message on the waitlist: only they get a
+    restock."""
     found: set[int] = set()
     for chunk in chunked(sorted(product_ids)):
         found.update(await session.scalars(
             select(WaitlistEntry.product_id).distinct()
-            .where(WaitlistEntry.product_id.in_(chunk), WaitlistEntry.status == WaitStatus.WAITING.value)
+            .join(Customer, Customer.id == WaitlistEntry.customer_id)
+            .where(WaitlistEntry.product_id.in_(chunk), WaitlistEntry.status == WaitStatus.WAITING.value,
+                   Customer.contactable)
         ))
     return found
 
@@ -39,8 +43,12 @@ def recovery_reactions(recovery: RecoveryContext) -> Reactions:
     """Recovery's part of the event pipeline, merged with the others by the composition root."""
 
     async def offer_on_stockout(session: AsyncSession, events: Sequence[StockEvent]) -> None:
+        substitutes: dict[int, list[SubView]] = {}  # worked out once per product, not per line
         for event in events:
-            await start_plan(session, recovery, event)
+            product = await session.get(Product, event.product_id)
+            if product is not None and product.available > 0:
+                continue  # back in stock since (a later event of another lane got here first)
+            await start_plan(session, recovery, event, substitutes)
 
     async def notify_on_restock(session: AsyncSession, events: Sequence[StockEvent]) -> None:
         for event in events:

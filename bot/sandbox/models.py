@@ -41,6 +41,8 @@ class StoredFile:
     filename: str | None
     mime_type: str | None
     content: bytes
+    # A self-hosted Bot API server may leave a document's size out (and serves files past 20 MB).
+    size_known: bool = True
 
     @property
     def size(self) -> int:

@@ -179,6 +179,7 @@ class BotApiSandbox:
         self._webhook_url = ""
         self._webhook_secret = ""  # what Telegram would send as X-Telegram-Bot-Api-Secret-Token
         self._failures: list[FailureRule] = []
+        self._silent: set[str] = set()  # methods (lower-cased, or "*") that get no answer for now
         self._blocked: set[int] = set()
         self._unknown: set[int] = set()
         self._files: dict[str, StoredFile] = {}
@@ -283,6 +284,8 @@ class BotApiSandbox:
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
+            while (key in self._silent or "*" in self._silent) and not self._closing:
+                await asyncio.sleep(0.05)  # no answer at all: a Bot API (or network) that hangs
             if key == "getupdates":
                 result = await self._get_updates(params)
                 with self._lock:
@@ -568,12 +571,8 @@ class BotApiSandbox:
         stored = self._files.get(str(params.get("file_id") or ""))
         if stored is None:
             raise ApiError(400, "Bad Request: invalid file_id")
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.size,
-            "file_path": stored.file_path,
-        }
+        found = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_path": stored.file_path}
+        return {**found, "file_size": stored.size} if stored.size_known else found
 
     def _api_setMyCommands(self, params: dict[str, Any]) -> bool:
         commands = params.get("commands")
@@ -681,7 +680,8 @@ class BotApiSandbox:
         chat.transcript.append(_TranscriptEntry("bot", f"[edited] {_transcript_text(edited)}", _labels(markup)))
         return self._message_obj(edited)
 
-    def _store_file(self, kind: str, filename: str | None, mime_type: str | None, content: bytes) -> StoredFile:
+    def _store_file(self, kind: str, filename: str | None, mime_type: str | None, content: bytes,
+                    *, size_known: bool = True) -> StoredFile:
         number = self._next_file
         self._next_file += 1
         folder = "photos" if kind == "photo" else "documents"
@@ -693,6 +693,7 @@ class BotApiSandbox:
             filename=filename,
             mime_type=mime_type,
             content=content,
+            size_known=size_known,
         )
         self._files[stored.file_id] = stored
         self._files_by_path[stored.file_path] = stored
@@ -770,13 +771,16 @@ class BotApiSandbox:
         mime_type: str = "text/csv",
         first_name: str = "User",
         chat_id: int | None = None,
+        size_known: bool = True,
     ) -> dict[str, Any]:
-        """Upload a file as a user; the bot can getFile and download it."""
+        """Upload a file as a user; the bot can getFile and download it. With `size_known=False`
+        the document and getFile leave `file_size` out, as a self-hosted Bot API server may."""
         with self._lock:
-            stored = self._store_file("document", filename, mime_type, content)
-        extra: dict[str, Any] = {
-            "document": document_obj(stored.file_id, stored.file_unique_id, filename, mime_type, stored.size)
-        }
+            stored = self._store_file("document", filename, mime_type, content, size_known=size_known)
+        document = document_obj(stored.file_id, stored.file_unique_id, filename, mime_type, stored.size)
+        if not size_known:
+            del document["file_size"]
+        extra: dict[str, Any] = {"document": document}
         if caption:
             extra["caption"] = caption
         label = f"[document: {filename}]" + (f" {caption}" if caption else "")
@@ -943,6 +947,13 @@ class BotApiSandbox:
                 found = [self._chats[c].bot_messages[m] for c, m in self._message_order]
         return [m for m in found if include_deleted or not m.deleted]
 
+    def user_messages(self, chat_id: int) -> list[dict[str, Any]]:
+        """What users wrote in the chat (the Message objects the bot got), oldest first; with
+        `messages` and the shared message ids this is the whole chat, as a client shows it."""
+        with self._lock:
+            chat = self._chats.get(chat_id)
+            return copy.deepcopy(list(chat.user_messages.values())) if chat else []
+
     def last_message(self, chat_id: int) -> SentMessage:
         found = self.messages(chat_id)
         if not found:
@@ -1077,6 +1088,15 @@ class BotApiSandbox:
         rule = FailureRule(method.lower(), status, description, retry_after, count, chat_id)
         with self._lock:
             self._failures.append(rule)
+
+    def go_silent(self, method: str = "*") -> None:
+        """Calls of ``method`` ("*" = any) get no answer until ``answer_again``: the client waits
+        until its own timeout, as with a Bot API server or a network that hangs."""
+        self._silent.add(method.lower())
+
+    def answer_again(self) -> None:
+        """End ``go_silent``: the waiting calls are answered, and new ones at once."""
+        self._silent.clear()
 
     def block_chat(self, chat_id: int) -> None:
         """The user blocked the bot: every call targeting the chat gets 403."""

@@ -8,11 +8,11 @@ dozen round trips per chunk rather than several per line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import chunked, ids_by_key
@@ -24,6 +24,7 @@ from bot.models import (
     OrderLine,
     OrderStatus,
     Product,
+    StockEvent,
     StockEventKind,
     utcnow,
 )
@@ -168,9 +169,12 @@ async def _flag_short_lines(session: AsyncSession, lines: set[tuple[int, int]]) 
     for batch in chunked(sorted({product_id for _, product_id in lines})):
         rows = await session.execute(
             select(Product.id, Product.available, Product.reorder_point)
-            .where(Product.id.in_(batch), Product.available <= 0)
+            .where(Product.id.in_(batch), Product.available <= 0, Product.stock_seen.is_(True))
         )
-        short.update({product_id: (available, point) for product_id, available, point in rows})
+        found = {product_id: (available, point) for product_id, available, point in rows}
+        # Only a product that ran out is short: one that started at zero (or has no stock yet) is
+        # in no stockout, and contacts nobody.
+        short.update({product_id: found[product_id] for product_id in await _ran_out(session, found)})
     wanted = {(order_id, product_id) for order_id, product_id in lines if product_id in short}
     if not wanted:
         return
@@ -187,3 +191,21 @@ async def _flag_short_lines(session: AsyncSession, lines: set[tuple[int, int]]) 
             for line_id, order_id, product_id in rows if (order_id, product_id) in wanted
         ]
     await record_events(session, events)
+
+
+_FLIPS = (StockEventKind.OUT_OF_STOCK.value, StockEventKind.BACK_IN_STOCK.value)
+
+
+async def _ran_out(session: AsyncSession, product_ids: Collection[int]) -> set[int]:
+    """Of `product_ids`, those whose latest stockout/restock crossing was running out."""
+    if not product_ids:
+        return set()
+    latest = (
+        select(func.max(StockEvent.id))
+        .where(StockEvent.product_id.in_(sorted(product_ids)), StockEvent.kind.in_(_FLIPS))
+        .group_by(StockEvent.product_id)
+    )
+    return set(await session.scalars(
+        select(StockEvent.product_id)
+        .where(StockEvent.id.in_(latest), StockEvent.kind == StockEventKind.OUT_OF_STOCK.value)
+    ))

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
 from bot.models import Customer, Role, StaffMember, TelegramUser, utcnow
+from bot.text_rules import without_unsafe_chars
 
 # Each role can do what the roles after it can.
 RANK = {Role.ADMIN: 3, Role.PURCHASER: 2, Role.SALES: 1}
@@ -46,7 +47,8 @@ async def resolve_actor(
     handle = normal_username(username or "") or None
     known = await session.get(TelegramUser, user_id)
     if known is None:
-        session.add(TelegramUser(user_id=user_id, chat_id=chat_id, first_name=first_name[:256], username=handle))
+        session.add(TelegramUser(user_id=user_id, chat_id=chat_id, first_name=without_unsafe_chars(first_name)[:256],
+                                 username=handle))
     else:
         known.chat_id, known.last_seen_at = chat_id, utcnow()
         if known.username != handle:

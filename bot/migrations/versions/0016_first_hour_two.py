@@ -1,7 +1,7 @@
 """first hour, second pass: usernames seen (for /grant @name) and the bot's own username
 
 Revision ID: 0016_first_hour_two
-Revises: 0010_movement_kind
+Revises: 0012_fault_tolerance
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016_first_hour_two"
-down_revision: str | None = "0010_movement_kind"
+down_revision: str | None = "0012_fault_tolerance"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,8 +9,9 @@ replayed event or a late order line of someone already offered adds nothing.
 Offers are written in batches, VIPs first: the first batch in the stock event's own transaction
 (so a small stockout is complete when the event is), the rest by `continue_plans` in short
 transactions of their own, so the first VIP message is queued at once, whatever the audience.
-Each offer, its coupon and its outbox row are written together; customers who cannot be messaged
-(no Telegram chat, opted out, blocked) get an offer row marked not contactable and no message.
+Each offer, its coupon and its outbox row are written together. Only customers who can be
+messaged (a linked chat, not opted out, not blocked) are planned at all: an import of a shop whose
+customers have not linked their chats yet costs nothing.
 Substitutes come from the in-memory catalog as it stands: planning never refreshes it (that would
 take a second connection inside the event's transaction); the event consumer refreshes it first.
 """
@@ -78,8 +79,14 @@ async def stockout_cause(session: AsyncSession, event: StockEvent) -> int:
     return event.id
 
 
-async def start_plan(session: AsyncSession, recovery: RecoveryContext, event: StockEvent) -> StockoutPlan | None:
-    """The stock event's reaction: open the plan and write its first batch (VIPs first)."""
+async def start_plan(
+    session: AsyncSession, recovery: RecoveryContext, event: StockEvent,
+    substitutes: dict[int, list[SubView]] | None = None,
+) -> StockoutPlan | None:
+    """The stock event's reaction: open the plan and write its first batch (VIPs first).
+
+    `substitutes`, shared by the caller across a product's events, holds each product's
+    substitutes once worked out: they are the same for every customer of the stockout."""
     cause = await stockout_cause(session, event)
     inserted = await session.execute(
         dialect_insert(session, StockoutPlan.__table__)
@@ -99,7 +106,7 @@ async def start_plan(session: AsyncSession, recovery: RecoveryContext, event: St
         return plan
     plan = await session.get(StockoutPlan, plan_id)
     assert plan is not None
-    await plan_batch(session, recovery, plan, limit=FIRST_BATCH)
+    await plan_batch(session, recovery, plan, limit=FIRST_BATCH, substitutes=substitutes)
     return plan
 
 
@@ -139,7 +146,10 @@ class Target:
 
 
 async def audience(session: AsyncSession, plan: StockoutPlan) -> list[Target]:
-    """Everyone this plan still has to reach, VIPs first, then order lines, then the waitlist."""
+    """Everyone this plan still has to reach, VIPs first, then order lines, then the waitlist.
+
+    Only customers the bot can message (a linked chat, not opted out, not blocked): the others
+    would cost a plan and reach nobody."""
     offered = exists().where(
         StockoutOffer.cause_event_id == plan.cause_event_id, StockoutOffer.customer_id == Customer.id
     )
@@ -150,7 +160,7 @@ async def audience(session: AsyncSession, plan: StockoutPlan) -> list[Target]:
         .join(Order, Order.id == OrderLine.order_id)
         .join(Customer, Customer.id == Order.customer_id)
         .where(OrderLine.product_id == plan.product_id, OrderLine.status.in_(OPEN_STATUSES),
-               OrderLine.cancel_requested_at.is_(None), ~offered)
+               OrderLine.cancel_requested_at.is_(None), Customer.contactable, ~offered)
         .order_by(OrderLine.id)
     )
     if plan.order_line_id is not None:
@@ -165,7 +175,7 @@ async def audience(session: AsyncSession, plan: StockoutPlan) -> list[Target]:
             select(WaitlistEntry.joined_at, *customer_columns)
             .join(Customer, Customer.id == WaitlistEntry.customer_id)
             .where(WaitlistEntry.product_id == plan.product_id,
-                   WaitlistEntry.status == WaitStatus.WAITING.value, ~offered)
+                   WaitlistEntry.status == WaitStatus.WAITING.value, Customer.contactable, ~offered)
         )
         for joined, cid, name, vip, chat_id, locale, contactable in await session.execute(waiting):
             if cid not in targets:
@@ -187,7 +197,10 @@ async def current_substitutes(
     return views[:3]
 
 
-async def plan_batch(session: AsyncSession, recovery: RecoveryContext, plan: StockoutPlan, *, limit: int) -> int:
+async def plan_batch(
+    session: AsyncSession, recovery: RecoveryContext, plan: StockoutPlan, *, limit: int,
+    substitutes: dict[int, list[SubView]] | None = None,
+) -> int:
     """Write offers (with coupons and outbox rows) for the next `limit` of the audience."""
     targets = await audience(session, plan)
     batch = targets[:limit]
@@ -198,7 +211,10 @@ async def plan_batch(session: AsyncSession, recovery: RecoveryContext, plan: Sto
     product = await session.get(Product, plan.product_id)
     assert product is not None
     now = utcnow()
-    subs = await current_substitutes(session, recovery.catalog, recovery.band, product)
+    cache = {} if substitutes is None else substitutes
+    if product.id not in cache:
+        cache[product.id] = await current_substitutes(session, recovery.catalog, recovery.band, product)
+    subs = cache[product.id]
     eta = await incoming_eta(session, product.id)
     settings = recovery.settings
 
@@ -257,15 +273,18 @@ async def plan_batch(session: AsyncSession, recovery: RecoveryContext, plan: Sto
 
 async def with_audience(session: AsyncSession, product_ids: Collection[int]) -> set[int]:
     """Of `product_ids`, those a stockout would reach someone for: an open order line or a
-    waitlist entry. The rest need no plan at all (one query per chunk for a whole batch)."""
+    waitlist entry of a customer the bot can message. The rest need no plan at all (one query
+    per chunk for a whole batch)."""
     found: set[int] = set()
     for chunk in chunked(sorted(product_ids)):
         open_line = exists().where(
             OrderLine.product_id == Product.id, OrderLine.status.in_(OPEN_STATUSES),
-            OrderLine.cancel_requested_at.is_(None),
+            OrderLine.cancel_requested_at.is_(None), Order.id == OrderLine.order_id,
+            Customer.id == Order.customer_id, Customer.contactable,
         )
         waiting = exists().where(
-            WaitlistEntry.product_id == Product.id, WaitlistEntry.status == WaitStatus.WAITING.value
+            WaitlistEntry.product_id == Product.id, WaitlistEntry.status == WaitStatus.WAITING.value,
+            Customer.id == WaitlistEntry.customer_id, Customer.contactable,
         )
         found.update(await session.scalars(select(Product.id).where(Product.id.in_(chunk), or_(open_line, waiting))))
     return found

@@ -1,0 +1,84 @@
+"""Contact batches: one import or API batch whose stock events may message customers.
+
+The writer marks its transactions with `write_in_batch`: an import opens one batch before its
+first chunk and closes it after the last (`open_batch`, `close_batch`); an API request names a
+`PendingBatch`, made (closed) only if the request writes an event a customer would hear of. The
+stock service stamps each event row with its batch: a batch's customer events wait in a lane of
+their own until the running bot has weighed the whole batch against MASS_CONTACT_LIMIT
+(`bot/recovery/hold.py`). Chat commands make no batch: a single count is live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db import Database
+from bot.models import CUSTOMER_FACING, BatchStatus, ContactBatch, event_lane, utcnow
+
+MAX_CAUSE = 256
+# An import that stopped without closing its batch (killed): its events are weighed anyway.
+STALE_OPEN = timedelta(minutes=10)
+_BATCH_KEY = "contact_batch"  # session.info: the batch this transaction's events belong to
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """A batch made by the first event of its transaction that a customer would hear of."""
+
+    cause: str
+    id: int | None = None
+
+    def resolve(self, connection: Connection) -> int:
+        if self.id is None:
+            now = utcnow()
+            self.id = connection.execute(
+                insert(ContactBatch).values(cause=self.cause[:MAX_CAUSE], from_import=False,
+                                            status=BatchStatus.CLOSED.value, customers=0, products=0,
+                                            created_at=now, closed_at=now)
+                .returning(ContactBatch.id)
+            ).scalar_one()
+        return self.id
+
+
+BatchRef = int | PendingBatch | None
+
+
+def write_in_batch(session: AsyncSession, batch: BatchRef) -> None:
+    """Stamp every stock event this transaction writes with `batch`."""
+    session.info[_BATCH_KEY] = batch
+
+
+def batch_of(session: AsyncSession) -> BatchRef:
+    return session.info.get(_BATCH_KEY)
+
+
+def stamped(connection: Connection, rows: Sequence[dict[str, Any]], batch: BatchRef) -> list[dict[str, Any]]:
+    """Event rows with their batch and lane, set on every row (one executemany, one key set)."""
+    if isinstance(batch, PendingBatch):
+        batch = batch.resolve(connection) if any(row["kind"] in CUSTOMER_FACING for row in rows) else None
+    return [{**row, "batch_id": batch, "lane": event_lane(row["kind"], in_batch=batch is not None)} for row in rows]
+
+
+async def open_batch(db: Database, cause: str, *, from_import: bool) -> int:
+    """A batch that stays open while its writer works through several transactions."""
+    async with db.transaction() as session:
+        batch = ContactBatch(cause=cause[:MAX_CAUSE], from_import=from_import, status=BatchStatus.OPEN.value,
+                             customers=0, products=0, created_at=utcnow())
+        session.add(batch)
+        await session.flush()
+        return batch.id
+
+
+async def close_batch(db: Database, batch_id: int) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            update(ContactBatch).where(ContactBatch.id == batch_id, ContactBatch.status == BatchStatus.OPEN.value)
+            .values(status=BatchStatus.CLOSED.value, closed_at=utcnow())
+        )
