@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     WEBHOOK_URL: str = ""  # public base URL Telegram posts updates to, for `run --webhook`
     WEBHOOK_PATH: str = "/telegram/webhook"
     TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls; made up when unset
+    BOT_USERNAME: str = ""  # the bot's @username for invite links made offline; else learned from getMe
     # One import or API batch whose stockouts and restocks would message more customers than this
     # waits for an admin's Send (or Discard).
     MASS_CONTACT_LIMIT: int = Field(500, ge=0)
@@ -212,6 +213,19 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"\d+:[\w-]+", value.get_secret_value()):
             raise ValueError("is not a bot token of the form 123456:ABC...")  # never echo it
         return value
+
+    @field_validator("BOT_USERNAME")
+    @classmethod
+    def _username_shape(cls, value: str) -> str:
+        name = value.strip().removeprefix("@")
+        if name and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{4,31}", name):
+            raise ValueError("is not a Telegram @username (5-32 letters, digits and _)")
+        return name
+
+    @property
+    def bot_id(self) -> int | None:
+        """The bot's user id: the number before ":" in BOT_TOKEN."""
+        return int(self.BOT_TOKEN.get_secret_value().split(":", 1)[0]) if self.BOT_TOKEN else None
 
     @property
     def zone(self) -> ZoneInfo:
