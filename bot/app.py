@@ -25,6 +25,7 @@ from bot.handlers import build_routers
 from bot.handlers.errors import on_error
 from bot.handlers.flood import WaitOutFloodControl
 from bot.handlers.fsm_storage import DatabaseStorage
+from bot.handlers.flows import FlowExpiry
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle, UnitOfWork
 from bot.inventory.reorder import reorder_reactions, sweep_low_stock
 from bot.models import StockEventKind
@@ -50,10 +51,13 @@ def create_dispatcher(services: Services, *, throttle: Throttle | None = None) -
     dispatcher = Dispatcher(storage=storage, services=services)
     throttle = throttle or Throttle()
     unit_of_work = UnitOfWork(services)
+    flow_expiry = FlowExpiry()
     for observer in (dispatcher.message, dispatcher.callback_query, dispatcher.inline_query,
                      dispatcher.edited_message):
         observer.outer_middleware(throttle)
         observer.outer_middleware(unit_of_work)
+    for observer in (dispatcher.message, dispatcher.callback_query):
+        observer.outer_middleware(flow_expiry)
     dispatcher.include_routers(*build_routers())
     dispatcher.errors.register(on_error)
     return dispatcher

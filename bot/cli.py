@@ -7,7 +7,6 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from importlib import metadata
-from pathlib import Path
 
 from bot import cli_failed
 from bot.settings import Settings, SettingsError, load_settings
@@ -85,26 +84,51 @@ def build_parser() -> argparse.ArgumentParser:
                           "polling (needs WEBHOOK_URL)")
 
     importer = commands.add_parser(
-        "import", help="import a CSV file", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "import", help="import a CSV or xlsx file", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check the whole file, then import it; with any bad row nothing is written and "
-                    "each bad row is printed as FILE:LINE: reason (exit 1).",
+                    "each bad row is printed as FILE:LINE: reason (exit 1). The last line names the "
+                    "database written to.",
     )
     importer.lazy_epilog = _columns_help
     importer.add_argument("kind", choices=IMPORT_KINDS, help="what the file holds: " + ", ".join(IMPORT_KINDS))
     # A string, not a Path: messages name the file as given (Path drops a leading ./).
-    importer.add_argument("file", help="the CSV file, with a header row")
+    importer.add_argument("file", help="the CSV or xlsx file, with a header row")
     importer.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
+    importer.add_argument("--sheet", metavar="NAME", help="the xlsx sheet to read (default: the first)")
+    importer.add_argument("--all-errors", action="store_true",
+                          help="print every bad row (default: at most 50, then how many more)")
 
     customers = commands.add_parser("customers", help="customer tools")
     customer_commands = customers.add_subparsers(dest="customers_command", required=True, metavar="ACTION")
     invite = customer_commands.add_parser(
         "invite", help="print one-time deep links for unlinked customers",
         description="Print <external_id><TAB><link> for each customer not yet linked to a chat. A link "
-                    "stays valid for INVITE_TTL_DAYS; running this again prints the same valid link.",
+                    "stays valid for INVITE_TTL_DAYS; running this again prints the same valid link. "
+                    "The bot's username comes from BOT_USERNAME, else the one `stockbot run` last "
+                    "learned, else the Bot API.",
     )
     invite.add_argument("--external-id", metavar="ID", help="only the customer with this external id")
     invite.add_argument("--token-only", action="store_true",
-                        help="print tokens instead of t.me links (needs no BOT_TOKEN)")
+                        help="print tokens instead of t.me links (needs no bot username)")
+
+    report = commands.add_parser("report", help="write the /report charts (PNG) and CSV to a folder",
+                                 description="Write what /report sends in chat: the charts as PNG files "
+                                             "and the CSV, into DIR; prints each file written.")
+    report.add_argument("days", nargs="?", metavar="DAYS", help="the period in days, 1-365 (default 30)")
+    report.add_argument("--out", metavar="DIR", required=True, help="the folder to write to (made if missing)")
+    report.add_argument("--locale", choices=("en", "zh"), help="the charts' language (default: DEFAULT_LOCALE)")
+
+    plan = commands.add_parser("plan", help="print the replenishment plan",
+                               description="Print what to buy or move now, as /plan and GET "
+                                           "/api/v1/replenishment give it.")
+    plan.add_argument("--csv", action="store_true", help="as CSV with a header row, for a spreadsheet")
+
+    doctor = commands.add_parser("doctor", help="check the set-up, one line each (exit 1 when any fails)",
+                                 description="Check the settings, the database, the Bot API and token, "
+                                             "admins, the CJK font, webhook and source settings: one line "
+                                             "each, ✓ or ✗ with the fix. Exit 0 when all hold, 1 otherwise.")
+    doctor.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="how long to wait for the database and the Bot API (default 5)")
 
     source = commands.add_parser("source", help="the shop's own database (SOURCE_DATABASE_URL)")
     source_commands = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
@@ -138,45 +162,13 @@ async def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.inventory.importer import import_csv  # deferred: see above
-    from bot.runner import open_database
-
-    label = args.file
-    try:
-        data = Path(args.file).open("rb")  # streamed: the importer reads it twice, a chunk at a time
-    except OSError as exc:
-        print(f"{label}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    db = await open_database(settings)
-    try:
-        report = await import_csv(
-            db, args.kind, data, label=label, dry_run=args.dry_run,
-            actor="cli:import", phone_region=settings.PHONE_REGION, zone=settings.zone,
-        )
-    finally:
-        data.close()
-        await db.dispose()
-    for line in report.error_lines():
-        print(line, file=sys.stderr)
-    if not report.ok:
-        print(f"{label}: {len(report.problems)} bad row(s); nothing was imported", file=sys.stderr)
-        return 1
-    if report.dry_run:
-        print(f"{label}: {report.rows} row(s) checked, all good (dry run: nothing written)")
-    else:
-        print(f"{label}: imported {report.rows} row(s) of {report.kind}: "
-              f"{report.created} created, {report.updated} updated")
-    return 0
-
-
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runner import bot_username, open_database  # deferred: see above
+    from bot.runner import open_database  # deferred: see above
     from bot.shop.customers import issue_invites
 
-    username = None if args.token_only else await bot_username(settings, "stockbot customers invite")
     db = await open_database(settings)
     try:
+        username = None if args.token_only else await _invite_username(settings, db)
         async with db.transaction() as session:
             issued = await issue_invites(session, args.external_id, ttl_days=settings.INVITE_TTL_DAYS)
     finally:
@@ -195,6 +187,26 @@ async def _source_check(settings: Settings, _: argparse.Namespace) -> int:
     from bot.runner import open_database
 
     return await source_check(settings, await open_database(settings))
+
+
+async def _invite_username(settings: Settings, db) -> str:  # type: ignore[no-untyped-def]
+    """BOT_USERNAME, else the name the running bot last learned (stored), else getMe, offline first."""
+    from bot.runner import bot_username  # deferred: see above
+    from bot.shop.bot_identity import learned_username, remember_bot
+
+    if settings.BOT_USERNAME:
+        return settings.BOT_USERNAME
+    async with db.read_session() as session:
+        learned = await learned_username(session, settings.bot_id)
+    if learned:
+        return learned
+    if settings.BOT_TOKEN is None:
+        raise SettingsError("BOT_USERNAME", "is needed by `stockbot customers invite` offline (or set "
+                                            "BOT_TOKEN, or use --token-only)")
+    username = await bot_username(settings, "stockbot customers invite (or use --token-only)")
+    async with db.transaction() as session:
+        await remember_bot(session, settings.bot_id or 0, username)
+    return username
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -221,13 +233,25 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return _invite
     if args.command == "db":
         return _db_upgrade
+    if args.command in ("report", "plan"):
+        from bot.cli_files import run_plan, run_report  # deferred: see above
+
+        return run_report if args.command == "report" else run_plan
+    if args.command == "doctor":
+        from bot.doctor import run_doctor  # deferred: see above
+
+        return run_doctor
+    if args.command == "import":
+        from bot.cli_import import run_import  # deferred: see above
+
+        return run_import
     if args.command == "source":
         return _source_check
     if args.command == "held":
         from bot.held_command import held  # deferred: see above
 
         return held
-    return {"demo": _demo, "play": _play, "run": _run, "import": _import, "failed": cli_failed.run}[args.command]
+    return {"demo": _demo, "play": _play, "run": _run, "failed": cli_failed.run}[args.command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,14 +266,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from bot.runner import with_webhook_secret  # deferred (CLI start path)
 
                 settings = with_webhook_secret(settings)
-        elif args.command == "customers" and not args.token_only:
-            settings.require_token("stockbot customers invite (or use --token-only)")
         if args.command != "demo":  # the demo prints conversations, and keeps its own quiet logging
             from bot.logs import configure_logging  # deferred (CLI start path): it loads SQLAlchemy
 
             configure_logging(settings)
         return asyncio.run(_handler(args)(settings, args))
     except SettingsError as exc:
+        if args.command == "doctor":
+            from bot.doctor import print_settings_problem  # deferred: see above
+
+            return print_settings_problem(exc)
         print(f"stockbot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

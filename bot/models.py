@@ -380,6 +380,18 @@ class TelegramUser(Base):
     first_name: Mapped[str] = mapped_column(String(256), default="")
     locale: Mapped[str | None] = mapped_column(String(8))
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Lower case, without "@": `/grant @name` finds someone who has written to the bot.
+    username: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class BotIdentity(Base):
+    """The bot's own @username as the Bot API last told it, so invite links can be made offline."""
+
+    __tablename__ = "bot_identity"
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    learned_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 # --- orders ------------------------------------------------------------------------------------

@@ -164,6 +164,14 @@ async def bot_username(settings: Settings, command: str) -> str:
     return me.username or ""
 
 
+async def _remember_username(db: Database, me: User) -> None:
+    from bot.shop.bot_identity import remember_bot  # deferred with the rest of `run`'s start
+
+    if me.username:  # for `stockbot customers invite` run offline later
+        async with db.transaction() as session:
+            await remember_bot(session, me.id, me.username)
+
+
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """glibc gives each thread that allocates its own heap (up to 8 per core), and the database
     threads (one per pooled SQLite connection) and `to_thread` workers each fill and fragment
@@ -219,6 +227,7 @@ async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running
     # Deferred (CLI start path): the bot, its handlers, jobs and services import aiogram, the
     # scheduler, numpy and the catalog; `db upgrade` and `import` load this module and need none.
     from bot.app import create_bot, create_runtime
+    from bot.doctor import start_warnings
     from bot.handlers.commands import publish_default_commands
     from bot.services import build_services
 
@@ -228,6 +237,7 @@ async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running
     running.push_async_callback(bot.session.close)
     me = await check_bot(bot, settings)
     log.info("running as @%s", me.username)
+    await _remember_username(db, me)
     services = build_services(settings, db)
     # The catalog indexes load in the event worker's first pass, while polling starts: a large
     # catalog no longer holds up start-up.
@@ -242,6 +252,9 @@ async def _start(settings: Settings, webhook: bool, stop: asyncio.Event, running
     await _listen(app, settings, running)
     if webhook:
         await _register_webhook(bot, settings)
+    # After the checks that stop a start (one line, exit 2): these only warn.
+    for warning in start_warnings(settings):  # what `stockbot doctor` would mark ✗, seen offline
+        log.warning("%s", warning)
     _start_workers(runtime, stop, running)
     if not webhook:
         await bot.delete_webhook(drop_pending_updates=False)

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     WEBHOOK_URL: str = ""  # public base URL Telegram posts updates to, for `run --webhook`
     WEBHOOK_PATH: str = "/telegram/webhook"
     TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls; made up when unset
+    BOT_USERNAME: str = ""  # the bot's @username for invite links made offline; else learned from getMe
     # Connectors (docs/connectors.md). The source URL is a secret: it usually holds a password.
     SOURCE_DATABASE_URL: SecretStr | None = None
     SOURCE_STOCK_QUERY: str | None = None
@@ -251,6 +252,19 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"\d+:[\w-]+", value.get_secret_value()):
             raise ValueError("is not a bot token of the form 123456:ABC...")  # never echo it
         return value
+
+    @field_validator("BOT_USERNAME")
+    @classmethod
+    def _username_shape(cls, value: str) -> str:
+        name = value.strip().removeprefix("@")
+        if name and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{4,31}", name):
+            raise ValueError("is not a Telegram @username (5-32 letters, digits and _)")
+        return name
+
+    @property
+    def bot_id(self) -> int | None:
+        """The bot's user id: the number before ":" in BOT_TOKEN."""
+        return int(self.BOT_TOKEN.get_secret_value().split(":", 1)[0]) if self.BOT_TOKEN else None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -51,9 +51,9 @@ async def test_history_import_every_bad_row_named_and_nothing_written(db: Databa
         + "2026-03-02,A,SH,-1,\n"  # line 6
         + "2026-03-02,A,SH,1,many\n"  # line 7
         + "2026-03-02,ZZ,SH,1,\n"  # line 8
-        + "2026-03-02,A,GZ,1,\n"  # line 9: history names an existing warehouse
+        + "2026-03-02,A,GZ,1,x\n"  # line 9: a new warehouse is fine (created as by stock); on_hand is not
         + "2026-03-01,A,SH,9,\n"  # line 10: the same day again
-        + "2026-03-02,A,SH,x,\n"  # line 11
+        + "2026-03-02,A,SH,x,-2\n"  # line 11: every reason of the row
     )
     report = await import_csv(db, "history", data.encode(), label="h.csv", zone=shanghai)
     assert report.error_lines() == [
@@ -63,9 +63,9 @@ async def test_history_import_every_bad_row_named_and_nothing_written(db: Databa
         "h.csv:6: sold -1 is negative",
         "h.csv:7: on_hand 'many' is not a whole number",
         "h.csv:8: unknown SKU 'ZZ'",
-        "h.csv:9: unknown warehouse 'GZ'",
+        "h.csv:9: on_hand 'x' is not a whole number",
         "h.csv:10: duplicate day 2026-03-01 for A in SH (first on line 2)",
-        "h.csv:11: sold 'x' is not a whole number",
+        "h.csv:11: sold 'x' is not a whole number; on_hand -2 is negative",
     ]
     assert await _history(db) == {}
     missing = await import_csv(db, "history", b"date,sku,sold\n2026-03-01,A,1\n2026-03-02,A,1\n", label="h.csv")

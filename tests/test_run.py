@@ -81,13 +81,13 @@ def test_run_answers_acts_on_cli_changes_and_stops_cleanly_on_sigterm(
     files = {
         "catalog": "sku,name,category,price,reorder_point\nLIP-1,Velvet Red,lips,10,3\nLIP-2,Velvet Ruby,lips,11,3\n",
         "stock": "sku,warehouse,on_hand\nLIP-1,SH,10\nLIP-2,SH,10\n",
-        "customers": "external_id,name,tier\nC-1,Ann,vip\n",
+        "customers": "external_id,name,tier\nC-1,Ann,vip\nC-2,Bob,regular\n",
         "orders": "external_id,customer_external_id,sku,qty,status\nO-1,C-1,LIP-1,2,open\n",
     }
     for kind, text in files.items():
         (tmp_path / f"{kind}.csv").write_text(text)
         assert _cli(env, tmp_path, "import", kind, f"{kind}.csv").returncode == 0
-    token = _cli(env, tmp_path, "customers", "invite", "--token-only").stdout.split("\t")[1].strip()
+    token = _cli(env, tmp_path, "customers", "invite", "--token-only", "--external-id", "C-1").stdout.split("\t")[1].strip()
     bot = _start_bot(env, tmp_path)
     try:
         _wait(sandbox.is_polling, what="the bot to poll")
@@ -109,6 +109,11 @@ def test_run_answers_acts_on_cli_changes_and_stops_cleanly_on_sigterm(
         output = _stop_bot(bot, signal.SIGTERM)
     assert bot.returncode == 0, output
     assert "Traceback" not in output and sandbox.token.split(":")[1] not in output
+    # The username the bot learned at start makes invite links with Telegram out of reach.
+    offline = {**env, "TELEGRAM_API_URL": f"http://127.0.0.1:{_free_port()}"}
+    invite = _cli(offline, tmp_path, "customers", "invite", "--external-id", "C-2")
+    assert invite.returncode == 0, invite.stderr
+    assert invite.stdout.startswith(f"C-2\thttps://t.me/{sandbox.bot_username}?start=")
 
 
 def _update(update_id: int, user_id: int, text: str) -> dict[str, object]:

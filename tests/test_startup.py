@@ -136,7 +136,7 @@ def test_import_help_lists_each_kinds_columns(tmp_path: Path) -> None:
             assert column in result.stdout
 
 
-def test_invite_without_a_token_names_the_invite_command(tmp_path: Path) -> None:
+def test_invite_without_a_username_or_token_names_the_invite_command(tmp_path: Path) -> None:
     result = stockbot("customers", "invite", cwd=tmp_path)
-    _one_line_naming(result, "BOT_TOKEN")
+    _one_line_naming(result, "BOT_USERNAME")
     assert "customers invite" in result.stderr and "--token-only" in result.stderr

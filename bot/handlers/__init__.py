@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, common, customer, fallback, held, low_digest, offers, purchaser, reports, sales
+from bot.handlers import admin, common, customer, fallback, flows, held, low_digest, offers, purchaser, reports, sales
 
 
 def build_routers() -> list[Router]:
     return [
         common.create_router(),
+        flows.create_router(),
         admin.create_router(),
         held.create_router(),
         low_digest.create_router(),

@@ -16,7 +16,8 @@ from bot.handlers.commands import publish_commands_for
 from bot.handlers.downloads import download_capped
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
-from bot.inventory.importer import KINDS, import_csv
+from bot.ingest.files import import_file
+from bot.inventory.importer import KINDS
 from bot.models import Role, utcnow
 from bot.planning import report_service
 from bot.recovery import comparison, funnel, hold
@@ -47,10 +48,15 @@ async def grant(message: Message, command: CommandObject, session: AsyncSession,
                 services: Services, bot: Bot) -> None:
     parts = (command.args or "").split()
     roles = {role.value: role for role in Role}
-    if len(parts) != 2 or _user_id(parts[0]) is None or parts[1].lower() not in roles:
+    by_name = len(parts) == 2 and parts[0].startswith("@") and bool(staff.normal_username(parts[0]))
+    if len(parts) != 2 or (not by_name and _user_id(parts[0]) is None) or parts[1].lower() not in roles:
         await message.answer(texts("usage_grant"))
         return
-    user_id, role = int(parts[0]), roles[parts[1].lower()]
+    role = roles[parts[1].lower()]
+    user_id = await staff.user_id_by_username(session, parts[0]) if by_name else int(parts[0])
+    if user_id is None:
+        await message.answer(texts("unknown_username", username=parts[0].removeprefix("@")[:64]))
+        return
     await staff.grant(session, user_id, role, actor.user_id)
     await message.answer(texts("granted", user_id=user_id, role=texts(f"role_{role.value}")))
     await publish_commands_for(bot, services, user_id, role.value)
@@ -130,14 +136,13 @@ async def import_document(message: Message, session: AsyncSession, texts: Texts,
         if not await download_capped(bot, document, spool, MAX_CSV_BYTES):  # file_size may be absent
             await message.answer(texts("import_too_big"))
             return
-        report = await import_csv(services.db, kind, spool, label=label, actor="tg:import",
-                                  phone_region=services.settings.PHONE_REGION, zone=services.settings.zone)
+        report = await import_file(services.db, kind, spool, label=label, actor="tg:import",
+                                   phone_region=services.settings.PHONE_REGION, zone=services.settings.zone)
     if not report.ok:
-        lines = report.error_lines()
-        await message.answer(texts.render("import_failed", lines=lines[:ERRORS_SHOWN],
-                                          hidden=max(0, len(lines) - ERRORS_SHOWN), label=label))
+        lines, hidden = report.shown_errors(ERRORS_SHOWN)
+        await message.answer(texts.render("import_failed", lines=lines, hidden=hidden, label=label))
         return
     if kind == "catalog":
         await services.catalog.refresh(services.db)
     await message.answer(texts("import_done", label=label, rows=report.rows, created=report.created,
-                               updated=report.updated))
+                               updated=report.updated, unchanged=report.unchanged))

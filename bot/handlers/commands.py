@@ -14,7 +14,7 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-EVERYONE = ("start", "help", "language")
+EVERYONE = ("start", "help", "language", "whoami", "cancel")
 COMMANDS: dict[str, tuple[str, ...]] = {
     "stranger": EVERYONE,
     "customer": (*EVERYONE, "notify", "waitlist", "stop"),

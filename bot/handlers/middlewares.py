@@ -72,6 +72,7 @@ class UnitOfWork(BaseMiddleware):
                 telegram_language=user.language_code,
                 default_locale=settings.DEFAULT_LOCALE,
                 first_name=user.first_name or "",
+                username=user.username,
             )
             data.update(
                 session=session,

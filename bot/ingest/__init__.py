@@ -1,1 +1,1 @@
-"""Ways stock, catalog and orders come in from outside (files and connectors)."""
+"""Getting shop data in: file formats (CSV, xlsx) in front of the importer, and connectors."""

@@ -50,14 +50,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, BinaryIO
 
 from charset_normalizer import from_bytes
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, dialect_insert, ids_by_key
+from bot.inventory.catalog import stamp_catalog_change
 from bot.inventory.batches import close_batch, open_batch, write_in_batch
-from bot.inventory.products import upsert_products
-from bot.inventory.stock import StockChange, apply_changes
-from bot.models import OrderStatus, Product, SalesDay, Warehouse
+from bot.inventory.stock import (
+    StockChange, apply_changes, ensure_levels, event_row, record_events, warehouse_ids,
+)
+from bot.inventory.thresholds import threshold_moved
+from bot.models import OrderStatus, Product, SalesDay, StockLevel, Warehouse, utcnow
 from bot.planning.state import history_changed
 from bot.shop.customers import CustomerInput, upsert_customers, zone_name
 from bot.shop.orders import LineInput, OrderInput, check_references, upsert_orders
@@ -78,6 +81,7 @@ COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind: (requir
 LIMITS = {"sku": 64, "name": 512, "category": 128, "brand": 128, "supplier": 256, "warehouse": 64,
           "external_id": 128, "customer_external_id": 128, "email": 256}
 CUSTOMER_NAME_LIMIT = 256
+SAME_REASON_SHOWN = 3  # rows shown with one reason before the rest are counted (error_lines)
 CHUNK_ROWS = 5_000  # rows per check lookup and per write transaction (a few hundred ms each)
 SQLITE_GAP_S = 0.12  # after each commit: SQLite's busy handler re-polls a waiting writer every 100 ms
 DETECT_BYTES = 64 * 1024  # of the head, and of non-ASCII lines further on, for charset detection
@@ -94,6 +98,34 @@ class RowError(ValueError):
     pass
 
 
+Progress = Callable[[str, int], None]  # (what is being done: "checked" or "written", rows so far)
+
+
+class _Fields:
+    """Reads a row's fields one by one, keeping the reason of each bad one, so that a row with a
+    bad phone and a bad tier reports both; `done()` raises them together."""
+
+    __slots__ = ("values", "reasons")
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.reasons: list[str] = []
+
+    def __call__(self, read: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        try:
+            return read(self.values, *args, **options)
+        except RowError as exc:
+            self.reasons.append(str(exc))
+            return None
+
+    def bad(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+    def done(self) -> None:
+        if self.reasons:
+            raise RowError("; ".join(self.reasons))
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     line: int
@@ -103,7 +135,10 @@ class Problem:
 @dataclass(slots=True)
 class ImportReport:
     """What an import did. `product_ids` lists the products a stock or history import touched,
-    for whoever reacts to it (the forecast refresh after a history import)."""
+    for whoever reacts to it (the forecast refresh after a history import).
+
+    `created + updated + unchanged` counts what the file holds: rows, except for orders, whose
+    rows are lines and whose counts are orders."""
 
     kind: str
     label: str
@@ -111,6 +146,7 @@ class ImportReport:
     rows: int = 0
     created: int = 0
     updated: int = 0
+    unchanged: int = 0
     problems: list[Problem] = field(default_factory=list)
     encoding: str = "UTF-8"
     product_ids: set[int] = field(default_factory=set)
@@ -119,8 +155,37 @@ class ImportReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def error_lines(self) -> list[str]:
-        return [f"{self.label}:{p.line}: {p.reason}" for p in sorted(self.problems, key=lambda p: p.line)]
+    @property
+    def bad_rows(self) -> int:
+        return len({problem.line for problem in self.problems})
+
+    def error_lines(self, limit: int | None = None) -> list[str]:
+        """`FILE:LINE: reason`, one per bad row in line order; with a `limit`, as `shown_errors`
+        and a last line saying how many more there are."""
+        if limit is None:
+            return [f"{self.label}:{p.line}: {p.reason}" for p in sorted(self.problems, key=lambda p: p.line)]
+        lines, hidden = self.shown_errors(limit)
+        return lines + ([f"{self.label}: and {hidden} more bad row(s)"] if hidden else [])
+
+    def shown_errors(self, limit: int) -> tuple[list[str], int]:
+        """At most `limit` bad rows, and how many are left out. A reason many rows share is shown
+        on its first rows and then counted on one line (`FILE:FIRST-LAST: N more row(s): reason`):
+        a history file before its catalog must not print one reason 360 times."""
+        lines: list[str] = []
+        repeats: dict[str, list[int]] = {}
+        for problem in sorted(self.problems, key=lambda p: p.line):
+            seen = repeats.setdefault(problem.reason, [])
+            seen.append(problem.line)
+            if len(seen) <= SAME_REASON_SHOWN and len(lines) < limit:
+                lines.append(f"{self.label}:{problem.line}: {problem.reason}")
+        shown = len(lines)
+        summed = 0
+        for reason, at in repeats.items():
+            if len(at) > SAME_REASON_SHOWN and f"{self.label}:{at[0]}: {reason}" in lines:
+                rest = at[SAME_REASON_SHOWN:]
+                lines.append(f"{self.label}:{rest[0]}-{rest[-1]}: {len(rest)} more row(s): {reason}")
+                summed += len(rest)
+        return lines, len(self.problems) - shown - summed
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +208,6 @@ class _Context:
     phone_region: str = ""
     today: date = date.min  # in the shop's zone; history must not be later
     decimal_comma: bool = False
-    warehouses: dict[str, int] = field(default_factory=dict)
     last_line: dict[str, int] = field(default_factory=dict)  # orders: external id -> its last row
 
 
@@ -255,6 +319,8 @@ def _rows(binary: BinaryIO, kind: str, found: _Format, report: ImportReport) -> 
         reader = csv.reader(text, delimiter=found.delimiter)
         try:
             header = [name.strip().lower() for name in next(reader)]
+            while not "".join(header):  # blank rows above the table (a sheet's title space)
+                header = [name.strip().lower() for name in next(reader)]
         except StopIteration:
             problem(1, "the file is empty; expected a header row")
             return
@@ -416,22 +482,27 @@ def _catalog_parser(ctx: _Context) -> Parser:
     seen: dict[str, int] = {}
 
     def parse(values: dict[str, str], line: int) -> dict[str, Any]:
-        sku = _text(values, "sku")
+        read = _Fields(values)
+        sku = read(_text, "sku")
         record = {
             "sku": sku,
-            "name": _text(values, "name"),
-            "category": _text(values, "category"),
-            "price_cents": _price_cents(values, ctx.decimal_comma),
+            "name": read(_text, "name"),
+            "category": read(_text, "category"),
+            "price_cents": read(_price_cents, ctx.decimal_comma),
         }
         for name in ("brand", "supplier"):
             if name in values:
-                record[name] = _text(values, name, required=False)
+                record[name] = read(_text, name, required=False)
         for name in ("reorder_point", "safety_stock", "lead_time_days"):
-            number = _count(values, name, required=False)
+            number = read(_count, name, required=False)
             if number is not None:
                 record[name] = number
         if values.get("attributes"):
-            record["attributes"] = _attributes(values["attributes"])
+            try:
+                record["attributes"] = _attributes(values["attributes"])
+            except RowError as exc:
+                read.bad(str(exc))
+        read.done()
         _unique(seen, sku, line, f"SKU {sku}")
         return record
 
@@ -442,9 +513,11 @@ def _stock_parser(ctx: _Context) -> Parser:
     seen: dict[str, int] = {}
 
     def parse(values: dict[str, str], line: int) -> tuple[str, str, int]:
-        sku = _text(values, "sku")
-        warehouse = _text(values, "warehouse")
-        on_hand = _count(values, "on_hand")
+        read = _Fields(values)
+        sku = read(_text, "sku")
+        warehouse = read(_text, "warehouse")
+        on_hand = read(_count, "on_hand")
+        read.done()
         assert sku is not None and warehouse is not None and on_hand is not None
         _unique(seen, _key(sku, warehouse), line, f"stock row for {sku} in {warehouse}")
         return sku, warehouse, on_hand
@@ -457,31 +530,30 @@ def _customer_parser(ctx: _Context) -> Parser:
     phones: dict[str, int] = {}
 
     def parse(values: dict[str, str], line: int) -> CustomerInput:
-        external_id = _text(values, "external_id")
-        assert external_id is not None
+        read = _Fields(values)
+        external_id = read(_text, "external_id")
+        name = read(_text, "name", limit=CUSTOMER_NAME_LIMIT)
+        tier = read(_choice, "tier", ("regular", "vip"))
         phone = None
         if values.get("phone"):
             try:
                 phone = to_e164(values["phone"], ctx.phone_region)
             except BadPhone as exc:
-                raise RowError(f"phone {exc}") from None
-        email = _text(values, "email", required=False)
+                read.bad(f"phone {exc}")
+        email = read(_text, "email", required=False)
         if email and not _EMAIL.match(email):
-            raise RowError(f"email {email!r} is not an address")
+            read.bad(f"email {email!r} is not an address")
         zone = values.get("timezone") or None
         if zone is not None:
             try:
                 zone_name(zone)
             except ValueError as exc:
-                raise RowError(f"timezone {exc}") from None
+                read.bad(f"timezone {exc}")
+        locale = read(_choice, "locale", ("en", "zh"), required=False)
+        read.done()
+        assert external_id is not None
         record = CustomerInput(
-            external_id=external_id,
-            name=_text(values, "name", limit=CUSTOMER_NAME_LIMIT),  # type: ignore[arg-type]
-            tier=_choice(values, "tier", ("regular", "vip")),  # type: ignore[arg-type]
-            phone=phone,
-            email=email,
-            locale=_choice(values, "locale", ("en", "zh"), required=False),
-            timezone=zone,
+            external_id=external_id, name=name, tier=tier, phone=phone, email=email, locale=locale, timezone=zone,
         )
         _unique(seen, external_id, line, f"customer {external_id}")
         if phone:
@@ -497,11 +569,13 @@ def _order_parser(ctx: _Context) -> Parser:
     statuses = tuple(status.value for status in OrderStatus)
 
     def parse(values: dict[str, str], line: int) -> tuple[str, str, LineInput]:
-        external_id = _text(values, "external_id")
-        customer = _text(values, "customer_external_id")
-        sku = _text(values, "sku")
-        qty = _count(values, "qty", minimum=1)
-        status = _choice(values, "status", statuses)
+        read = _Fields(values)
+        external_id = read(_text, "external_id")
+        customer = read(_text, "customer_external_id")
+        sku = read(_text, "sku")
+        qty = read(_count, "qty", minimum=1)
+        status = read(_choice, "status", statuses)
+        read.done()
         assert external_id is not None and customer is not None and sku is not None and qty is not None
         owner = owners.setdefault(external_id, (customer, line))
         if owner[0] != customer:
@@ -517,15 +591,15 @@ def _history_parser(ctx: _Context) -> Parser:
     seen: dict[str, int] = {}
 
     def parse(values: dict[str, str], line: int) -> tuple[str, str, date, int, int | None]:
-        day = _day(values, ctx.today)
+        read = _Fields(values)
+        day = read(_day, ctx.today)
         raw_day = values["date"]
-        sku = _text(values, "sku")
-        warehouse = _text(values, "warehouse")
-        sold = _count(values, "sold")
-        on_hand = _count(values, "on_hand", required=False)
-        assert sku is not None and warehouse is not None and sold is not None
-        if warehouse not in ctx.warehouses:
-            raise RowError(f"unknown warehouse {warehouse!r}")
+        sku = read(_text, "sku")
+        warehouse = read(_text, "warehouse")  # a new one is created, as a stock import does
+        sold = read(_count, "sold")
+        on_hand = read(_count, "on_hand", required=False)
+        read.done()
+        assert sku is not None and warehouse is not None and sold is not None and day is not None
         _unique(seen, _key(sku, warehouse, raw_day), line, f"day {day} for {sku} in {warehouse}")
         return sku, warehouse, day, sold, on_hand
 
@@ -551,18 +625,74 @@ async def _check_references(session: AsyncSession, kind: str, records: list[tupl
     return []
 
 
+_NEW_PRODUCT = {
+    "brand": None, "supplier": None, "attributes": {}, "reorder_point": 0, "safety_stock": 0,
+    "lead_time_days": 7, "on_hand_total": 0, "reserved_total": 0,
+}
+
+
 async def _write_catalog(session: AsyncSession, records: list[dict[str, Any]], report: ImportReport, _: str) -> None:
-    counts = await upsert_products(session, records)
-    report.created += counts.created
-    report.updated += counts.updated
+    existing: dict[str, tuple[int, int, int]] = {}
+    given = sorted({name for record in records for name in record})
+    current: dict[str, dict[str, Any]] = {}
+    rows = await session.execute(
+        select(Product.id, Product.reorder_point, Product.available, *(getattr(Product, name) for name in given))
+        .where(Product.sku.in_([record["sku"] for record in records]))
+    )
+    for pid, rp, avail, *values in rows:
+        card = dict(zip(given, values, strict=True))
+        existing[card["sku"]] = (pid, rp, avail)
+        current[card["sku"]] = card
+    now = utcnow()
+    version = await stamp_catalog_change(session)
+    inserts, updates, events = [], [], []
+    for record in records:
+        found = existing.get(record["sku"])
+        if found is None:
+            inserts.append({**_NEW_PRODUCT, "created_at": now, "updated_at": now, "catalog_version": version,
+                            **record})
+            continue
+        if all(current[record["sku"]][name] == value for name, value in record.items()):
+            report.unchanged += 1
+            continue
+        product_id, old_point, available = found
+        updates.append({"id": product_id, "updated_at": now, "catalog_version": version, **record})
+        new_point = record.get("reorder_point", old_point)
+        events += [event_row(product_id, kind, available, available, new_point)
+                   for kind in threshold_moved(available, old_point, new_point)]
+    if inserts:
+        await session.execute(Product.__table__.insert(), inserts)
+    if updates:
+        await session.execute(update(Product), updates)
+    await record_events(session, events)
+    report.created += len(inserts)
+    report.updated += len(updates)
 
 
 async def _write_stock(session: AsyncSession, records: list[tuple[str, str, int]], report: ImportReport, actor: str) -> None:
+    known = {(sku, code) for sku, code in await session.execute(
+        select(Product.sku, Warehouse.code)
+        .join(StockLevel, StockLevel.product_id == Product.id)
+        .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
+        .where(Product.sku.in_({sku for sku, _, _ in records}))
+    )}
     results = await apply_changes(
         session, [StockChange(sku, warehouse, on_hand=qty, reason="import", actor=actor) for sku, warehouse, qty in records]
     )
-    report.updated += sum(1 for result in results if result.delta)
-    report.product_ids.update(result.product_id for result in results)
+    zero_levels: list[tuple[int, str]] = []
+    for (sku, warehouse, _), result in zip(records, results, strict=True):
+        if (sku, warehouse) not in known:  # a first level, zero included, is created (a state, not a change)
+            report.created += 1
+            if not result.delta and result.product_id is not None:
+                zero_levels.append((result.product_id, warehouse))
+        elif result.delta:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+    if zero_levels:
+        codes = await warehouse_ids(session, {code for _, code in zero_levels}, create=True)
+        await ensure_levels(session, [(product_id, codes[code]) for product_id, code in zero_levels])
+    report.product_ids.update(result.product_id for result in results if result.product_id is not None)
 
 
 async def _write_customers(session: AsyncSession, records: list[CustomerInput], report: ImportReport, _: str) -> None:
@@ -581,12 +711,30 @@ async def _write_history(
     session: AsyncSession, records: list[tuple[str, str, date, int, int | None]], report: ImportReport, _: str
 ) -> None:
     products = await ids_by_key(session, Product.sku, Product.id, {record[0] for record in records})
-    warehouses = await ids_by_key(session, Warehouse.code, Warehouse.id, {record[1] for record in records})
+    # Warehouses are created as a stock import creates them: a history before its stock is good.
+    warehouses = await warehouse_ids(session, {record[1] for record in records}, create=True)
     rows = [
         {"product_id": products[sku], "warehouse_id": warehouses[warehouse], "day": day, "sold": sold,
          "on_hand": on_hand, "source": "import"}
         for sku, warehouse, day, sold, on_hand in records
     ]
+    before = {
+        (product_id, warehouse_id, day): (sold, on_hand)
+        for product_id, warehouse_id, day, sold, on_hand in await session.execute(
+            select(SalesDay.product_id, SalesDay.warehouse_id, SalesDay.day, SalesDay.sold, SalesDay.on_hand).where(
+                SalesDay.product_id.in_(set(products.values())),
+                SalesDay.day.between(min(row["day"] for row in rows), max(row["day"] for row in rows)),
+            )
+        )
+    }
+    for row in rows:
+        old = before.get((row["product_id"], row["warehouse_id"], row["day"]))
+        if old is None:
+            report.created += 1
+        elif old == (row["sold"], row["on_hand"]):
+            report.unchanged += 1
+        else:
+            report.updated += 1
     statement = dialect_insert(session, SalesDay.__table__)
     await session.execute(
         statement.on_conflict_do_update(
@@ -595,7 +743,6 @@ async def _write_history(
         ),
         rows,
     )
-    report.updated += len(rows)
     report.product_ids.update(products.values())
     await history_changed(session, products.values())  # the running bot, any process, forecasts them again
 
@@ -610,7 +757,8 @@ _WRITERS = {
 
 
 async def _check(
-    db: Database, kind: str, binary: BinaryIO, found: _Format, ctx: _Context, report: ImportReport, spool: BinaryIO
+    db: Database, kind: str, binary: BinaryIO, found: _Format, ctx: _Context, report: ImportReport, spool: BinaryIO,
+    progress: Progress,
 ) -> None:
     """Parse and check every row; good rows go to `spool`, a chunk per pickle, for the write pass."""
     parse = _PARSERS[kind](ctx)
@@ -624,7 +772,9 @@ async def _check(
         if len(batch) >= CHUNK_ROWS:
             await _check_batch(db, kind, batch, report, spool)
             batch = []
+            progress("checked", report.rows)
     await _check_batch(db, kind, batch, report, spool)
+    progress("checked", report.rows)
 
 
 async def _check_batch(
@@ -671,12 +821,18 @@ async def _chunks(records: Iterator[Any], kind: str) -> AsyncIterator[list[Any]]
         yield batch
 
 
+def _no_progress(_: str, __: int) -> None:
+    return None
+
+
 async def import_csv(
     db: Database, kind: str, source: bytes | BinaryIO, *, label: str, dry_run: bool = False,
-    actor: str = "import", phone_region: str = "", zone: tzinfo = UTC,
+    actor: str = "import", phone_region: str = "", zone: tzinfo = UTC, progress: Progress | None = None,
 ) -> ImportReport:
     """Check `source` (bytes, or a binary file that can seek) and, when every row is good and
-    this is not a dry run, write it. `zone` is the shop's, for what "today" is."""
+    this is not a dry run, write it. `zone` is the shop's, for what "today" is; `progress`
+    hears how far the check and the write have got, a chunk at a time."""
+    progress = progress or _no_progress
     if kind not in KINDS:
         raise ValueError(f"unknown import kind {kind!r}")
     binary: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else source
@@ -684,11 +840,8 @@ async def import_csv(
     found = _detect(binary)
     report.encoding = found.label
     ctx = _Context(phone_region=phone_region, today=datetime.now(zone).date(), decimal_comma=found.delimiter == ";")
-    if kind == "history":
-        async with db.read_session() as session:
-            ctx.warehouses = {code: wid for code, wid in await session.execute(select(Warehouse.code, Warehouse.id))}
     with tempfile.TemporaryFile() as spool:
-        await _check(db, kind, binary, found, ctx, report, spool)
+        await _check(db, kind, binary, found, ctx, report, spool, progress)
         report.problems.sort(key=lambda problem: problem.line)
         if report.problems or dry_run:
             return report
@@ -696,12 +849,15 @@ async def import_csv(
         # One import is one batch, whatever its chunks: the running bot weighs its customer
         # messages against MASS_CONTACT_LIMIT once it is closed, and sweeps low stock after it.
         contact_batch = await open_batch(db, f"import {kind} {label}", from_import=True)
+        written = 0
         try:
             async for batch in _chunks(_records(kind, spool, ctx), kind):
                 started = clock.monotonic()
                 async with db.transaction() as session:
                     write_in_batch(session, contact_batch)
                     await write(session, batch, report, actor)
+                written += sum(len(order.lines) for order in batch) if kind == "orders" else len(batch)
+                progress("written", written)
                 if db.is_sqlite:
                     # Let the running bot's writers take the lock between chunks (see the docstring).
                     await asyncio.sleep(min(SQLITE_GAP_S, clock.monotonic() - started))

@@ -587,6 +587,13 @@ async def warehouse_ids(
     return found
 
 
+async def ensure_levels(session: AsyncSession, pairs: Iterable[tuple[int, int]]) -> None:
+    """A zero level for each (product id, warehouse id) that has none: a first count of 0 is a
+    state worth showing ("none in SH"), not nothing."""
+    wanted = sorted(set(pairs))
+    await session.run_sync(lambda sync: [_ensure_level(sync.connection(), p, w) for p, w in wanted])
+
+
 async def set_incoming(
     session: AsyncSession, product_id: int, warehouse_id: int, qty: int, eta: datetime | None
 ) -> None:

@@ -47,9 +47,9 @@ def uplift_png(templates: Templates, locale: str, comparison: Comparison, days: 
         if not group.customers:
             continue
         share = group.bought / group.customers
-        low, high = wilson(group.bought, group.customers)
+        low, high = wilson(group.bought, group.customers)  # rounding can put 0 bought a hair above low
         ax.barh(y - 0.12, max(share, highest * 0.004), height=0.32, color=colour)
-        ax.errorbar(share, y - 0.12, xerr=[[share - low], [high - share]], fmt="none", ecolor="#212121",
+        ax.errorbar(share, y - 0.12, xerr=[[max(share - low, 0.0)], [max(high - share, 0.0)]], fmt="none", ecolor="#212121",
                     elinewidth=1.6, capsize=6)
         ax.text(highest * 1.02, y + 0.12, t("holdout_chart_share", share=f"{100 * share:.1f}"), ha="right",
                 va="bottom", fontsize=BASE_PT, fontweight="bold")

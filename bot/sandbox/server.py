@@ -737,12 +737,13 @@ class BotApiSandbox:
         first_name: str = "User",
         language_code: str = "en",
         chat_id: int | None = None,
+        username: str | None = None,
     ) -> dict[str, Any]:
         """A user writes ``text``; a leading ``/command`` gets its bot_command entity as Telegram sets it."""
         extra: dict[str, Any] = {"text": text}
         if entities := command_entities(text):
             extra["entities"] = entities
-        return self._user_message(user_id, first_name, language_code, chat_id, extra, text)
+        return self._user_message(user_id, first_name, language_code, chat_id, extra, text, username=username)
 
     def send_contact(
         self,
@@ -865,12 +866,17 @@ class BotApiSandbox:
         chat_id: int | None,
         extra: dict[str, Any],
         transcript_text: str,
+        *,
+        username: str | None = None,
     ) -> dict[str, Any]:
         with self._lock:
             chat = self._chat(chat_id if chat_id is not None else user_id, first_name)
+            sender = user_obj(user_id, first_name, language_code)
+            if username:
+                sender["username"] = username
             message = {
                 "message_id": chat.take_message_id(),
-                "from": user_obj(user_id, first_name, language_code),
+                "from": sender,
                 "chat": chat_obj(chat.chat_id, chat.first_name),
                 "date": int(time.time()),
                 **extra,

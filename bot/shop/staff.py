@@ -42,12 +42,17 @@ async def resolve_actor(
     telegram_language: str | None,
     default_locale: str,
     first_name: str = "",
+    username: str | None = None,
 ) -> Actor:
+    handle = normal_username(username or "") or None
     known = await session.get(TelegramUser, user_id)
     if known is None:
-        session.add(TelegramUser(user_id=user_id, chat_id=chat_id, first_name=without_unsafe_chars(first_name)[:256]))
+        session.add(TelegramUser(user_id=user_id, chat_id=chat_id, first_name=without_unsafe_chars(first_name)[:256],
+                                 username=handle))
     else:
         known.chat_id, known.last_seen_at = chat_id, utcnow()
+        if known.username != handle:
+            known.username = handle
     staff = await session.get(StaffMember, user_id)
     role = Role.ADMIN if user_id in admin_ids else Role(staff.role) if staff else None
     customer = None
@@ -60,6 +65,24 @@ async def resolve_actor(
         or default_locale
     )
     return Actor(user_id=user_id, chat_id=chat_id, locale=locale, role=role, customer=customer)
+
+
+def normal_username(text: str) -> str:
+    """A Telegram @username as stored: without "@", lower case (Telegram ignores case); "" when
+    it cannot be one (5-32 letters, digits and underscores)."""
+    name = text.strip().removeprefix("@").lower()
+    return name if 5 <= len(name) <= 32 and name.replace("_", "").isascii() and name.replace("_", "").isalnum() else ""
+
+
+async def user_id_by_username(session: AsyncSession, username: str) -> int | None:
+    """The user who last wrote to the bot under `username` (a name can pass to someone else)."""
+    name = normal_username(username)
+    if not name:
+        return None
+    return await session.scalar(
+        select(TelegramUser.user_id).where(TelegramUser.username == name)
+        .order_by(TelegramUser.last_seen_at.desc()).limit(1)
+    )
 
 
 def _telegram_locale(language_code: str | None) -> str | None:

@@ -1,7 +1,7 @@
 """connectors: delivery ids seen from Shopify and WooCommerce, Shopify inventory items by SKU
 
 Revision ID: 0015_connectors
-Revises: 0014_holdout (chained after main's head when merging)
+Revises: 0016_first_hour_two (chained after main's head when merging)
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = "0015_connectors"
-down_revision: str | None = "0014_holdout"
+down_revision: str | None = "0016_first_hour_two"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

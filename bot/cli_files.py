@@ -1,0 +1,96 @@
+"""`stockbot report` and `stockbot plan`: what /report and /plan give in chat, as files and text
+for people and scripts without Telegram. Both reuse the services the chat commands use."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from bot.settings import Settings
+
+PLAN_COLUMNS = ("sku", "warehouse", "action", "qty", "from_warehouse", "supplier", "daily_demand",
+                "days_of_cover", "stockout_date", "reason")
+
+
+async def run_report(settings: Settings, args: argparse.Namespace) -> int:
+    # Deferred (CLI start path): the report loads numpy and matplotlib.
+    from bot.delivery.templates import Templates
+    from bot.planning import report_service
+    from bot.runner import open_database
+
+    days = report_service.parse_days(args.days)
+    if days is None:
+        print(f"stockbot report: DAYS must be a whole number from 1 to {report_service.MAX_DAYS}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{args.out}: cannot create the folder: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    db = await open_database(settings)
+    try:
+        async with db.session() as session:
+            files = await report_service.build(session, db, settings, Templates(zone=settings.zone), days=days,
+                                               locale=args.locale or settings.DEFAULT_LOCALE)
+    finally:
+        await db.dispose()
+    if files is None:
+        print("nothing to report yet: no sales history and no stock in this period", file=sys.stderr)
+        return 1
+    for made in (*files.photos, files.csv):
+        path = out / made.filename
+        path.write_bytes(made.content)
+        print(path)
+    return 0
+
+
+async def run_plan(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.planning.suggestions import as_json, suggestions  # deferred (CLI start path)
+    from bot.runner import open_database
+
+    from sqlalchemy import func, select
+
+    from bot.models import DemandForecast
+
+    db = await open_database(settings)
+    try:
+        async with db.read_session() as session:
+            lines = await suggestions(session)
+            forecasts = await session.scalar(select(func.count()).select_from(DemandForecast))
+    finally:
+        await db.dispose()
+    if not forecasts:
+        print("no forecast yet: `stockbot run` makes one after a history import, and every night",
+              file=sys.stderr)
+    rows = [as_json(line) for line in lines]
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(PLAN_COLUMNS)
+        writer.writerows([_cell(row.get(name)) for name in PLAN_COLUMNS] for row in rows)
+        return 0
+    if not rows:
+        print("Nothing to buy or move: every product covers its lead time.")
+        return 0
+    for row in rows:
+        if row["action"] == "transfer":
+            what = f"move {row['qty']} {row['sku']} from {row['from_warehouse']} to {row['warehouse']}"
+        else:
+            what = f"buy {row['qty']} {row['sku']} for {row['warehouse']}" + (
+                f" from {row['supplier']}" if row.get("supplier") else "")
+        cover = row["days_of_cover"]
+        detail = f"{row['daily_demand']}/day, {'no' if cover is None else cover} days of cover"
+        if row.get("stockout_date"):
+            detail += f", runs out {row['stockout_date']}"
+        print(f"{what}  ({detail}; {row['reason']})")
+    return 0
+
+
+def _cell(value: object) -> str:
+    """A CSV cell safe to open in a spreadsheet: text that would run as a formula starts with '."""
+    text = "" if value is None else str(value)
+    if isinstance(value, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
