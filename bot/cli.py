@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="how long to wait for the database and the Bot API (default 5)")
 
+    source = commands.add_parser("source", help="the shop's own database (SOURCE_DATABASE_URL)")
+    source_commands = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
+    source_commands.add_parser(
+        "check", help="run SOURCE_STOCK_QUERY once and compare it with Stockbot's stock",
+        description="Read SOURCE_STOCK_QUERY once and print the rows read, the levels that differ from "
+                    "Stockbot's and the SKUs Stockbot does not know. Writes nothing. Exit 1 when the query fails.",
+    )
+
     commands.add_parser("held", help="list batches of customer messages held for an admin's Send",
                         description="List the batches held by MASS_CONTACT_LIMIT: id, cause, customers, "
                                     "products, since. An admin sends or discards each in chat.")
@@ -172,6 +180,13 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
         target = token if username is None else f"https://t.me/{username}?start={token}"
         print(f"{external_id}\t{target}")
     return 0
+
+
+async def _source_check(settings: Settings, _: argparse.Namespace) -> int:
+    from bot.ingest.connectors.commands import source_check  # deferred: see above
+    from bot.runner import open_database
+
+    return await source_check(settings, await open_database(settings))
 
 
 async def _invite_username(settings: Settings, db) -> str:  # type: ignore[no-untyped-def]
@@ -230,6 +245,8 @@ def _handler(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         from bot.cli_import import run_import  # deferred: see above
 
         return run_import
+    if args.command == "source":
+        return _source_check
     if args.command == "held":
         from bot.held_command import held  # deferred: see above
 

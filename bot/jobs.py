@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import outbox
 from bot.delivery.quiet import local_day
+from bot.ingest.connectors.deliveries import forget_old_deliveries
+from bot.ingest.connectors.source_db import SourcePoller
 from bot.inventory import reorder
 from bot.models import utcnow
 from bot.planning.jobs import PLANNING_JOBS, weekly_report
@@ -46,7 +49,12 @@ async def _wake_snoozed_prompts(session: AsyncSession, services: Services) -> in
     return await reorder.wake_snoozed(session, services.settings, services.templates)
 
 
+async def _forget_old_deliveries(session: AsyncSession, services: Services) -> int:
+    return await forget_old_deliveries(session)
+
+
 sweep_expired_leases = in_transaction(_sweep_expired_leases)
+forget_deliveries = in_transaction(_forget_old_deliveries)
 purchaser_digest = in_transaction(_purchaser_digest)
 wake_snoozed_prompts = in_transaction(_wake_snoozed_prompts)
 
@@ -107,8 +115,14 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     # Stock events and the outbox have their own workers (bot/events.py, bot/delivery/sender.py).
     every(30, "sweep-leases", sweep_expired_leases)
     every(60, "wake-snoozed", wake_snoozed_prompts)
+    every(3600, "forget-deliveries", forget_deliveries)
     for name, seconds, work in (*RECOVERY_JOBS, *PLANNING_JOBS):
         every(seconds, name, work)
+    if settings.SOURCE_DATABASE_URL is not None:  # the shop's own database, from the start on
+        jobs.scheduler.add_job(
+            jobs.job(SourcePoller(settings, services.db).poll), "interval", seconds=settings.SOURCE_POLL_SECONDS,
+            id="source-poll", next_run_time=datetime.now(settings.zone), **options,
+        )
     digest = settings.digest_time
     jobs.scheduler.add_job(
         jobs.job(purchaser_digest, services), "cron", hour=digest.hour, minute=digest.minute,

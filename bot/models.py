@@ -886,6 +886,33 @@ class PlanningState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# --- connectors (bot/ingest/connectors) ----------------------------------------------------------
+
+
+class WebhookDelivery(Base):
+    """A shop platform's delivery already handled: a retried one (same id) changes nothing.
+
+    Written in the transaction that applies the delivery, so a delivery that failed halfway is
+    not remembered and its retry is applied."""
+
+    __tablename__ = "webhook_deliveries"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)  # "shopify", "woocommerce"
+    delivery_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # old ones are forgotten
+
+
+class ShopifyInventoryItem(Base):
+    """Which Shopify inventory item is which SKU: `inventory_levels/update` names only the item."""
+
+    __tablename__ = "shopify_inventory_items"
+
+    inventory_item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    sku: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 # --- replay guard --------------------------------------------------------------------------------
 
 

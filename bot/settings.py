@@ -21,7 +21,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Locale = Literal["en", "zh"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
-API_PREFIX = "/api/"  # where bot/api serves the integration API
+API_PREFIX = "/api/"
+WAREHOUSE_CODE_LIMIT = 64  # warehouses.code is VARCHAR(64)  # where bot/api serves the integration API
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -64,6 +65,14 @@ class Settings(BaseSettings):
     WEBHOOK_PATH: str = "/telegram/webhook"
     TELEGRAM_SECRET_TOKEN: SecretStr | None = None  # checked on Telegram's webhook calls; made up when unset
     BOT_USERNAME: str = ""  # the bot's @username for invite links made offline; else learned from getMe
+    # Connectors (docs/connectors.md). The source URL is a secret: it usually holds a password.
+    SOURCE_DATABASE_URL: SecretStr | None = None
+    SOURCE_STOCK_QUERY: str | None = None
+    SOURCE_POLL_SECONDS: int = Field(60, ge=1)
+    SHOPIFY_WEBHOOK_SECRET: SecretStr | None = None
+    SHOPIFY_LOCATIONS: Annotated[dict[int, str], NoDecode] = Field(default_factory=dict)
+    WOOCOMMERCE_WEBHOOK_SECRET: SecretStr | None = None
+    WOOCOMMERCE_WAREHOUSE: str = Field("WOO", min_length=1, max_length=WAREHOUSE_CODE_LIMIT)
     # One import or API batch whose stockouts and restocks would message more customers than this
     # waits for an admin's Send (or Discard).
     MASS_CONTACT_LIMIT: int = Field(500, ge=0)
@@ -120,6 +129,36 @@ class Settings(BaseSettings):
                 if not part.lstrip("-").isdigit():
                     raise ValueError(f"{part!r} is not a Telegram user id")
             return frozenset(int(part) for part in parts)
+        return value
+
+    @field_validator("SHOPIFY_LOCATIONS", mode="before")
+    @classmethod
+    def _location_map(cls, value: object) -> object:
+        """`12345=WH-SH,67890=WH-LA`: Shopify location ids to Stockbot warehouse codes."""
+        if not isinstance(value, str):
+            return value
+        mapping: dict[int, str] = {}
+        for part in filter(None, (piece.strip() for piece in value.split(","))):
+            location, sep, warehouse = (side.strip() for side in part.partition("="))
+            if not sep or not location.isdigit() or not warehouse:
+                raise ValueError(f"{part!r} is not location_id=WAREHOUSE")
+            if len(warehouse) > WAREHOUSE_CODE_LIMIT:
+                raise ValueError(f"warehouse {warehouse[:20]!r}... is longer than {WAREHOUSE_CODE_LIMIT} characters")
+            mapping[int(location)] = warehouse
+        return mapping
+
+    @field_validator("SOURCE_DATABASE_URL")
+    @classmethod
+    def _source_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url  # deferred (CLI start path), as for DATABASE_URL
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value.get_secret_value())
+        except (ValueError, ArgumentError):  # their messages may repeat the URL, password included
+            raise ValueError("is not a SQLAlchemy database URL such as postgresql+asyncpg://user@host/erp") from None
         return value
 
     @field_validator("LOG_LEVEL", "LOG_LEVEL_LIBRARIES", mode="before")

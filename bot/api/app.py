@@ -43,6 +43,7 @@ from bot.api.schemas import (
     validation_errors,
 )
 from bot.api.recovery import add_recovery_routes
+from bot.api.shop_webhooks import add_shop_webhook_routes
 from bot.api.signing import HEADER, Signed, keys_of, verify
 from bot.db import POOL_SIZE, Database, ids_by_key
 from bot.inventory.batches import PendingBatch, write_in_batch
@@ -538,6 +539,7 @@ def add_api_routes(app: web.Application, settings: Settings, db: Database) -> In
     app.router.add_post(f"{PREFIX}/coupons/{{code}}/redeem", api.signed(api.redeem))
     app.router.add_get(f"{PREFIX}/replenishment", api.signed(api.replenishment))
     add_recovery_routes(app, api, PREFIX)
+    add_shop_webhook_routes(app, settings, db, api._bounded, PREFIX)  # verified by the platforms' own signatures
     return api
 
 
