@@ -8,6 +8,7 @@ message more customers than MASS_CONTACT_LIMIT waits for an admin; the plan is n
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import datetime
 
 import pytest
@@ -249,14 +250,16 @@ async def test_replenishment_waits_for_the_first_forecast_and_then_says_as_of(
     h = bot_harness
     async with h.db.transaction() as session:
         await add_product(session, "A", stock={"SH": 3})
-    headers = signed_headers(SECRET, "GET", "/api/v1/replenishment", b"")
+    signed_at = time.time()
+    headers = signed_headers(SECRET, "GET", "/api/v1/replenishment", b"", now=signed_at)
     async with TestClient(TestServer(create_api_app(_settings(database_url), h.db))) as client:
         early = await client.get("/api/v1/replenishment", headers=headers)
         assert early.status == 503 and int(early.headers["Retry-After"]) > 0
         assert "being computed" in await h.reply(ADMIN, "/plan")
         await daily_forecast(h.services)
-        response = await client.get("/api/v1/replenishment",
-                                    headers=signed_headers(SECRET, "GET", "/api/v1/replenishment", b""))
+        # Signed anew, as a client does for each request: one second apart, another signature
+        response = await client.get("/api/v1/replenishment", headers=signed_headers(
+            SECRET, "GET", "/api/v1/replenishment", b"", now=signed_at - 1))
         assert response.status == 200
         body = await response.json()
     assert datetime.fromisoformat(body["as_of"]).tzinfo is not None and "suggestions" in body
