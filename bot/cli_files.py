@@ -4,10 +4,10 @@ for people and scripts without Telegram. Both reuse the services the chat comman
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
+from bot.csv_safe import SafeCsvWriter
 from bot.settings import Settings
 
 PLAN_COLUMNS = ("sku", "warehouse", "action", "qty", "from_warehouse", "supplier", "daily_demand",
@@ -67,9 +67,9 @@ async def run_plan(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr)
     rows = [as_json(line) for line in lines]
     if args.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = SafeCsvWriter(sys.stdout)
         writer.writerow(PLAN_COLUMNS)
-        writer.writerows([_cell(row.get(name)) for name in PLAN_COLUMNS] for row in rows)
+        writer.writerows([row.get(name) for name in PLAN_COLUMNS] for row in rows)
         return 0
     if not rows:
         print("Nothing to buy or move: every product covers its lead time.")
@@ -87,10 +87,3 @@ async def run_plan(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{what}  ({detail}; {row['reason']})")
     return 0
 
-
-def _cell(value: object) -> str:
-    """A CSV cell safe to open in a spreadsheet: text that would run as a formula starts with '."""
-    text = "" if value is None else str(value)
-    if isinstance(value, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text

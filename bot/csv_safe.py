@@ -13,7 +13,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -29,7 +29,7 @@ def safe_cell(value: Any) -> Any:
 class SafeCsvWriter:
     """`csv.writer` whose every cell passes through `safe_cell`."""
 
-    def __init__(self, out: io.StringIO) -> None:
+    def __init__(self, out: TextIO) -> None:
         self._writer = csv.writer(out, lineterminator="\n")
 
     def writerow(self, row: Iterable[Any]) -> None:
