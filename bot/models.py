@@ -12,8 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    and_,
-    false,
     JSON,
     BigInteger,
     CheckConstraint,
@@ -30,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     false,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
