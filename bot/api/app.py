@@ -305,7 +305,7 @@ class IntegrationApi:
                 if signed is None:
                     return _error(401, f"bad, expired or missing {HEADER} signature")
                 _SIGNED.set(signed)
-                return await self._bounded(handler, request, body)
+                return await self.bounded(handler, request, body)
             except _Answer as answer:
                 return _error(answer.status, answer.message)
 
@@ -330,7 +330,7 @@ class IntegrationApi:
         if not await self._signatures.claim_in(session, signed.once_key, keep_until):
             raise _Answer(401, f"this {HEADER} signature was used before; sign each request anew")
 
-    async def _bounded(self, handler: Handler, request: web.Request, body: bytes) -> web.StreamResponse:
+    async def bounded(self, handler: Handler, request: web.Request, body: bytes) -> web.StreamResponse:
         """Run `handler` in one of the API's slots; answer 503 rather than fail when overloaded."""
         try:
             async with asyncio.timeout(QUEUE_WAIT_S):
@@ -539,7 +539,7 @@ def add_api_routes(app: web.Application, settings: Settings, db: Database) -> In
     app.router.add_post(f"{PREFIX}/coupons/{{code}}/redeem", api.signed(api.redeem))
     app.router.add_get(f"{PREFIX}/replenishment", api.signed(api.replenishment))
     add_recovery_routes(app, api, PREFIX)
-    add_shop_webhook_routes(app, settings, db, api._bounded, PREFIX)  # verified by the platforms' own signatures
+    add_shop_webhook_routes(app, settings, db, api.bounded, PREFIX)  # verified by the platforms' own signatures
     return api
 
 

@@ -36,7 +36,7 @@ log = logging.getLogger("bot.api.webhooks")
 _WOO_PING = re.compile(rb"^webhook_id=\d{1,20}$")
 Apply = Callable[[Any, str, Any], Awaitable[str]]  # (session, topic, payload) -> outcome
 Handler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
-# The integration API's load limit (IntegrationApi._bounded): runs a handler in one of its slots,
+# The integration API's load limit (IntegrationApi.bounded): runs a handler in one of its slots,
 # answering 503 with Retry-After rather than failing when the database is overloaded.
 Bounded = Callable[[Handler, web.Request, bytes], Awaitable[web.StreamResponse]]
 
