@@ -15,6 +15,7 @@ from bot.delivery.markup import Button, keyboard, pack
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue
 from bot.delivery.templates import Templates
 from bot.events import Reaction, Reactions
+from bot.inventory.cards import pack_size
 from bot.inventory.stock import event_row, warehouse_ids
 from bot.models import (
     ACTIVE_PROMPT_STATUSES,
@@ -33,7 +34,7 @@ from bot.models import (
 )
 from bot.planning.history import units_sold
 from bot.planning.purchasing import place_order
-from bot.planning.service import pack_size, product_cover
+from bot.planning.service import product_cover
 from bot.planning.suggestions import Action, Line, suggestions
 from bot.settings import Settings
 from bot.shop.staff import locale_of, purchasing_recipients

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from datetime import date, datetime, timedelta, tzinfo
 
 import numpy as np
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, exists, func, select, true, update
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import Database, chunked, dialect_insert
+from bot.db import Database, chunked, dialect_insert, id_chunks, id_filters, within
 from bot.delivery.templates import Templates
 from bot.models import (
     DemandForecast,
@@ -43,33 +43,8 @@ _PARTITION = 50_000  # history rows per fetch while streaming
 _KEY_SHIFT = 21  # (product, warehouse) packed in one int64: room for 2M warehouses
 
 
-def pack_size(attributes: dict[str, str] | None) -> int:
-    """The supplier's pack size from the catalog's `attributes` (`pack_size=12`); 1 when unset
-    or not a positive whole number."""
-    raw = str((attributes or {}).get("pack_size", "")).strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
-
-
 def service_levels(settings: Settings) -> dict[str, float]:
     return {"A": settings.SERVICE_LEVEL_A, "B": settings.SERVICE_LEVEL_B, "C": settings.SERVICE_LEVEL_C}
-
-
-def id_chunks(ids: Iterable[int] | None) -> Iterator[list[int] | None]:
-    """`ids` in driver-sized chunks; None (everything) once when `ids` is None."""
-    if ids is None:
-        yield None
-        return
-    yield from chunked(sorted(set(ids)))
-
-
-def within(column: ColumnElement[int], chunk: list[int] | None) -> ColumnElement[bool]:
-    return true() if chunk is None else column.in_(chunk)
-
-
-def id_filters(column: ColumnElement[int], ids: Iterable[int] | None) -> Iterator[ColumnElement[bool]]:
-    """`column IN (...)` conditions over `ids` in driver-sized chunks; everything when None."""
-    for chunk in id_chunks(ids):
-        yield within(column, chunk)
 
 
 def _pack(products: np.ndarray, warehouses: np.ndarray) -> np.ndarray:
