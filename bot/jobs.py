@@ -19,8 +19,8 @@ from bot.delivery import outbox
 from bot.delivery.quiet import local_day
 from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.ingest.connectors.source_db import SourcePoller
-from bot.inventory import reorder
 from bot.models import utcnow
+from bot.planning import prompts
 from bot.planning.jobs import PLANNING_JOBS, weekly_report
 from bot.recovery.jobs import RECOVERY_JOBS
 from bot.services import Services, Work, in_transaction
@@ -42,11 +42,11 @@ async def _sweep_expired_leases(session: AsyncSession, services: Services) -> in
 
 async def _purchaser_digest(session: AsyncSession, services: Services) -> int:
     settings = services.settings
-    return await reorder.send_digest(session, settings, services.templates, local_day(utcnow(), settings.zone))
+    return await prompts.send_digest(session, settings, services.templates, local_day(utcnow(), settings.zone))
 
 
 async def _wake_snoozed_prompts(session: AsyncSession, services: Services) -> int:
-    return await reorder.wake_snoozed(session, services.settings, services.templates)
+    return await prompts.wake_snoozed(session, services.settings, services.templates)
 
 
 async def _forget_old_deliveries(session: AsyncSession, services: Services) -> int:

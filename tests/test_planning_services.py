@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from bot.api.app import create_api_app
 from bot.api.signing import signed_headers
 from bot.db import Database
-from bot.inventory.reorder import suggest
+from bot.planning.suggested_order import suggest
 from bot.inventory.stock import StockChange, apply_changes, warehouse_ids
 from bot.models import (
     Customer,
