@@ -9,7 +9,6 @@ from __future__ import annotations
 from tests.import_graph import Graph, floor_of
 
 KNOWN_ARROWS_UP = {
-    ("bot.events", "bot.inventory.catalog"),
     ("bot.inventory.importer", "bot.planning.state"),
     ("bot.planning.jobs", "bot.services"),
     ("bot.recovery.jobs", "bot.services"),
