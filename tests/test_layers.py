@@ -10,8 +10,6 @@ from tests.import_graph import Graph, floor_of
 
 KNOWN_ARROWS_UP = {
     ("bot.inventory.importer", "bot.planning.state"),
-    ("bot.planning.jobs", "bot.services"),
-    ("bot.recovery.jobs", "bot.services"),
 }
 KNOWN_CIRCLES: list[list[str]] = []
 

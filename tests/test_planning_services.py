@@ -34,7 +34,7 @@ from bot.planning.history import record_days
 from bot.planning.purchasing import place_order
 from bot.planning.service import refresh_forecasts
 from bot.planning.state import history_changed
-from bot.planning.jobs import cover_after_stock_changes, forecast_imported_history
+from bot.jobs import cover_after_stock_changes, forecast_imported_history
 from bot.services import Services, build_services
 from bot.settings import Settings, load_settings
 from tests.factories import add_product
