@@ -27,8 +27,8 @@ from bot.handlers.flood import WaitOutFloodControl
 from bot.handlers.fsm_storage import DatabaseStorage
 from bot.handlers.flows import FlowExpiry
 from bot.handlers.middlewares import CommitBeforeTelegram, Throttle, UnitOfWork
-from bot.inventory.reorder import reorder_reactions, sweep_low_stock
 from bot.models import StockEventKind
+from bot.planning.prompts import reorder_reactions, sweep_low_stock
 from bot.recovery.hold import weigh_batches
 from bot.recovery.reactions import recovery_reactions
 from bot.services import Services

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TypeVar
 
-from sqlalchemy import event, select, text
+from sqlalchemy import ColumnElement, event, select, text, true
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -280,6 +280,24 @@ def chunked(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def id_chunks(ids: Iterable[int] | None) -> Iterator[list[int] | None]:
+    """`ids` in driver-sized chunks; None (everything) once when `ids` is None."""
+    if ids is None:
+        yield None
+        return
+    yield from chunked(sorted(set(ids)))
+
+
+def within(column: ColumnElement[int], chunk: list[int] | None) -> ColumnElement[bool]:
+    return true() if chunk is None else column.in_(chunk)
+
+
+def id_filters(column: ColumnElement[int], ids: Iterable[int] | None) -> Iterator[ColumnElement[bool]]:
+    """`column IN (...)` conditions over `ids` in driver-sized chunks; everything when None."""
+    for chunk in id_chunks(ids):
+        yield within(column, chunk)
 
 
 async def ids_by_key(session: AsyncSession, key_column, id_column, keys: Iterable[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]

@@ -37,12 +37,12 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, chunked, dialect_insert
-from bot.inventory.catalog import Catalog
 from bot.models import BOOKKEEPING_LANE, BULK_LANE, LIVE_LANE, EventLease, StockEvent, StockEventKind, utcnow
 from bot.process import dead_local_holders, holder_id
 from bot.waiting import IdlePolling, until_any
@@ -66,6 +66,15 @@ _LEVELS = (StockEventKind.LOW_STOCK.value, StockEventKind.RECOVERED.value)
 React = Callable[[AsyncSession, Sequence[StockEvent]], Awaitable[object]]
 BeforePass = Callable[[], Awaitable[int]]
 Concerns = Callable[[AsyncSession, Collection[int]], Awaitable[set[int]]]
+
+
+class Snapshot(Protocol):
+    """An in-memory copy the reactions read (the catalog's indexes), brought up to date before
+    each pass in a session of its own: never inside a reaction's write transaction. Declared here
+    so the worker needs nothing of the floor that implements it; the composition root passes it.
+    `refresh` returns how much changed (more than 0 counts as work found)."""
+
+    async def refresh(self, db: Database, stop: asyncio.Event | None = None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +140,7 @@ class _Claim:
 class EventConsumer:
     """Consumes the event backlog: `process()` until nothing is left, or `run()` as a worker."""
 
-    def __init__(self, db: Database, catalog: Catalog, reactions: Reactions, *, poll_interval: float = 1.0,
+    def __init__(self, db: Database, snapshot: Snapshot, reactions: Reactions, *, poll_interval: float = 1.0,
                  idle_poll_interval: float = 4.0, before_pass: BeforePass | None = None,
                  at_start: BeforePass | None = None) -> None:
         self.db = db
@@ -139,7 +148,7 @@ class EventConsumer:
         # releases is claimed in the same pass. Returns how much it did.
         self.before_pass = before_pass
         self.at_start = at_start  # once, when the worker starts (the low-stock sweep)
-        self.catalog = catalog
+        self.snapshot = snapshot  # refreshed before each pass
         self.reactions = reactions
         self.poll_interval = poll_interval
         # Events and catalog changes another process committed (a CLI import) are found by polling.
@@ -161,7 +170,7 @@ class EventConsumer:
         while not stop.is_set():
             self._wake.clear()
             try:
-                found = await self.catalog.refresh(self.db, stop) > 0
+                found = await self.snapshot.refresh(self.db, stop) > 0
                 while not stop.is_set() and await self.process_once(stop):
                     found = True
             except Exception as exc:  # the worker must outlive a bad batch; the rows stay pending
@@ -172,7 +181,7 @@ class EventConsumer:
 
     async def process(self) -> int:
         """Handle every pending event (tests, the demo); returns how many were handled."""
-        await self.catalog.refresh(self.db)
+        await self.snapshot.refresh(self.db)
         total = 0
         while handled := await self.process_once():
             total += handled

@@ -1,7 +1,14 @@
 """Scheduled jobs of `stockbot run` (APScheduler 3, on the bot's event loop).
 
+The jobs are entry points: each takes the `Services` bag the scheduler holds and hands the
+package functions only the parts they use (the edge unpacks `Services`; planning and recovery never
+see it). A job that is one unit of work takes the session its wrapper opened (`in_transaction`);
+one that works in several short transactions (plans, waves, forecasts) opens its own.
+
 Every job is safe to run twice, or in two processes at once: its effects are keyed in the
-database (outbox dedup keys, row locks with SKIP LOCKED, processed markers), not in memory.
+database (outbox dedup keys, row locks with SKIP LOCKED, processed markers, `planning_state`
+rows), not in memory. Jobs live in APScheduler's memory job store, registered afresh at every
+start: no job reference is persisted.
 """
 
 from __future__ import annotations
@@ -19,10 +26,9 @@ from bot.delivery import outbox
 from bot.delivery.quiet import local_day
 from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.ingest.connectors.source_db import SourcePoller
-from bot.inventory import reorder
 from bot.models import utcnow
-from bot.planning.jobs import PLANNING_JOBS, weekly_report
-from bot.recovery.jobs import RECOVERY_JOBS
+from bot.planning import prompts, report_service, runs
+from bot.recovery import coupons, funnel, offers, restock, sales
 from bot.services import Services, Work, in_transaction
 
 if TYPE_CHECKING:
@@ -42,11 +48,11 @@ async def _sweep_expired_leases(session: AsyncSession, services: Services) -> in
 
 async def _purchaser_digest(session: AsyncSession, services: Services) -> int:
     settings = services.settings
-    return await reorder.send_digest(session, settings, services.templates, local_day(utcnow(), settings.zone))
+    return await prompts.send_digest(session, settings, services.templates, local_day(utcnow(), settings.zone))
 
 
 async def _wake_snoozed_prompts(session: AsyncSession, services: Services) -> int:
-    return await reorder.wake_snoozed(session, services.settings, services.templates)
+    return await prompts.wake_snoozed(session, services.settings, services.templates)
 
 
 async def _forget_old_deliveries(session: AsyncSession, services: Services) -> int:
@@ -57,6 +63,87 @@ sweep_expired_leases = in_transaction(_sweep_expired_leases)
 forget_deliveries = in_transaction(_forget_old_deliveries)
 purchaser_digest = in_transaction(_purchaser_digest)
 wake_snoozed_prompts = in_transaction(_wake_snoozed_prompts)
+
+
+async def daily_forecast(services: Services) -> int:
+    return await runs.daily_forecast(services.db, services.settings, services.templates)
+
+
+async def forecast_imported_history(services: Services) -> int:
+    return await runs.forecast_imported_history(services.db, services.settings, services.templates)
+
+
+async def cover_after_stock_changes(services: Services) -> int:
+    return await runs.cover_after_stock_changes(services.db, services.settings, services.templates)
+
+
+async def slow_movers(services: Services) -> int:
+    return await report_service.refresh_slow_movers(services.db, services.settings, services.catalog)
+
+
+async def weekly_report(services: Services) -> int:
+    """Run on a calendar (Mondays at DIGEST_TIME) rather than an interval: see create_scheduler."""
+    return await report_service.weekly_report(services.db, services.settings, services.templates)
+
+
+PLANNING_JOBS: list[tuple[str, float, Work]] = [
+    ("planning-daily", 300, daily_forecast),
+    ("planning-imports", 30, forecast_imported_history),
+    ("planning-cover", 10, cover_after_stock_changes),
+    ("slow-movers", 900, slow_movers),
+]
+
+
+async def finish_plans(services: Services) -> int:
+    """Large stockouts: offers beyond the first batch, in further short transactions."""
+    return await offers.continue_plans(services.db, services.recovery)
+
+
+async def restock_waves(services: Services) -> int:
+    return await restock.run_due_waves(services.db, services.recovery)
+
+
+async def release_holds(services: Services) -> int:
+    return await restock.release_expired_holds(services.db)
+
+
+async def expire_waitlist(services: Services) -> int:
+    return await restock.expire_waitlist(services.db, services.recovery)
+
+
+async def _expire_coupons(session: AsyncSession, services: Services) -> int:
+    return await coupons.mark_expired(session)
+
+
+async def _offers_sent(session: AsyncSession, services: Services) -> int:
+    return await offers.mark_sent_offers(session)
+
+
+async def _sales_digest(session: AsyncSession, services: Services) -> int:
+    return await sales.send_digest(session, services.recovery)
+
+
+expire_coupons = in_transaction(_expire_coupons)
+offers_sent = in_transaction(_offers_sent)
+sales_digest = in_transaction(_sales_digest)
+
+
+async def attribute_purchases(services: Services) -> int:
+    return await funnel.attribute_recent(services.db, attribution_days=services.settings.ATTRIBUTION_DAYS)
+
+
+# Recovery's rows are taken with `SELECT ... FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite
+# serialises writers anyway) and every message has an outbox dedup key.
+RECOVERY_JOBS: list[tuple[str, float, Work]] = [
+    ("recovery-plans", 1, finish_plans),
+    ("recovery-waves", 30, restock_waves),
+    ("recovery-holds", 60, release_holds),
+    ("recovery-waitlist-expiry", 3600, expire_waitlist),
+    ("recovery-coupon-expiry", 3600, expire_coupons),
+    ("recovery-offers-sent", 60, offers_sent),
+    ("recovery-sales-digest", 300, sales_digest),
+    ("recovery-attribution", 1800, attribute_purchases),
+]
 
 
 class Jobs:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.models import StaffMember
-from bot.planning.jobs import daily_forecast
+from bot.jobs import daily_forecast
 from tests.factories import ADMIN, PURCHASER, add_product
 from tests.harness import Harness
 from tests.planning_data import add_history

@@ -8,7 +8,7 @@ import io
 
 from bot.csv_safe import csv_document, safe_cell
 from bot.planning import report_service
-from bot.planning.jobs import daily_forecast
+from bot.jobs import daily_forecast
 from tests.factories import ADMIN, PURCHASER, add_product
 from tests.harness import Harness
 from tests.planning_data import add_history

@@ -21,7 +21,7 @@ from bot.db import Database
 from bot.held_command import held
 from bot.inventory.importer import import_csv
 from bot.models import BatchStatus, ContactBatch, Notification, ReorderPrompt, StockoutOffer
-from bot.planning.jobs import daily_forecast
+from bot.jobs import daily_forecast
 from bot.settings import Settings
 from tests.factories import ADMIN, PURCHASER, add_customer, add_order, add_product
 from tests.harness import Harness, running_bot

@@ -11,9 +11,10 @@ from jinja2 import meta
 from bot.delivery.templates import TELEGRAM_TEXT_LIMIT, Templates, fit
 from bot.handlers.callbacks import OfferAction, PlanAction, PromptAction
 from bot.inventory.catalog import LevelView, StockView
-from bot.inventory.reorder import PLAN_PREFIX, PROMPT_PREFIX, Suggestion, prompt_buttons
+from bot.planning.prompts import PLAN_PREFIX, PROMPT_PREFIX, prompt_buttons
+from bot.planning.suggested_order import Suggestion
 from bot.planning.replenishment import LeadTimeStats
-from bot.planning.service import ProductCover
+from bot.planning.cover import ProductCover
 from bot.planning.suggestions import Action, Line, Reason
 from bot.recovery.comparison import Comparison
 from bot.recovery.funnel import FunnelReport

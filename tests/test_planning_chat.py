@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from bot.models import DemandForecast, Product, PurchaseOrder, StockLevel, StockTransfer, Warehouse
-from bot.planning.jobs import cover_after_stock_changes, daily_forecast
+from bot.jobs import cover_after_stock_changes, daily_forecast
 from tests.factories import ADMIN, PURCHASER, REP, add_product
 from tests.harness import Harness
 from tests.planning_data import add_history

@@ -3,7 +3,7 @@
 import pytest
 
 from bot.handlers.callbacks import PlanAction
-from bot.inventory.reorder import transfer_data
+from bot.planning.prompts import transfer_data
 from tests.test_messages import FORECAST_SUGGESTION, PROMPT, TEMPLATES, TRANSFER_LINE, assert_telegram_html
 
 EXPECTED = {

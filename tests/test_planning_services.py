@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from bot.api.app import create_api_app
 from bot.api.signing import signed_headers
 from bot.db import Database
-from bot.inventory.reorder import suggest
+from bot.planning.suggested_order import suggest
 from bot.inventory.stock import StockChange, apply_changes, warehouse_ids
 from bot.models import (
     Customer,
@@ -34,7 +34,7 @@ from bot.planning.history import record_days
 from bot.planning.purchasing import place_order
 from bot.planning.service import refresh_forecasts
 from bot.planning.state import history_changed
-from bot.planning.jobs import cover_after_stock_changes, forecast_imported_history
+from bot.jobs import cover_after_stock_changes, forecast_imported_history
 from bot.services import Services, build_services
 from bot.settings import Settings, load_settings
 from tests.factories import add_product

@@ -21,7 +21,7 @@ from bot.models import (
     utcnow,
 )
 from bot.recovery import coupons as coupon_service
-from bot.recovery import jobs
+from bot import jobs
 from bot.recovery.redemption import redeem_coupon
 from bot.recovery.restock import release_expired_holds
 from bot.recovery.sales import send_digest

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.handlers.callbacks import LowRest
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
-from bot.inventory import reorder
 from bot.models import Role
+from bot.planning.prompts import most_urgent
 
 PAGE = 30
 MAX_OFFSET = 10_000_000  # forged callback data: anything beyond is an empty page anyway
@@ -25,7 +25,7 @@ def create_router() -> Router:
 
 async def rest_pressed(query: CallbackQuery, callback_data: LowRest, session: AsyncSession, texts: Texts) -> None:
     offset = min(max(callback_data.offset, 0), MAX_OFFSET)
-    total, products = await reorder.most_urgent(session, offset=offset, limit=PAGE)
+    total, products = await most_urgent(session, offset=offset, limit=PAGE)
     await query.answer()
     if not isinstance(query.message, Message):
         return

@@ -16,7 +16,6 @@ from bot.handlers import keyboards
 from bot.handlers.callbacks import OrderEta, OrderQty, PlanAction, PlanDraft, PromptAction
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
-from bot.inventory import reorder
 from bot.inventory.stock import (
     StockChange,
     StockError,
@@ -24,10 +23,13 @@ from bot.inventory.stock import (
     default_warehouse,
     warehouse_ids,
 )
-from bot.models import Product, ReorderPrompt, Role
+from bot.models import ACTIVE_PROMPT_STATUSES, Product, ReorderPrompt, Role
 from bot.planning import drafts, purchasing
 from bot.planning.leadtimes import supplier_samples
+from bot.planning.prompt_actions import PromptGone, dismiss, mark_ordered, order_from_plan, snooze
+from bot.planning.prompts import live_prompts
 from bot.planning.state import forecast_as_of
+from bot.planning.suggested_order import suggest
 from bot.planning.suggestions import Action, Line, suggestions
 from bot.planning.warnings import stock_changed
 from bot.services import Services
@@ -63,7 +65,7 @@ def create_router() -> Router:
 
 
 async def lowstock(message: Message, session: AsyncSession, texts: Texts) -> None:
-    prompts = await reorder.live_prompts(session)
+    prompts = await live_prompts(session)
     await message.answer(texts.render("lowstock", prompts=prompts))
 
 
@@ -138,22 +140,22 @@ async def prompt_pressed(
     texts: Texts, services: Services, state: FSMContext,
 ) -> None:
     prompt = await session.get(ReorderPrompt, callback_data.prompt_id)
-    if prompt is None or prompt.status not in reorder.ACTIVE_PROMPT_STATUSES:
+    if prompt is None or prompt.status not in ACTIVE_PROMPT_STATUSES:
         await query.answer(texts("prompt_gone"), show_alert=True)
         return
     action = callback_data.action
     if action == "snooze":
-        await reorder.snooze(session, prompt.id, actor.user_id)
+        await snooze(session, prompt.id, actor.user_id)
         await query.answer(texts("prompt_snoozed"))
         await _close_prompt_message(query, texts, "prompt_snoozed")
     elif action == "dismiss":
-        await reorder.dismiss(session, prompt.id, actor.user_id)
+        await dismiss(session, prompt.id, actor.user_id)
         await query.answer(texts("prompt_dismissed"))
         await _close_prompt_message(query, texts, "prompt_dismissed")
     elif action == "ordered":
         product = await session.get(Product, prompt.product_id)
         assert product is not None
-        suggestion = await reorder.suggest(session, product, services.settings)
+        suggestion = await suggest(session, product, services.settings)
         await state.set_state(Ordering.quantity)
         message_id = query.message.message_id if query.message else None
         await state.update_data(prompt_id=prompt.id, prompt_message_id=message_id, plan_product_id=None,
@@ -221,12 +223,12 @@ async def _finish_order(
     await state.clear()
     try:
         if data.get("plan_product_id"):  # from /plan: no prompt needed
-            product = await reorder.order_from_plan(session, data["plan_product_id"], data["plan_warehouse_id"],
+            product = await order_from_plan(session, data["plan_product_id"], data["plan_warehouse_id"],
                                                     data["qty"], eta, actor.user_id)
         else:
-            prompt = await reorder.mark_ordered(session, data["prompt_id"], data["qty"], eta, actor.user_id)
+            prompt = await mark_ordered(session, data["prompt_id"], data["qty"], eta, actor.user_id)
             product = await session.get(Product, prompt.product_id)
-    except reorder.PromptGone:
+    except PromptGone:
         await target.answer(texts("prompt_gone"))
         return
     assert product is not None

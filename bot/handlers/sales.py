@@ -14,7 +14,7 @@ from bot.handlers.middlewares import Texts
 from bot.inventory.catalog import stock_views
 from bot.inventory.substitutes import PriceBand
 from bot.models import Role
-from bot.planning.service import ProductCover, product_cover
+from bot.planning.cover import ProductCover, product_cover
 from bot.services import Services
 
 MAX_QUERY = 200

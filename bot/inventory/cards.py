@@ -34,3 +34,10 @@ class ProductCard:
     @property
     def price(self) -> Decimal:
         return cents_to_decimal(self.price_cents)
+
+
+def pack_size(attributes: Mapping[str, str] | None) -> int:
+    """The supplier's pack size from the catalog's `attributes` (`pack_size=12`); 1 when unset
+    or not a positive whole number."""
+    raw = str((attributes or {}).get("pack_size", "")).strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1

@@ -1,1 +1,1 @@
-"""Demand planning: history, forecast, replenishment and reports (pure numpy where it can be)."""
+"""Demand planning: history, forecast, cover, replenishment, reorder prompts and reports (pure numpy where it can be)."""

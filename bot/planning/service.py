@@ -2,25 +2,24 @@
 
 `refresh_forecasts` is the whole run (nightly, and for the products a history import touched):
 one streamed query fills the products x days matrices, the numpy engine forecasts and sets each
-series' policy, and the results are upserted in bulk. `refresh_cover` is the cheap path after a
-stock change: demand stays, only days of cover and the stockout date move.
+series' policy, and the results are upserted in bulk, then the early warnings are checked.
+`refresh_cover` (bot/planning/cover.py) is the cheap path after a stock change.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from itertools import chain
-from datetime import date, datetime, timedelta, tzinfo
 
 import numpy as np
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, exists, func, select, true, update
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import Database, chunked, dialect_insert
+from bot.db import Database, chunked, dialect_insert, id_filters
 from bot.delivery.templates import Templates
 from bot.models import (
     DemandForecast,
@@ -32,10 +31,12 @@ from bot.models import (
     utcnow,
 )
 from bot.planning.abc import abc_classes
+from bot.planning.cover import Level, arriving_within, finite_or_none
 from bot.planning.forecast import History, forecast
 from bot.planning.history import shop_today
 from bot.planning.leadtimes import supplier_samples
 from bot.planning.replenishment import days_of_cover, policy, stockout_dates
+from bot.planning.warnings import check_cover
 from bot.settings import Settings
 
 WINDOW_DAYS = 182  # history the forecast reads: half a year shows trend and weekday pattern
@@ -43,33 +44,8 @@ _PARTITION = 50_000  # history rows per fetch while streaming
 _KEY_SHIFT = 21  # (product, warehouse) packed in one int64: room for 2M warehouses
 
 
-def pack_size(attributes: dict[str, str] | None) -> int:
-    """The supplier's pack size from the catalog's `attributes` (`pack_size=12`); 1 when unset
-    or not a positive whole number."""
-    raw = str((attributes or {}).get("pack_size", "")).strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
-
-
 def service_levels(settings: Settings) -> dict[str, float]:
     return {"A": settings.SERVICE_LEVEL_A, "B": settings.SERVICE_LEVEL_B, "C": settings.SERVICE_LEVEL_C}
-
-
-def id_chunks(ids: Iterable[int] | None) -> Iterator[list[int] | None]:
-    """`ids` in driver-sized chunks; None (everything) once when `ids` is None."""
-    if ids is None:
-        yield None
-        return
-    yield from chunked(sorted(set(ids)))
-
-
-def within(column: ColumnElement[int], chunk: list[int] | None) -> ColumnElement[bool]:
-    return true() if chunk is None else column.in_(chunk)
-
-
-def id_filters(column: ColumnElement[int], ids: Iterable[int] | None) -> Iterator[ColumnElement[bool]]:
-    """`column IN (...)` conditions over `ids` in driver-sized chunks; everything when None."""
-    for chunk in id_chunks(ids):
-        yield within(column, chunk)
 
 
 def _pack(products: np.ndarray, warehouses: np.ndarray) -> np.ndarray:
@@ -201,31 +177,15 @@ async def waitlist_demand(session: AsyncSession, product_ids: Sequence[int] | No
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class _Level:
-    available: int
-    incoming: int
-    eta: datetime | None
-
-
-async def _levels(session: AsyncSession, product_ids: Sequence[int] | None) -> dict[tuple[int, int], _Level]:
-    found: dict[tuple[int, int], _Level] = {}
+async def _levels(session: AsyncSession, product_ids: Sequence[int] | None) -> dict[tuple[int, int], Level]:
+    found: dict[tuple[int, int], Level] = {}
     for condition in id_filters(StockLevel.product_id, product_ids):
         rows = await session.execute(
             select(StockLevel.product_id, StockLevel.warehouse_id, StockLevel.on_hand - StockLevel.reserved,
                    StockLevel.incoming, StockLevel.incoming_eta).where(condition)
         )
-        found.update({(p, w): _Level(int(a), int(i), eta) for p, w, a, i, eta in rows})
+        found.update({(p, w): Level(int(a), int(i), eta) for p, w, a, i, eta in rows})
     return found
-
-
-def arriving_within(level: _Level | None, lead_days: float, now: datetime) -> int:
-    """What is on its way and comes within the lead time (no ETA: assume it does)."""
-    if level is None or level.incoming <= 0:
-        return 0
-    if level.eta is None or level.eta <= now + timedelta(days=lead_days):
-        return level.incoming
-    return 0
 
 
 async def refresh_forecasts(
@@ -269,7 +229,7 @@ async def refresh_forecasts(
     dates = stockout_dates(today, cover)
     forecasts = [
         {"product_id": p, "warehouse_id": w, "daily_demand": float(fc.daily_demand[i]),
-         "demand_class": str(fc.demand_class[i]), "days_of_cover": _finite(cover[i]), "stockout_date": dates[i],
+         "demand_class": str(fc.demand_class[i]), "days_of_cover": finite_or_none(cover[i]), "stockout_date": dates[i],
          "computed_at": now}
         for i, (p, w) in enumerate(zip(pids.tolist(), wids.tolist(), strict=True))
     ]
@@ -284,15 +244,8 @@ async def refresh_forecasts(
                                                            "stockout_date", "computed_at"])
         await _upsert(session, ReplenishmentPolicy, policies, ["abc", "lead_time_days", "safety_stock",
                                                                "reorder_point", "order_up_to", "computed_at"])
-        # Deferred (import cycle): warnings builds on this module's cover queries.
-        from bot.planning.warnings import check_cover
-
         await check_cover(session, settings, templates, unique)
     return len(forecasts)
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 async def _upsert(session: AsyncSession, model: type, rows: list[dict[str, object]], columns: list[str]) -> None:
@@ -321,95 +274,3 @@ async def without_forecast(session: AsyncSession, product_ids: Iterable[int]) ->
             .distinct()
         ))
     return sorted(found)
-
-
-async def refresh_cover(
-    session: AsyncSession, product_ids: Iterable[int], zone: tzinfo, *, now: datetime | None = None
-) -> int:
-    """Days of cover and stockout dates of these products' forecasts, from their stock now."""
-    now = now or utcnow()
-    ids = sorted(set(product_ids))
-    rows = []
-    for condition in id_filters(DemandForecast.product_id, ids):
-        rows += (await session.execute(
-            select(DemandForecast.product_id, DemandForecast.warehouse_id, DemandForecast.daily_demand,
-                   StockLevel.on_hand - StockLevel.reserved, StockLevel.incoming, StockLevel.incoming_eta,
-                   ReplenishmentPolicy.lead_time_days)
-            .outerjoin(StockLevel, and_(StockLevel.product_id == DemandForecast.product_id,
-                                        StockLevel.warehouse_id == DemandForecast.warehouse_id))
-            .outerjoin(ReplenishmentPolicy, and_(ReplenishmentPolicy.product_id == DemandForecast.product_id,
-                                                 ReplenishmentPolicy.warehouse_id == DemandForecast.warehouse_id))
-            .where(condition)
-            .order_by(DemandForecast.product_id, DemandForecast.warehouse_id)  # one lock order for all
-        )).all()
-    if not rows:
-        return 0
-    today = shop_today(zone, now)
-    available = np.array([row[3] or 0 for row in rows], dtype=float)
-    arriving = np.array([
-        arriving_within(_Level(0, row[4] or 0, row[5]), row[6] if row[6] is not None else 0.0, now) for row in rows
-    ], dtype=float)
-    cover = days_of_cover(available, arriving, np.array([row[2] for row in rows], dtype=float))
-    dates = stockout_dates(today, cover)
-    await session.execute(
-        update(DemandForecast),
-        [{"product_id": row[0], "warehouse_id": row[1], "days_of_cover": _finite(cover[i]), "stockout_date": dates[i]}
-         for i, row in enumerate(rows)],
-    )
-    return len(rows)
-
-
-
-
-@dataclass(frozen=True, slots=True)
-class ProductCover:
-    """A product over all its warehouses: what the reorder prompt and /stock show."""
-
-    product_id: int
-    available: int
-    reorder_point: int
-    daily_demand: float
-    days_of_cover: float | None  # None: no demand
-    stockout_date: date | None
-    lead_time_days: float  # learned where measured, else the catalog's
-
-
-async def product_cover(
-    session: AsyncSession, product_ids: Iterable[int] | None, zone: tzinfo, *, now: datetime | None = None
-) -> dict[int, ProductCover]:
-    """Cover of whole products that have a forecast: (available + what arrives within the lead
-    time) over the forecast daily demand, all warehouses together."""
-    now = now or utcnow()
-    rows = []
-    incoming: dict[int, list[_Level]] = defaultdict(list)
-    for chunk in id_chunks(product_ids):
-        rows += (await session.execute(
-            select(Product.id, Product.on_hand_total - Product.reserved_total, Product.reorder_point,
-                   Product.lead_time_days, func.sum(DemandForecast.daily_demand),
-                   func.max(ReplenishmentPolicy.lead_time_days))
-            .join(DemandForecast, DemandForecast.product_id == Product.id)
-            .outerjoin(ReplenishmentPolicy, and_(ReplenishmentPolicy.product_id == DemandForecast.product_id,
-                                                 ReplenishmentPolicy.warehouse_id == DemandForecast.warehouse_id))
-            .where(within(Product.id, chunk))
-            .group_by(Product.id, Product.on_hand_total, Product.reserved_total, Product.reorder_point,
-                      Product.lead_time_days)
-        )).all()
-        for p, qty, eta in await session.execute(
-            select(StockLevel.product_id, StockLevel.incoming, StockLevel.incoming_eta)
-            .where(within(StockLevel.product_id, chunk), StockLevel.incoming > 0)
-        ):
-            incoming[p].append(_Level(0, qty, eta))
-    if not rows:
-        return {}
-    today = shop_today(zone, now)
-    lead = np.array([float(row[5]) if row[5] is not None else float(row[3]) for row in rows])
-    arriving = np.array([
-        sum(arriving_within(level, lead[i], now) for level in incoming.get(row[0], ())) for i, row in enumerate(rows)
-    ], dtype=float)
-    demand = np.array([float(row[4] or 0.0) for row in rows])
-    cover = days_of_cover(np.array([row[1] for row in rows], dtype=float), arriving, demand)
-    dates = stockout_dates(today, cover)
-    return {
-        row[0]: ProductCover(row[0], int(row[1]), row[2], float(demand[i]), _finite(cover[i]), dates[i], float(lead[i]))
-        for i, row in enumerate(rows)
-    }

@@ -17,6 +17,8 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db import id_chunks, within
+from bot.inventory.cards import pack_size
 from bot.models import (
     DemandForecast,
     Product,
@@ -27,7 +29,6 @@ from bot.models import (
     Warehouse,
 )
 from bot.planning.replenishment import Policy, order_quantity, plan_transfers
-from bot.planning.service import id_chunks, pack_size, within
 
 TRANSFER_DAYS = 1.0  # a move between the shop's warehouses arrives the next day
 MARGIN_DAYS = 7.0  # a source keeps its lead time's demand plus this much

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import dialect_insert
+from bot.db import dialect_insert, id_filters
 from bot.delivery.templates import Templates
-from bot.inventory.reorder import on_low_stock
 from bot.models import CoverWarning, StockEvent, StockEventKind, utcnow
-from bot.planning.service import ProductCover, id_filters, product_cover, refresh_cover
+from bot.planning.cover import ProductCover, product_cover, refresh_cover
+from bot.planning.prompts import on_low_stock
 from bot.settings import Settings
 
 

@@ -1,20 +1,21 @@
-"""Planning's scheduled jobs: (id, interval in seconds, async job(services)), and the weekly report.
+"""Planning's scheduled runs: record the finished days, forecast, and keep cover up to date.
 
-These are entry points: each takes the `Services` bag the scheduler holds and hands the planning
-functions only the parts they use. Each is safe to run twice or in two processes at once: what has been done is kept in
-`planning_state` rows (the last recorded day, the day of the last full forecast, how far the
-stock ledger was read) and every write is an upsert.
+The scheduler's entry points (bot/jobs.py) hand each run the parts it uses. Each is safe to run
+twice or in two processes at once: what has been done is kept in `planning_state` rows (the last
+recorded day, the day of the last full forecast, how far the stock ledger was read) and every
+write is an upsert.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy import func, select
 
+from bot.db import Database
+from bot.delivery.templates import Templates
 from bot.models import StockMovement, utcnow
-from bot.planning import history, report_service
+from bot.planning import history
 from bot.planning.service import refresh_forecasts, without_forecast
 from bot.planning.state import (
     FORECAST_AT,
@@ -27,7 +28,7 @@ from bot.planning.state import (
     set_state,
 )
 from bot.planning.warnings import stock_changed
-from bot.services import Services
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,46 +39,46 @@ OVERLAP = 500
 FORECASTS_PER_COVER_RUN = 2_000  # products a cover run forecasts because their stock appeared
 
 
-async def record_history(services: Services) -> int:
-    async with services.db.transaction() as session:
-        return len(await history.record_days(session, services.settings.zone))
+async def record_history(db: Database, settings: Settings) -> int:
+    async with db.transaction() as session:
+        return len(await history.record_days(session, settings.zone))
 
 
-async def daily_forecast(services: Services) -> int:
+async def daily_forecast(db: Database, settings: Settings, templates: Templates) -> int:
     """Once per shop day, in whichever process gets there first: record the days that ended, then
     forecast everything. Also the first run after a start, so downtime is caught up at once."""
-    await record_history(services)
-    today = history.shop_today(services.settings.zone).isoformat()
-    async with services.db.transaction() as session:
+    await record_history(db, settings)
+    today = history.shop_today(settings.zone).isoformat()
+    async with db.transaction() as session:
         if not await claim_state(session, FORECAST_DAY, today):
             return 0
     try:
         made = utcnow()
-        done = await refresh_forecasts(services.db, services.settings, services.templates)
-        async with services.db.transaction() as session:
+        done = await refresh_forecasts(db, settings, templates)
+        async with db.transaction() as session:
             await set_state(session, FORECAST_AT, made.isoformat())  # the plan is now "as of" then
         return done
     except Exception:
-        async with services.db.transaction() as session:
+        async with db.transaction() as session:
             await set_state(session, FORECAST_DAY, "")  # not done: the next run tries again
         raise
 
 
-async def forecast_imported_history(services: Services) -> int:
+async def forecast_imported_history(db: Database, settings: Settings, templates: Templates) -> int:
     """A history import (here or in another process) marked products: forecast them again."""
-    async with services.db.read_session() as session:
+    async with db.read_session() as session:
         product_ids, seen = await dirty_products(session)
     if not product_ids or seen is None:
         return 0
-    done = await refresh_forecasts(services.db, services.settings, services.templates, product_ids)
-    async with services.db.transaction() as session:
+    done = await refresh_forecasts(db, settings, templates, product_ids)
+    async with db.transaction() as session:
         await clear_dirty(session, product_ids, seen)
     return done
 
 
-async def cover_after_stock_changes(services: Services) -> int:
+async def cover_after_stock_changes(db: Database, settings: Settings, templates: Templates) -> int:
     """Stock moved (any process, any source): new cover and early warnings for those products."""
-    async with services.db.transaction() as session:
+    async with db.transaction() as session:
         marker = await get_state(session, MOVEMENTS_SEEN)
         newest = int(await session.scalar(select(func.max(StockMovement.id))) or 0)
         if marker is None:  # the first forecast reads every level anyway
@@ -93,7 +94,7 @@ async def cover_after_stock_changes(services: Services) -> int:
             .distinct()
         ))
         unforecast = await without_forecast(session, product_ids)
-        await stock_changed(session, services.settings, services.templates, product_ids)
+        await stock_changed(session, settings, templates, product_ids)
         await set_state(session, MOVEMENTS_SEEN, str(upto))
     if unforecast:
         # Stock in a warehouse the day's forecast did not know (a product imported since, a new
@@ -101,23 +102,6 @@ async def cover_after_stock_changes(services: Services) -> int:
         # products now. After the commit: the forecast writes in transactions of its own.
         # At most a few thousand at a time (a new warehouse stocked with the whole catalog is a
         # whole forecast run): the rest keep their place in the daily run.
-        await refresh_forecasts(services.db, services.settings, services.templates,
+        await refresh_forecasts(db, settings, templates,
                                 unforecast[:FORECASTS_PER_COVER_RUN])
     return len(product_ids)
-
-
-async def slow_movers(services: Services) -> int:
-    return await report_service.refresh_slow_movers(services.db, services.settings, services.catalog)
-
-
-async def weekly_report(services: Services) -> int:
-    """Run on a calendar (Mondays at DIGEST_TIME) rather than an interval: see bot/jobs.py."""
-    return await report_service.weekly_report(services.db, services.settings, services.templates)
-
-
-PLANNING_JOBS: list[tuple[str, float, Callable[[Services], Awaitable[object]]]] = [
-    ("planning-daily", 300, daily_forecast),
-    ("planning-imports", 30, forecast_imported_history),
-    ("planning-cover", 10, cover_after_stock_changes),
-    ("slow-movers", 900, slow_movers),
-]

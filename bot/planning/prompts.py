@@ -1,11 +1,11 @@
-"""Reorder prompts for purchasers: opened by a low-stock crossing, acted on by buttons."""
+"""Reorder prompts for purchasers: opened by a low-stock crossing (or the sweep after an import),
+sent with their suggestion and buttons, woken after a snooze, and listed in the morning digest.
+What the buttons do is bot/planning/prompt_actions.py."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,26 +15,19 @@ from bot.delivery.markup import Button, keyboard, pack
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue
 from bot.delivery.templates import Templates
 from bot.events import Reaction, Reactions
-from bot.inventory.stock import event_row, warehouse_ids
+from bot.inventory.stock import event_row
 from bot.models import (
     ACTIVE_PROMPT_STATUSES,
     BOOKKEEPING_LANE,
-    VIP_TIER,
-    Customer,
     Product,
     PromptStatus,
     ReorderPrompt,
     StockEvent,
     StockEventKind,
-    StockLevel,
-    WaitlistEntry,
-    WaitStatus,
     utcnow,
 )
-from bot.planning.history import units_sold
-from bot.planning.purchasing import place_order
-from bot.planning.service import pack_size, product_cover
-from bot.planning.suggestions import Action, Line, suggestions
+from bot.planning.suggested_order import Suggestion, suggest
+from bot.planning.suggestions import Line
 from bot.settings import Settings
 from bot.shop.staff import locale_of, purchasing_recipients
 
@@ -44,81 +37,6 @@ DIGEST_OVER = 20  # more new prompts than this at once reach a purchaser as one 
 DIGEST_TOP = 10  # the most urgent, listed in the digest
 PLAN_PREFIX = "pl"
 LIVE_STATUSES = (*ACTIVE_PROMPT_STATUSES, PromptStatus.ORDERED.value)
-
-
-@dataclass(frozen=True, slots=True)
-class Suggestion:
-    qty: int
-    available: int
-    incoming: int
-    reorder_point: int
-    supplier: str | None
-    lead_time_days: int  # learned from this supplier's receipts where measured, else the catalog's
-    waiting: int
-    vip_waiting: int
-    floor_applied: bool  # lifted to just above the reorder point
-    # From the demand forecast; None until the product has one.
-    daily_demand: float | None = None
-    days_of_cover: float | None = None
-    stockout_date: date | None = None
-    pack_size: int = 1
-    transfer: Line | None = None  # another warehouse can spare units: move them first
-    # Without a forecast: recent sales (the daily history, then the ledger) over the lead time.
-    safety_stock: int = 0
-    sold: int = 0
-    window_days: int = 0
-    lead_demand: int = 0
-
-    @property
-    def forecast(self) -> bool:
-        return self.daily_demand is not None
-
-
-async def suggest(session: AsyncSession, product: Product, settings: Settings) -> Suggestion:
-    """What to order: from the forecast's policy where the product has one (transfers first),
-    else from recent sales (the same demand the history records) over the lead time plus the
-    waitlist. Either way at least enough to lift it above its reorder point."""
-    incoming = int(
-        await session.scalar(select(func.coalesce(func.sum(StockLevel.incoming), 0)).where(StockLevel.product_id == product.id))
-        or 0
-    )
-    waiting, vip = await waitlist_counts(session, product.id)
-    available = product.available
-    cover = (await product_cover(session, [product.id], settings.zone)).get(product.id)
-    if cover is not None:
-        lines = await suggestions(session, [product.id])
-        moving = next((line for line in lines if line.action is Action.TRANSFER), None)
-        bought = sum(line.qty for line in lines if line.action is Action.BUY)
-        floor = product.reorder_point + 1 - available - incoming - (moving.qty if moving else 0)
-        return Suggestion(
-            qty=max(bought, floor, 0), available=available, incoming=incoming, reorder_point=product.reorder_point,
-            supplier=product.supplier, lead_time_days=math.ceil(cover.lead_time_days), waiting=waiting,
-            vip_waiting=vip, floor_applied=floor > bought and floor > 0, daily_demand=cover.daily_demand,
-            days_of_cover=cover.days_of_cover, stockout_date=cover.stockout_date,
-            pack_size=pack_size(product.attributes), transfer=moving,
-        )
-    days = settings.DEMAND_DAYS
-    sold = await units_sold(session, product.id, days, settings.zone)
-    lead_demand = math.ceil(sold * product.lead_time_days / days)
-    qty = product.safety_stock + lead_demand + waiting - max(available, 0) - incoming
-    floor = product.reorder_point + 1 - available - incoming
-    return Suggestion(
-        qty=max(qty, floor, 0), available=available, incoming=incoming, reorder_point=product.reorder_point,
-        supplier=product.supplier, lead_time_days=product.lead_time_days, waiting=waiting, vip_waiting=vip,
-        floor_applied=qty < floor and floor > 0, safety_stock=product.safety_stock, sold=sold, window_days=days,
-        lead_demand=lead_demand,
-    )
-
-
-async def waitlist_counts(session: AsyncSession, product_id: int) -> tuple[int, int]:
-    rows = await session.execute(
-        select(Customer.tier, func.count())
-        .join(WaitlistEntry, WaitlistEntry.customer_id == Customer.id)
-        .where(WaitlistEntry.product_id == product_id, WaitlistEntry.status == WaitStatus.WAITING.value)
-        .group_by(Customer.tier)
-    )
-    counts = dict(rows.all())
-    return sum(counts.values()), counts.get(VIP_TIER, 0)
 
 
 def prompt_buttons(
@@ -305,63 +223,6 @@ def reorder_reactions(settings: Settings, templates: Templates) -> Reactions:
     }
 
 
-class PromptGone(LookupError):
-    """The prompt was acted on already (by this or another purchaser), or is resolved."""
-
-
-async def _live_prompt(session: AsyncSession, prompt_id: int, statuses: tuple[str, ...] = ACTIVE_PROMPT_STATUSES) -> ReorderPrompt:
-    prompt = await session.get(ReorderPrompt, prompt_id, with_for_update=True)
-    if prompt is None or prompt.status not in statuses:
-        raise PromptGone(prompt_id)
-    return prompt
-
-
-async def mark_ordered(
-    session: AsyncSession, prompt_id: int, qty: int, eta: datetime, user_id: int
-) -> ReorderPrompt:
-    prompt = await _live_prompt(session, prompt_id)
-    prompt.status, prompt.ordered_qty, prompt.ordered_eta = PromptStatus.ORDERED.value, qty, eta
-    prompt.acted_by, prompt.updated_at = user_id, utcnow()
-    product = await session.get(Product, prompt.product_id)
-    assert product is not None
-    await place_order(session, product, await _receiving_warehouse(session, product.id), qty, eta, user_id,
-                      prompt_id=prompt.id)
-    return prompt
-
-
-async def order_from_plan(
-    session: AsyncSession, product_id: int, warehouse_id: int, qty: int, eta: datetime, user_id: int
-) -> Product:
-    """An order placed from /plan: recorded like one from a prompt, and the product's open
-    prompt (if any) is marked ordered so nobody orders it twice."""
-    product = await session.get(Product, product_id)
-    if product is None:
-        raise PromptGone(product_id)
-    live = await session.scalars(
-        select(ReorderPrompt).where(ReorderPrompt.product_id == product_id,
-                                    ReorderPrompt.status.in_(ACTIVE_PROMPT_STATUSES)).with_for_update()
-    )
-    prompt_id = None
-    for prompt in live:
-        prompt.status, prompt.ordered_qty, prompt.ordered_eta = PromptStatus.ORDERED.value, qty, eta
-        prompt.acted_by, prompt.updated_at, prompt_id = user_id, utcnow(), prompt.id
-    await place_order(session, product, warehouse_id, qty, eta, user_id, prompt_id=prompt_id)
-    return product
-
-
-async def snooze(session: AsyncSession, prompt_id: int, user_id: int, *, hours: int = 24) -> ReorderPrompt:
-    prompt = await _live_prompt(session, prompt_id)
-    prompt.status, prompt.snoozed_until = PromptStatus.SNOOZED.value, utcnow() + timedelta(hours=hours)
-    prompt.acted_by, prompt.updated_at = user_id, utcnow()
-    return prompt
-
-
-async def dismiss(session: AsyncSession, prompt_id: int, user_id: int) -> ReorderPrompt:
-    prompt = await _live_prompt(session, prompt_id)
-    prompt.status, prompt.acted_by, prompt.updated_at = PromptStatus.DISMISSED.value, user_id, utcnow()
-    return prompt
-
-
 async def wake_snoozed(
     session: AsyncSession, settings: Settings, templates: Templates, now: datetime | None = None
 ) -> int:
@@ -401,19 +262,3 @@ async def send_digest(session: AsyncSession, settings: Settings, templates: Temp
         if await enqueue(session, Outgoing(f"digest:{day}:{user_id}", user_id, "digest", text, priority=STAFF_PRIORITY)):
             sent += 1
     return sent
-
-
-async def _receiving_warehouse(session: AsyncSession, product_id: int) -> int:
-    """Where ordered goods are expected: where the plan buys, else the warehouse holding most."""
-    buying = [line for line in await suggestions(session, [product_id]) if line.action is Action.BUY]
-    if buying:
-        return max(buying, key=lambda line: line.qty).warehouse_id
-    found = await session.scalar(
-        select(StockLevel.warehouse_id)
-        .where(StockLevel.product_id == product_id)
-        .order_by(StockLevel.on_hand.desc(), StockLevel.id)
-        .limit(1)
-    )
-    if found is not None:
-        return found
-    return (await warehouse_ids(session, ["MAIN"], create=True))["MAIN"]
