@@ -10,7 +10,6 @@ from tests.import_graph import Graph, floor_of
 
 KNOWN_ARROWS_UP = {
     ("bot.events", "bot.inventory.catalog"),
-    ("bot.inventory.importer", "bot.planning.state"),
     ("bot.inventory.reorder", "bot.planning.history"),
     ("bot.inventory.reorder", "bot.planning.purchasing"),
     ("bot.inventory.reorder", "bot.planning.service"),
