@@ -66,8 +66,8 @@ SAME_REASON_SHOWN = 3  # rows shown with one reason before the rest are counted 
 CHUNK_ROWS = 5_000  # rows per check lookup and per write transaction (a few hundred ms each)
 SQLITE_GAP_S = 0.12  # after each commit: SQLite's busy handler re-polls a waiting writer every 100 ms
 
-
 Progress = Callable[[str, int], None]  # (what is being done: "checked" or "written", rows so far)
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -134,6 +134,8 @@ class ImportReport:
         return lines, len(self.problems) - shown - summed
 
 
+# --- the check per kind: what a chunk's records name must exist ---------------------------------
+
 
 async def _check_references(session: AsyncSession, kind: str, records: list[tuple[int, Any]]) -> list[Problem]:
     if kind in ("stock", "history"):
@@ -146,8 +148,6 @@ async def _check_references(session: AsyncSession, kind: str, records: list[tupl
             reasons.setdefault(problem.at, []).append(problem.message)
         return [Problem(line, "; ".join(messages)) for line, messages in reasons.items()]
     return []
-
-
 
 
 # --- the write per kind, each through its domain's writer ---------------------------------------
