@@ -56,8 +56,6 @@ def detect(binary: BinaryIO) -> CsvFormat:
     return found
 
 
-
-
 def _delimiter(header: str) -> str:
     """The separator the header row uses most; a tie (a one-column header) means a comma."""
     return max(SEPARATORS, key=header.count)
@@ -140,7 +138,7 @@ def _non_ascii_lines(binary: BinaryIO) -> bytes:
     return bytes(picked)
 
 
-def rows(binary: BinaryIO, columns: Columns, found: CsvFormat, problem: ProblemAt) -> Iterator[Row]:
+def read_rows(binary: BinaryIO, columns: Columns, found: CsvFormat, problem: ProblemAt) -> Iterator[Row]:
     """The data rows, with the physical line each starts on. Problems with the header (against
     `columns`) or the CSV itself go to `problem`."""
     binary.seek(0)
@@ -185,7 +183,6 @@ def rows(binary: BinaryIO, columns: Columns, found: CsvFormat, problem: ProblemA
             yield Row(start, {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(header)})
     finally:
         text.detach()  # the caller owns the binary file
-
 
 
 def _header_problem(header: list[str], columns: Columns, found: CsvFormat) -> str | None:

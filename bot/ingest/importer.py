@@ -46,7 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, ids_by_key
-from bot.ingest.csv_format import CsvFormat, detect, rows
+from bot.ingest.csv_format import CsvFormat, detect, read_rows
 from bot.ingest.parsers import COLUMNS, KINDS, PARSERS, ParseContext, RowError
 from bot.inventory.batches import close_batch, open_batch, write_in_batch
 from bot.inventory.products import upsert_products
@@ -227,7 +227,7 @@ async def _check(
     """Parse and check every row; good rows go to `spool`, a chunk per pickle, for the write pass."""
     parse = PARSERS[kind](ctx)
     batch: list[tuple[int, Any]] = []
-    for row in rows(binary, COLUMNS[kind], found, report.add_problem):
+    for row in read_rows(binary, COLUMNS[kind], found, report.add_problem):
         report.rows += 1
         try:
             batch.append((row.line, parse(row.values, row.line)))
