@@ -15,7 +15,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bot.models import OrderStatus
-from bot.shop.customers import CustomerInput, zone_name
+from bot.shop.customers import (
+    EMAIL_LIMIT,
+    EMAIL_SHAPE,
+    NAME_LIMIT,
+    CustomerInput,
+    zone_name,
+)
 from bot.shop.orders import LineInput
 from bot.shop.phones import BadPhone, to_e164
 from bot.text_rules import REFUSAL, has_unsafe_chars
@@ -32,9 +38,7 @@ COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind: (requir
     "history": (("date", "sku", "warehouse", "sold"), ("on_hand",)),
 }
 LIMITS = {"sku": 64, "name": 512, "category": 128, "brand": 128, "supplier": 256, "warehouse": 64,
-          "external_id": 128, "customer_external_id": 128, "email": 256}
-CUSTOMER_NAME_LIMIT = 256
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+          "external_id": 128, "customer_external_id": 128, "email": EMAIL_LIMIT}
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -235,7 +239,7 @@ def _customer_parser(ctx: ParseContext) -> Parser:
     def parse(values: dict[str, str], line: int) -> CustomerInput:
         read = _Fields(values)
         external_id = read(_text, "external_id")
-        name = read(_text, "name", limit=CUSTOMER_NAME_LIMIT)
+        name = read(_text, "name", limit=NAME_LIMIT)
         tier = read(_choice, "tier", ("regular", "vip"))
         phone = None
         if values.get("phone"):
@@ -244,7 +248,7 @@ def _customer_parser(ctx: ParseContext) -> Parser:
             except BadPhone as exc:
                 read.bad(f"phone {exc}")
         email = read(_text, "email", required=False)
-        if email and not _EMAIL.match(email):
+        if email and not EMAIL_SHAPE.match(email):
             read.bad(f"email {email!r} is not an address")
         zone = values.get("timezone") or None
         if zone is not None:

@@ -22,7 +22,8 @@ from bot.db import ids_by_key
 from bot.inventory.products import upsert_products
 from bot.inventory.stock import Applied, StockChange, apply_changes
 from bot.models import Customer, OrderStatus, Product
-from bot.shop.customers import CustomerInput, upsert_customers
+from bot.shop.customers import EMAIL_LIMIT, EMAIL_SHAPE, CustomerInput, upsert_customers
+from bot.shop.customers import NAME_LIMIT as CUSTOMER_NAME_LIMIT
 from bot.shop.orders import LineInput, OrderInput, upsert_orders
 from bot.shop.phones import BadPhone, to_e164
 
@@ -31,10 +32,8 @@ log = logging.getLogger("bot.ingest")
 SKU_LIMIT = 64  # products.sku
 NAME_LIMIT = 512  # products.name
 CATEGORY_LIMIT = 128
-CUSTOMER_NAME_LIMIT = 256
 EXTERNAL_ID_LIMIT = 128
 UNCATEGORIZED = "uncategorized"  # a new product's category when the store names none
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 Outcome = str  # what a delivery did, for the answer and the log: "applied", "ignored: ..."
@@ -202,7 +201,7 @@ async def _customer_input(session: AsyncSession, given: StoreCustomer, phone_reg
         except BadPhone:
             log.info("customer %s: the store's phone number is not one; kept %s", given.external_id,
                      "the one on record" if phone else "none")
-    if given.email and _EMAIL.match(given.email.strip()) and len(given.email.strip()) <= 256:
+    if given.email and EMAIL_SHAPE.match(given.email.strip()) and len(given.email.strip()) <= EMAIL_LIMIT:
         email = given.email.strip()
     return CustomerInput(
         external_id=given.external_id, name=(given.name.strip() or given.external_id)[:CUSTOMER_NAME_LIMIT],
