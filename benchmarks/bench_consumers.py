@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from bot.app import reactions  # noqa: E402
 from bot.db import create_database, ids_by_key  # noqa: E402
 from bot.events import EventConsumer, Reaction  # noqa: E402
-from bot.inventory.importer import import_csv  # noqa: E402
+from bot.ingest.importer import import_csv  # noqa: E402
 from bot.inventory.stock import StockChange, apply_changes  # noqa: E402
 from bot.migrate import recreate  # noqa: E402
 from bot.models import (  # noqa: E402

@@ -102,7 +102,7 @@ def write_files(folder: Path, rows: int, seed: int = 7) -> dict[str, Path]:
 
 async def work(kind: str, path: str, url: str) -> dict[str, float | str | bool | int]:
     from bot.db import create_database
-    from bot.inventory.importer import import_csv
+    from bot.ingest.importer import import_csv
     from bot.migrate import recreate
 
     if kind == "migrate":  # a fresh schema, as this tree's migrations make it

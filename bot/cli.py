@@ -20,9 +20,9 @@ def version() -> str:
 
 
 def _columns_help() -> str:
-    # The importer owns the columns; the help reads them so the two never disagree. Deferred (CLI
+    # The importer's parsers own the columns; the help reads them so the two never disagree. Deferred (CLI
     # start path): only `import --help` pays for loading the importer.
-    from bot.inventory.importer import COLUMNS
+    from bot.ingest.parsers import COLUMNS
 
     lines = ["columns (first row of the file is the header):"]
     for kind, (required, optional) in COLUMNS.items():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.db import create_database
-from bot.inventory.importer import import_csv
+from bot.ingest.importer import import_csv
 from bot.inventory.stock import StockChange, apply_changes
 from bot.migrate import upgrade
 from bot.conversation import Conversation, running_bot

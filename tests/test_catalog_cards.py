@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot.db import Database
 from bot.inventory.catalog import CARD_COLUMNS, card_of
-from bot.inventory.importer import import_csv
+from bot.ingest.importer import import_csv
 from bot.models import Product
 
 

@@ -19,7 +19,7 @@ from bot.api.app import create_api_app
 from bot.api.signing import signed_headers
 from bot.db import Database
 from bot.held_command import held
-from bot.inventory.importer import import_csv
+from bot.ingest.importer import import_csv
 from bot.models import BatchStatus, ContactBatch, Notification, ReorderPrompt, StockoutOffer
 from bot.jobs import daily_forecast
 from bot.settings import Settings

@@ -2,7 +2,7 @@
 from sqlalchemy import func, select
 
 from bot.db import Database
-from bot.inventory.importer import import_csv
+from bot.ingest.importer import import_csv
 from bot.models import Customer, Order, OrderLine, Product, StockEvent, StockLevel
 from tests.factories import add_product, add_sold_out
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from bot.cli_import import TerminalProgress
 from bot.db import Database
 from bot.ingest.files import import_file
-from bot.inventory.importer import import_csv
+from bot.ingest.importer import import_csv
 from bot.models import Customer, Order, Product, SalesDay, StockLevel, Warehouse
 from tests.factories import ADMIN
 from tests.harness import Harness

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.db import Database
-from bot.inventory.importer import import_csv
+from bot.ingest.importer import import_csv
 from bot.models import Customer, Product
 from tests.factories import ADMIN
 from tests.harness import Harness

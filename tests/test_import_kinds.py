@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from bot.db import Database
 from bot.delivery.outbox import Gate, Outgoing, claim_due, enqueue
-from bot.inventory import importer
-from bot.inventory.importer import import_csv
+from bot.ingest import importer
+from bot.ingest.importer import import_csv
 from bot.models import Customer, Notification, Order, OrderLine, Product, SalesDay, StockEvent
 from tests.factories import add_product, add_sold_out
 from tests.test_api import client, post  # noqa: F401  (the API fixture and its signed POST)

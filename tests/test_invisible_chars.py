@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from bot.api.app import create_api_app
 from bot.db import Database
-from bot.inventory.importer import import_csv
+from bot.ingest.importer import import_csv
 from bot.models import Customer, Product
 from bot.text_rules import has_unsafe_chars, without_unsafe_chars
 from tests.test_api import _settings, post

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from tests.import_graph import Graph, floor_of
 
-KNOWN_ARROWS_UP = {
-    ("bot.inventory.importer", "bot.planning.state"),
-}
+KNOWN_ARROWS_UP: set[tuple[str, str]] = set()
 KNOWN_CIRCLES: list[list[str]] = []
 
 GRAPH = Graph.read()

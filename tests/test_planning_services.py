@@ -157,7 +157,7 @@ async def test_a_history_import_seen_in_the_database_refreshes_the_forecast(serv
 
 
 async def test_a_history_csv_import_is_forecast_by_the_running_bot(services: Services, db: Database) -> None:
-    from bot.inventory.importer import import_csv
+    from bot.ingest.importer import import_csv
 
     async with db.transaction() as session:
         await add_product(session, "P", stock={"SH": 30})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import build_parser
-from bot.inventory.importer import COLUMNS
+from bot.ingest.importer import COLUMNS
 from bot.sandbox import BotApiSandbox
 from tests.test_cli import ROOT, stockbot
 from tests.test_run import _free_port, sandbox  # noqa: F401 (sandbox: the thread-run fixture)
@@ -122,7 +122,7 @@ def test_every_command_and_option_has_help() -> None:
 
 def test_the_cli_offers_exactly_the_importers_kinds() -> None:
     from bot.cli import IMPORT_KINDS
-    from bot.inventory.importer import KINDS
+    from bot.ingest.importer import KINDS
 
     assert IMPORT_KINDS == KINDS
 

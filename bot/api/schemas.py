@@ -1,6 +1,6 @@
 """Request bodies of the integration API and how their validation errors are reported.
 
-The rules mirror the CSV importer (`bot/inventory/importer.py`): the same lengths, statuses,
+The rules mirror the CSV importer (`bot/ingest/parsers.py`): the same lengths, statuses,
 tiers, locales, time zones, e-mail shape and phone normalisation. Types are strict: `"5"` is not a quantity
 and `true` is not a number. Every problem is reported as `{"index", "field", "message"}`, where
 `index` is the item's position in the batch (null for the envelope) and `field` its path inside

@@ -17,7 +17,7 @@ from bot.handlers.downloads import download_capped
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.ingest.files import import_file
-from bot.inventory.importer import KINDS
+from bot.ingest.importer import KINDS
 from bot.models import Role, utcnow
 from bot.planning import report_service
 from bot.recovery import comparison, funnel, hold

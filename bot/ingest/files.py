@@ -7,8 +7,8 @@ from typing import Any, BinaryIO
 
 from bot.db import Database
 from bot.ingest.formats import XLSX, NotATable, sniff
+from bot.ingest.importer import ImportReport, Problem, import_csv
 from bot.ingest.xlsx import SheetProblem, to_csv
-from bot.inventory.importer import ImportReport, Problem, import_csv
 
 
 async def import_file(

@@ -29,27 +29,40 @@ NEW_PRODUCT: Mapping[str, Any] = {
 
 
 async def upsert_products(
-    session: AsyncSession, records: Sequence[Mapping[str, Any]], *, new_defaults: Mapping[str, Any] | None = None
+    session: AsyncSession, records: Sequence[Mapping[str, Any]], *, new_defaults: Mapping[str, Any] | None = None,
+    skip_unchanged: bool = False,
 ) -> UpsertCount:
     """Create or update products by `sku`. An existing product changes only in the fields its
     record names; a new one takes `new_defaults` (then NEW_PRODUCT) for the fields it leaves out,
-    and must then have name, category and price_cents."""
+    and must then have name, category and price_cents. With `skip_unchanged`, a product whose
+    named fields already hold the record's values is left alone and counted as unchanged (the
+    import's report); without it every existing product is written (a connector's delivery)."""
     if not records:
         return UpsertCount()
+    compared = sorted({name for record in records for name in record} - {"sku"}) if skip_unchanged else []
     existing: dict[str, tuple[int, int, int]] = {}
+    current: dict[str, dict[str, Any]] = {}
     for batch in chunked(sorted({record["sku"] for record in records})):
         rows = await session.execute(
-            select(Product.sku, Product.id, Product.reorder_point, Product.available).where(Product.sku.in_(batch))
+            select(Product.sku, Product.id, Product.reorder_point, Product.available,
+                   *(getattr(Product, name) for name in compared))
+            .where(Product.sku.in_(batch))
         )
-        existing.update({sku: (pid, point, available) for sku, pid, point, available in rows})
+        for sku, pid, point, available, *values in rows:
+            existing[sku] = (pid, point, available)
+            current[sku] = {"sku": sku, **dict(zip(compared, values, strict=True))}
     now = utcnow()
     version = await stamp_catalog_change(session)
     base = {**NEW_PRODUCT, **(new_defaults or {})}
     inserts, updates, events = [], [], []
+    unchanged = 0
     for record in records:
         found = existing.get(record["sku"])
         if found is None:
             inserts.append({**base, "created_at": now, "updated_at": now, "catalog_version": version, **record})
+            continue
+        if skip_unchanged and all(current[record["sku"]][name] == value for name, value in record.items()):
+            unchanged += 1
             continue
         product_id, old_point, available = found
         updates.append({"id": product_id, "updated_at": now, "catalog_version": version, **record})
@@ -61,4 +74,4 @@ async def upsert_products(
     if updates:
         await session.execute(update(Product), updates)
     await record_events(session, events)
-    return UpsertCount(created=len(inserts), updated=len(updates))
+    return UpsertCount(created=len(inserts), updated=len(updates), unchanged=unchanged)

@@ -5,20 +5,23 @@ imports, transfers or receipts: `taken_by_customers`, the one rule for demand, w
 prompt reads too), and what it ended with is today's on-hand minus every change since. A job
 records each finished shop day (in TIMEZONE) once it is over, catching up on days missed while
 the bot was down. Rows are upserts marked 'recorded' and never replace a row the
-`history` import wrote.
+`history` import wrote (`write_imported_days`, which replaces any).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
 from bot.models import MovementKind, SalesDay, StockLevel, StockMovement, utcnow
-from bot.planning.state import RECORDED_THROUGH, get_state, set_state
+from bot.planning.state import RECORDED_THROUGH, get_state, history_changed, set_state
+from bot.shop.orders import UpsertCount
 
 # Decreases that are not customers taking goods. Counts and stock imports set a level (they show
 # shrinkage or a correction, not demand); transfers move units between warehouses.
@@ -160,3 +163,40 @@ async def _upsert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
     )
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         await session.execute(statement, rows[start : start + _ROWS_PER_STATEMENT])
+
+
+async def write_imported_days(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> UpsertCount:
+    """Upsert the days a `history` import gives (`product_id, warehouse_id, day, sold, on_hand`
+    each), over recorded ones too: the shop's own word wins. Counts each as created, updated or
+    unchanged, and marks the products for a new forecast in the running bot, whichever process."""
+    if not rows:
+        return UpsertCount()
+    product_ids = {row["product_id"] for row in rows}
+    before = {
+        (product_id, warehouse_id, day): (sold, on_hand)
+        for product_id, warehouse_id, day, sold, on_hand in await session.execute(
+            select(SalesDay.product_id, SalesDay.warehouse_id, SalesDay.day, SalesDay.sold, SalesDay.on_hand).where(
+                SalesDay.product_id.in_(product_ids),
+                SalesDay.day.between(min(row["day"] for row in rows), max(row["day"] for row in rows)),
+            )
+        )
+    }
+    counts = UpsertCount()
+    for row in rows:
+        old = before.get((row["product_id"], row["warehouse_id"], row["day"]))
+        if old is None:
+            counts.created += 1
+        elif old == (row["sold"], row["on_hand"]):
+            counts.unchanged += 1
+        else:
+            counts.updated += 1
+    statement = dialect_insert(session, SalesDay.__table__)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["product_id", "warehouse_id", "day"],
+            set_={"sold": statement.excluded.sold, "on_hand": statement.excluded.on_hand, "source": "import"},
+        ),
+        [{**row, "source": "import"} for row in rows],
+    )
+    await history_changed(session, product_ids)
+    return counts

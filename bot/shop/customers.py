@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ from bot.shop.orders import UpsertCount
 
 TOKEN_BYTES = 16  # 128 bits: a deep link cannot be guessed
 MAX_ZONE_NAME = 64  # customers.timezone is VARCHAR(64)
+NAME_LIMIT = 256  # customers.name
+EMAIL_LIMIT = 256  # customers.email
+# An address's shape (something@somewhere.tld, no spaces): it catches a phone or a name typed in
+# the wrong column; whether mail arrives is not ours to know.
+EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True, slots=True)

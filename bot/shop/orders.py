@@ -50,6 +50,7 @@ class OrderInput:
 class UpsertCount:
     created: int = 0
     updated: int = 0
+    unchanged: int = 0
 
 
 class UnknownReference(LookupError):

@@ -19,24 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import dialect_insert
-from bot.ingest.connectors.store import (
-    BadPayload,
-    StoreCustomer,
-    StoreOrder,
-    clean_sku,
-    external_id,
-    fields,
-    items,
-    price_cents,
-    product_record,
-    text,
-    whole,
-    write_counts,
-    write_order,
-    write_products,
-)
+from bot.ingest.connectors import store
+from bot.ingest.connectors.store import BadPayload, Outcome, StoreCustomer, StoreOrder
 from bot.models import OrderStatus, ShopifyInventoryItem, utcnow
-from bot.shop.orders import LineInput
 
 log = logging.getLogger("bot.ingest.shopify")
 
@@ -53,30 +38,30 @@ class ShopifyOptions:
         return self.locations.get(location_id) or f"SHOPIFY-{location_id}"
 
 
-Outcome = str  # what the delivery did, for the answer and the log: "applied", "ignored: ..."
 Topic = Callable[[AsyncSession, dict[str, Any], ShopifyOptions, str], Awaitable[Outcome]]
 
 
 async def _product(session: AsyncSession, payload: dict[str, Any], options: ShopifyOptions, topic: str) -> Outcome:
-    title = text(payload.get("title"))
-    variants = items(payload.get("variants"), "variants")
+    title = store.text(payload.get("title"))
+    variants = store.items(payload.get("variants"), "variants")
     records, item_skus = [], {}
     for index, variant in enumerate(variants):
-        sku = clean_sku(variant.get("sku"))
+        sku = store.clean_sku(variant.get("sku"))
         if sku is None:
             continue
-        variant_title = text(variant.get("title"))
+        variant_title = store.text(variant.get("title"))
         name = title if not variant_title or variant_title == DEFAULT_VARIANT or len(variants) == 1 \
             else f"{title} - {variant_title}"
-        price = price_cents(variant.get("price"), f"variants[{index}].price")
-        records.append(product_record(sku, name, price, text(payload.get("product_type")), text(payload.get("vendor"))))
-        item = whole(variant.get("inventory_item_id"), f"variants[{index}].inventory_item_id", required=False)
+        price = store.price_cents(variant.get("price"), f"variants[{index}].price")
+        records.append(store.product_record(
+            sku, name, price, store.text(payload.get("product_type")), store.text(payload.get("vendor"))))
+        item = store.whole(variant.get("inventory_item_id"), f"variants[{index}].inventory_item_id", required=False)
         if item is not None:
             item_skus[item] = sku
     if not records:
         log.info("shopify %s: product %s has no variant with a SKU; nothing to record", topic, payload.get("id"))
         return "ignored: no variant has a SKU"
-    written = await write_products(session, records)
+    written = await store.write_products(session, records)
     await _remember_items(session, item_skus)
     return f"applied: {written} product(s)"
 
@@ -95,9 +80,9 @@ async def _remember_items(session: AsyncSession, item_skus: dict[int, str]) -> N
 
 
 async def _level(session: AsyncSession, payload: dict[str, Any], options: ShopifyOptions, topic: str) -> Outcome:
-    item = whole(payload.get("inventory_item_id"), "inventory_item_id")
-    location = whole(payload.get("location_id"), "location_id")
-    available = whole(payload.get("available"), "available", required=False)
+    item = store.whole(payload.get("inventory_item_id"), "inventory_item_id")
+    location = store.whole(payload.get("location_id"), "location_id")
+    available = store.whole(payload.get("available"), "available", required=False)
     if available is None:  # an item Shopify does not track stock for
         return "ignored: not tracked"
     sku = await session.scalar(select(ShopifyInventoryItem.sku).where(ShopifyInventoryItem.inventory_item_id == item))
@@ -106,47 +91,41 @@ async def _level(session: AsyncSession, payload: dict[str, Any], options: Shopif
                     "the level is skipped", topic, item)
         return "ignored: unknown inventory item"
     assert location is not None
-    applied = await write_counts(session, [(sku, options.warehouse(location), available)], actor=SOURCE)
+    applied = await store.write_counts(session, [(sku, options.warehouse(location), available)], actor=SOURCE)
     return "applied" if applied else "ignored: unknown SKU"
 
 
 async def _order(session: AsyncSession, payload: dict[str, Any], options: ShopifyOptions, topic: str) -> Outcome:
-    order_id = whole(payload.get("id"), "id")
+    order_id = store.whole(payload.get("id"), "id")
     cancelled = topic == "orders/cancelled" or bool(payload.get("cancelled_at"))
     whole_fulfilled = payload.get("fulfillment_status") == "fulfilled"
-    lines = []
-    for index, item in enumerate(items(payload.get("line_items"), "line_items")):
-        sku = clean_sku(item.get("sku"))
-        qty = whole(item.get("quantity"), f"line_items[{index}].quantity")
-        if sku is None or qty is None or qty <= 0:  # a custom item, or a line edited away
-            continue
+
+    def status_of(item: dict[str, Any]) -> OrderStatus:
         if cancelled:
-            status = OrderStatus.CANCELLED
-        elif whole_fulfilled or item.get("fulfillment_status") == "fulfilled":
-            status = OrderStatus.FULFILLED
-        else:
-            status = OrderStatus.OPEN
-        lines.append(LineInput(sku, qty, status.value))
-    order = StoreOrder(external_id(SOURCE.upper(), order_id), _customer(payload, order_id), tuple(lines))
-    if not await write_order(session, order, phone_region=options.phone_region, actor=SOURCE):
-        return "ignored: no known SKU"
-    return "applied"
+            return OrderStatus.CANCELLED
+        if whole_fulfilled or item.get("fulfillment_status") == "fulfilled":
+            return OrderStatus.FULFILLED
+        return OrderStatus.OPEN
+
+    order = StoreOrder(store.external_id(SOURCE.upper(), order_id), _customer(payload, order_id),
+                       store.order_lines(payload, status_of))
+    return await store.write_order(session, order, phone_region=options.phone_region, actor=SOURCE)
 
 
 def _customer(payload: dict[str, Any], order_id: int | None) -> StoreCustomer:
     """The order's customer; a guest checkout (no customer) is a customer of its own order."""
     given = payload.get("customer")
-    customer = fields(given, "customer") if given is not None else {}
-    billing = fields(payload.get("billing_address") or {}, "billing_address")
-    customer_id = whole(customer.get("id"), "customer.id", required=False)
-    key = external_id("SHOPIFY", customer_id) if customer_id is not None else external_id("SHOPIFY-guest", order_id)
-    person = customer or billing
-    name = " ".join(part for part in (text(person.get("first_name")), text(person.get("last_name"))) if part)
-    email = text(customer.get("email")) or text(payload.get("email"))
+    customer = store.fields(given, "customer") if given is not None else {}
+    billing = store.fields(payload.get("billing_address") or {}, "billing_address")
+    customer_id = store.whole(customer.get("id"), "customer.id", required=False)
+    key = (store.external_id("SHOPIFY", customer_id) if customer_id is not None
+           else store.external_id("SHOPIFY-guest", order_id))
+    name = store.full_name(customer or billing)
+    email = store.text(customer.get("email")) or store.text(payload.get("email"))
+    phone = store.text(customer.get("phone")) or store.text(payload.get("phone")) or store.text(billing.get("phone"))
+    locale = store.text(payload.get("customer_locale")) or store.text(customer.get("locale"))
     return StoreCustomer(
-        external_id=key, name=name or email or key,
-        phone=text(customer.get("phone")) or text(payload.get("phone")) or text(billing.get("phone")) or None,
-        email=email or None, locale=text(payload.get("customer_locale")) or text(customer.get("locale")) or None,
+        external_id=key, name=name or email or key, phone=phone or None, email=email or None, locale=locale or None,
     )
 
 
@@ -163,7 +142,7 @@ TOPICS: dict[str, Topic] = {
 async def apply_delivery(session: AsyncSession, topic: str, payload: Any, options: ShopifyOptions) -> Outcome:
     """Apply one delivery of a topic in TOPICS in the caller's transaction; BadPayload when it is
     not shaped as Shopify documents it (the caller rolls back)."""
-    return await TOPICS[topic](session, fields(payload, "the body"), options, topic)
+    return await TOPICS[topic](session, store.fields(payload, "the body"), options, topic)
 
 
 __all__ = ["SOURCE", "TOPICS", "BadPayload", "ShopifyOptions", "apply_delivery"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db import ids_by_key
 from bot.inventory.products import upsert_products
 from bot.inventory.stock import Applied, StockChange, apply_changes
-from bot.models import Customer, Product
-from bot.shop.customers import CustomerInput, upsert_customers
+from bot.models import Customer, OrderStatus, Product
+from bot.shop.customers import EMAIL_LIMIT, EMAIL_SHAPE, CustomerInput, upsert_customers
+from bot.shop.customers import NAME_LIMIT as CUSTOMER_NAME_LIMIT
 from bot.shop.orders import LineInput, OrderInput, upsert_orders
 from bot.shop.phones import BadPhone, to_e164
 
@@ -31,10 +32,11 @@ log = logging.getLogger("bot.ingest")
 SKU_LIMIT = 64  # products.sku
 NAME_LIMIT = 512  # products.name
 CATEGORY_LIMIT = 128
-CUSTOMER_NAME_LIMIT = 256
 EXTERNAL_ID_LIMIT = 128
 UNCATEGORIZED = "uncategorized"  # a new product's category when the store names none
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+Outcome = str  # what a delivery did, for the answer and the log: "applied", "ignored: ..."
 
 
 class BadPayload(ValueError):
@@ -87,6 +89,23 @@ class StoreOrder:
     external_id: str
     customer: StoreCustomer
     lines: tuple[LineInput, ...]  # one per line item; a SKU may come twice
+
+
+def order_lines(payload: dict[str, Any], status_of: Callable[[dict[str, Any]], OrderStatus]) -> tuple[LineInput, ...]:
+    """The order's `line_items` as lines, each in the state `status_of` gives its item; a custom
+    item (no SKU) or a line edited away (no quantity) is left out."""
+    lines = []
+    for index, item in enumerate(items(payload.get("line_items"), "line_items")):
+        sku = clean_sku(item.get("sku"))
+        qty = whole(item.get("quantity"), f"line_items[{index}].quantity")
+        if sku is not None and qty is not None and qty > 0:
+            lines.append(LineInput(sku, qty, status_of(item).value))
+    return tuple(lines)
+
+
+def full_name(person: dict[str, Any]) -> str:
+    """`first_name last_name` as the store holds them, either of them missing."""
+    return " ".join(part for part in (text(person.get("first_name")), text(person.get("last_name"))) if part)
 
 
 def price_cents(value: Any, what: str) -> int | None:
@@ -148,9 +167,9 @@ async def write_counts(
     return await apply_changes(session, changes)
 
 
-async def write_order(session: AsyncSession, order: StoreOrder, *, phone_region: str, actor: str) -> bool:
-    """Upsert the order and its customer; False (and logged) when none of its lines is a known
-    product. A line whose SKU Stockbot does not know is left out."""
+async def write_order(session: AsyncSession, order: StoreOrder, *, phone_region: str, actor: str) -> Outcome:
+    """Upsert the order and its customer; "ignored" (and logged) when none of its lines is a
+    known product. A line whose SKU Stockbot does not know is left out."""
     merged: dict[str, LineInput] = {}
     for line in order.lines:
         first = merged.get(line.sku)
@@ -163,10 +182,10 @@ async def write_order(session: AsyncSession, order: StoreOrder, *, phone_region:
     lines = tuple(line for sku, line in merged.items() if sku in known)
     if not lines:
         log.warning("%s: order %s has no line Stockbot knows; not recorded", actor, order.external_id)
-        return False
+        return "ignored: no known SKU"
     await upsert_customers(session, [await _customer_input(session, order.customer, phone_region)])
     await upsert_orders(session, [OrderInput(order.external_id, order.customer.external_id, lines)])
-    return True
+    return "applied"
 
 
 async def _customer_input(session: AsyncSession, given: StoreCustomer, phone_region: str) -> CustomerInput:
@@ -182,7 +201,7 @@ async def _customer_input(session: AsyncSession, given: StoreCustomer, phone_reg
         except BadPhone:
             log.info("customer %s: the store's phone number is not one; kept %s", given.external_id,
                      "the one on record" if phone else "none")
-    if given.email and _EMAIL.match(given.email.strip()) and len(given.email.strip()) <= 256:
+    if given.email and EMAIL_SHAPE.match(given.email.strip()) and len(given.email.strip()) <= EMAIL_LIMIT:
         email = given.email.strip()
     return CustomerInput(
         external_id=given.external_id, name=(given.name.strip() or given.external_id)[:CUSTOMER_NAME_LIMIT],

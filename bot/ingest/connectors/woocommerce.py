@@ -15,24 +15,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.ingest.connectors.store import (
-    BadPayload,
-    StoreCustomer,
-    StoreOrder,
-    clean_sku,
-    external_id,
-    fields,
-    items,
-    price_cents,
-    product_record,
-    text,
-    whole,
-    write_counts,
-    write_order,
-    write_products,
-)
+from bot.ingest.connectors import store
+from bot.ingest.connectors.store import BadPayload, Outcome, StoreCustomer, StoreOrder
 from bot.models import OrderStatus
-from bot.shop.orders import LineInput
 
 log = logging.getLogger("bot.ingest.woocommerce")
 
@@ -53,56 +38,50 @@ class WooOptions:
     phone_region: str = ""
 
 
-Outcome = str
 Topic = Callable[[AsyncSession, dict[str, Any], WooOptions, str], Awaitable[Outcome]]
 
 
 async def _product(session: AsyncSession, payload: dict[str, Any], options: WooOptions, topic: str) -> Outcome:
-    sku = clean_sku(payload.get("sku"))
+    sku = store.clean_sku(payload.get("sku"))
     if sku is None:
         log.info("woocommerce %s: product %s has no SKU; nothing to record", topic, payload.get("id"))
         return "ignored: no SKU"
-    categories = items(payload.get("categories"), "categories")
-    category = text(categories[0].get("name")) if categories else ""
-    price = price_cents(payload.get("price"), "price")
+    categories = store.items(payload.get("categories"), "categories")
+    category = store.text(categories[0].get("name")) if categories else ""
+    price = store.price_cents(payload.get("price"), "price")
     if price is None:
-        price = price_cents(payload.get("regular_price"), "regular_price")
-    await write_products(session, [product_record(sku, text(payload.get("name")), price, category, None)])
+        price = store.price_cents(payload.get("regular_price"), "regular_price")
+    await store.write_products(
+        session, [store.product_record(sku, store.text(payload.get("name")), price, category, None)])
     if payload.get("manage_stock") is True:
-        on_hand = whole(payload.get("stock_quantity"), "stock_quantity", required=False)
+        on_hand = store.whole(payload.get("stock_quantity"), "stock_quantity", required=False)
         if on_hand is not None:
-            await write_counts(session, [(sku, options.warehouse, on_hand)], actor=SOURCE)
+            await store.write_counts(session, [(sku, options.warehouse, on_hand)], actor=SOURCE)
             return "applied: product and count"
     return "applied: product"
 
 
 async def _order(session: AsyncSession, payload: dict[str, Any], options: WooOptions, topic: str) -> Outcome:
-    order_id = whole(payload.get("id"), "id")
-    state = text(payload.get("status"))
+    order_id = store.whole(payload.get("id"), "id")
+    state = store.text(payload.get("status"))
     status = _STATUSES.get(state)
     if status is None:  # checkout-draft (a cart, not an order yet), or a state a plugin added
         log.info("woocommerce %s: order %s in state %r is not an order Stockbot follows", topic, order_id, state[:32])
         return "ignored: status"
-    lines = []
-    for index, item in enumerate(items(payload.get("line_items"), "line_items")):
-        sku = clean_sku(item.get("sku"))
-        qty = whole(item.get("quantity"), f"line_items[{index}].quantity")
-        if sku is not None and qty is not None and qty > 0:
-            lines.append(LineInput(sku, qty, status.value))
-    order = StoreOrder(external_id(PREFIX, order_id), _customer(payload, order_id), tuple(lines))
-    if not await write_order(session, order, phone_region=options.phone_region, actor=SOURCE):
-        return "ignored: no known SKU"
-    return "applied"
+    order = StoreOrder(store.external_id(PREFIX, order_id), _customer(payload, order_id),
+                       store.order_lines(payload, lambda _item: status))
+    return await store.write_order(session, order, phone_region=options.phone_region, actor=SOURCE)
 
 
 def _customer(payload: dict[str, Any], order_id: int | None) -> StoreCustomer:
     """The order's customer; a guest (customer_id 0) is a customer of its own order."""
-    billing = fields(payload.get("billing") or {}, "billing")
-    customer_id = whole(payload.get("customer_id"), "customer_id", required=False) or 0
-    key = external_id(PREFIX, customer_id) if customer_id > 0 else external_id(f"{PREFIX}-guest", order_id)
-    name = " ".join(part for part in (text(billing.get("first_name")), text(billing.get("last_name"))) if part)
-    email = text(billing.get("email"))
-    return StoreCustomer(external_id=key, name=name or email or key, phone=text(billing.get("phone")) or None,
+    billing = store.fields(payload.get("billing") or {}, "billing")
+    customer_id = store.whole(payload.get("customer_id"), "customer_id", required=False) or 0
+    key = (store.external_id(PREFIX, customer_id) if customer_id > 0
+           else store.external_id(f"{PREFIX}-guest", order_id))
+    name = store.full_name(billing)
+    email = store.text(billing.get("email"))
+    return StoreCustomer(external_id=key, name=name or email or key, phone=store.text(billing.get("phone")) or None,
                          email=email or None)
 
 
@@ -117,7 +96,7 @@ TOPICS: dict[str, Topic] = {
 async def apply_delivery(session: AsyncSession, topic: str, payload: Any, options: WooOptions) -> Outcome:
     """Apply one delivery of a topic in TOPICS in the caller's transaction; BadPayload when it is
     not shaped as WooCommerce documents it (the caller rolls back)."""
-    return await TOPICS[topic](session, fields(payload, "the body"), options, topic)
+    return await TOPICS[topic](session, store.fields(payload, "the body"), options, topic)
 
 
 __all__ = ["SOURCE", "TOPICS", "BadPayload", "WooOptions", "apply_delivery"]
