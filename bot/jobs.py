@@ -21,8 +21,9 @@ from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.ingest.connectors.source_db import SourcePoller
 from bot.inventory import reorder
 from bot.models import utcnow
-from bot.planning.jobs import PLANNING_JOBS, weekly_report
+from bot.planning.jobs import PLANNING_JOBS
 from bot.recovery.jobs import RECOVERY_JOBS
+from bot.reports import slow_movers, weekly
 from bot.services import Services, Work, in_transaction
 
 if TYPE_CHECKING:
@@ -51,6 +52,15 @@ async def _wake_snoozed_prompts(session: AsyncSession, services: Services) -> in
 
 async def _forget_old_deliveries(session: AsyncSession, services: Services) -> int:
     return await forget_old_deliveries(session)
+
+
+async def refresh_slow_movers(services: Services) -> int:
+    return await slow_movers.refresh_slow_movers(services.db, services.settings, services.catalog)
+
+
+async def weekly_report(services: Services) -> int:
+    """Run on a calendar (Mondays at DIGEST_TIME) rather than an interval: see create_scheduler."""
+    return await weekly.weekly_report(services.db, services.settings, services.templates)
 
 
 sweep_expired_leases = in_transaction(_sweep_expired_leases)
@@ -118,6 +128,7 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     every(3600, "forget-deliveries", forget_deliveries)
     for name, seconds, work in (*RECOVERY_JOBS, *PLANNING_JOBS):
         every(seconds, name, work)
+    every(900, "slow-movers", refresh_slow_movers)
     if settings.SOURCE_DATABASE_URL is not None:  # the shop's own database, from the start on
         jobs.scheduler.add_job(
             jobs.job(SourcePoller(settings, services.db).poll), "interval", seconds=settings.SOURCE_POLL_SECONDS,

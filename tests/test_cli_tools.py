@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from bot.db import Database
-from bot.planning.charts import find_font
+from bot.reports.charts import find_font
 from bot.planning.jobs import daily_forecast
 from bot.sandbox import BotApiSandbox
 from bot.services import build_services

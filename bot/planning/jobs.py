@@ -1,4 +1,4 @@
-"""Planning's scheduled jobs: (id, interval in seconds, async job(services)), and the weekly report.
+"""Planning's scheduled jobs: (id, interval in seconds, async job(services)).
 
 These are entry points: each takes the `Services` bag the scheduler holds and hands the planning
 functions only the parts they use. Each is safe to run twice or in two processes at once: what has been done is kept in
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import func, select
 
 from bot.models import StockMovement, utcnow
-from bot.planning import history, report_service
+from bot.planning import history
 from bot.planning.service import refresh_forecasts, without_forecast
 from bot.planning.state import (
     FORECAST_AT,
@@ -106,18 +106,8 @@ async def cover_after_stock_changes(services: Services) -> int:
     return len(product_ids)
 
 
-async def slow_movers(services: Services) -> int:
-    return await report_service.refresh_slow_movers(services.db, services.settings, services.catalog)
-
-
-async def weekly_report(services: Services) -> int:
-    """Run on a calendar (Mondays at DIGEST_TIME) rather than an interval: see bot/jobs.py."""
-    return await report_service.weekly_report(services.db, services.settings, services.templates)
-
-
 PLANNING_JOBS: list[tuple[str, float, Callable[[Services], Awaitable[object]]]] = [
     ("planning-daily", 300, daily_forecast),
     ("planning-imports", 30, forecast_imported_history),
     ("planning-cover", 10, cover_after_stock_changes),
-    ("slow-movers", 900, slow_movers),
 ]

@@ -1,7 +1,7 @@
 """The /stats picture of the control group: the share who bought, offered against held out, each
 with its 95 % Wilson interval, and the uplift and revenue added (or "too few to say") beneath.
 
-Drawn with the report charts' own figure and type sizes (bot/planning/charts.py), so it reads like
+Drawn with the report charts' own figure and type sizes (bot/reports/charts.py), so it reads like
 the funnel picture it is sent with; synchronous, for a worker thread.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 
 from bot.delivery.templates import Templates, money
-from bot.planning import charts
-from bot.planning.charts import BASE_PT, FUNNEL, MUTED, OVERSTOCK, TITLE_PT, Font
+from bot.reports import charts
+from bot.reports.charts import BASE_PT, FUNNEL, MUTED, OVERSTOCK, TITLE_PT, Font
 from bot.recovery.comparison import Comparison
 from bot.recovery.uplift import wilson
 
