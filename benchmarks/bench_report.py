@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.delivery.templates import Templates  # noqa: E402
 from bot.reports import analysis, charts, data as report_data, files as report_files  # noqa: E402
-from bot.analysis.data import ReportData  # noqa: E402
+from bot.reports.data import ReportData  # noqa: E402
 from bot.recovery.funnel import FunnelReport  # noqa: E402
 
 CHUNK = report_data.CHUNK_PRODUCTS
@@ -59,7 +59,7 @@ def simulate(rng: np.random.Generator, rate: np.ndarray, days: int) -> tuple[np.
 
 def generate(products: int, days: int, *, warehouses: tuple[str, ...] = ("SH",), seed: int = 7,
              names: list[str] | None = None, spent: dict[str, float] | None = None) -> ReportData:
-    """A shop's report data, built in chunks of products as `bot.analysis.data.load` does.
+    """A shop's report data, built in chunks of products as `bot.reports.data.load` does.
 
     `spent` collects the seconds of the report's own work ("math") apart from the simulation
     ("simulate") and, on the first chunk, the pure-Python baseline ("baseline", scaled up).

@@ -300,11 +300,15 @@ def funnel_stages(t: Label, r: FunnelReport) -> list[tuple[str, int]]:
     ]
 
 
+def funnel_picture(font: Font, t: Label, r: FunnelReport, days: int) -> bytes:
+    """The recovery funnel as /stats and the report show it."""
+    return funnel_chart(font, t, funnel_stages(t, r), title=t("stats_chart_title", days=days),
+                        subtitle=t("stats_chart_subtitle", kept=money(r.revenue_kept_cents)))
+
+
 def funnel_png(templates: Templates, locale: str, r: FunnelReport, days: int, font: Font | None = None) -> bytes:
     font = font or find_font()
-    t = labeller(templates, chart_locale(templates, locale, font))
-    return funnel_chart(font, t, funnel_stages(t, r), title=t("stats_chart_title", days=days),
-                               subtitle=t("stats_chart_subtitle", kept=money(r.revenue_kept_cents)))
+    return funnel_picture(font, labeller(templates, chart_locale(templates, locale, font)), r, days)
 
 
 def _series_label(data: ReportData, font: Font, i: int) -> str:

@@ -57,9 +57,7 @@ def render(templates: Templates, locale: str, data: ReportData, funnel_report: F
     photos.append(File("photo", "stockouts.png", charts.stockout_chart(data, font, t)))
     photos.append(File("photo", "slow_movers.png", charts.slow_chart(data, font, t)))
     if funnel_report is not None:
-        photos.append(File("photo", "funnel.png", charts.funnel_chart(
-            font, t, charts.funnel_stages(t, funnel_report), title=t("stats_chart_title", days=data.days),
-            subtitle=t("stats_chart_subtitle", kept=money(funnel_report.revenue_kept_cents)))))
+        photos.append(File("photo", "funnel.png", charts.funnel_picture(font, t, funnel_report, data.days)))
     period = f"{data.first.isoformat()}_{data.last.isoformat()}"
     recovery_csv = None
     if against is not None and against.has_control_group:

@@ -7,8 +7,6 @@ the funnel picture it is sent with; synchronous, for a worker thread.
 
 from __future__ import annotations
 
-import html
-
 from bot.delivery.templates import Templates, money
 from bot.reports import charts
 from bot.reports.charts import BASE_PT, FUNNEL, MUTED, OVERSTOCK, TITLE_PT, Font
@@ -24,11 +22,7 @@ def _points(value: float) -> str:
 
 def uplift_png(templates: Templates, locale: str, comparison: Comparison, days: int, font: Font | None = None) -> bytes:
     font = font or charts.find_font()
-    locale = locale if font.cjk or locale == "en" else "en"  # no CJK font: English, never boxes
-
-    def t(key: str, **values: object) -> str:
-        return html.unescape(templates.label(locale, key, **values))
-
+    t = charts.labeller(templates, charts.chart_locale(templates, locale, font))
     r = comparison.result
     fig = charts._figure(HEIGHT_IN, constrained=False)
     fig.suptitle(t("holdout_chart_title", days=days), fontsize=TITLE_PT, fontweight="bold", x=0.02, y=0.97,
