@@ -28,11 +28,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.delivery.templates import Templates  # noqa: E402
-from bot.planning import charts, report_service, reports  # noqa: E402
-from bot.planning.report_service import ReportData  # noqa: E402
+from bot.reports import analysis, charts, data as report_data, files as report_files  # noqa: E402
+from bot.reports.data import ReportData  # noqa: E402
 from bot.recovery.funnel import FunnelReport  # noqa: E402
 
-CHUNK = report_service.CHUNK_PRODUCTS
+CHUNK = report_data.CHUNK_PRODUCTS
 FUNNEL = FunnelReport(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC), {}, {}, affected=212,
                       contacted=188, reached=176, pressed=121, substitute_taken=58, waited=49, bought=83,
                       revenue_substitutes_cents=412_350)
@@ -59,7 +59,7 @@ def simulate(rng: np.random.Generator, rate: np.ndarray, days: int) -> tuple[np.
 
 def generate(products: int, days: int, *, warehouses: tuple[str, ...] = ("SH",), seed: int = 7,
              names: list[str] | None = None, spent: dict[str, float] | None = None) -> ReportData:
-    """A shop's report data, built in chunks of products as `report_service.load` does.
+    """A shop's report data, built in chunks of products as `bot.reports.data.load` does.
 
     `spent` collects the seconds of the report's own work ("math") apart from the simulation
     ("simulate") and, on the first chunk, the pure-Python baseline ("baseline", scaled up).
@@ -79,7 +79,7 @@ def generate(products: int, days: int, *, warehouses: tuple[str, ...] = ("SH",),
             python_reduce(sold, on_hand)
             spent["baseline"] = (time.perf_counter() - simulated) * products * len(warehouses) / len(part)
         began, cpu = time.perf_counter(), time.process_time()
-        chunks.append(reports.series_stats(sold, report_service.carry_forward(on_hand)))
+        chunks.append(analysis.series_stats(sold, report_data.carry_forward(on_hand)))
         spent["math"] = spent.get("math", 0.0) + time.perf_counter() - began
         spent["math_cpu"] = spent.get("math_cpu", 0.0) + time.process_time() - cpu
         # What `load` reads from the database besides the history: stock now, last sale.
@@ -89,13 +89,13 @@ def generate(products: int, days: int, *, warehouses: tuple[str, ...] = ("SH",),
         last_age.append(np.where(last >= 0, days - 1 - last, np.inf))
     n_series = products * len(warehouses)
     began, cpu = time.perf_counter(), time.process_time()
-    data = report_service.assemble(
+    data = report_data.assemble(
         first=UNTIL - timedelta(days=days), days=days,
         skus=[f"SKU-{i:06d}" for i in range(products)],
         names=names or [f"Product {i}" for i in range(products)], prices=prices,
         warehouses=list(warehouses) * products, product=np.repeat(np.arange(products), len(warehouses)),
-        stats=reports.concat(chunks), forecast=np.full(n_series, np.nan), forecast_cover=np.full(n_series, np.nan),
-        stock_now=np.concatenate(stock_now), last_sale_age=np.concatenate(last_age), rules=reports.Rules(),
+        stats=analysis.concat(chunks), forecast=np.full(n_series, np.nan), forecast_cover=np.full(n_series, np.nan),
+        stock_now=np.concatenate(stock_now), last_sale_age=np.concatenate(last_age), rules=analysis.Rules(),
     )
     spent["math"] = spent.get("math", 0.0) + time.perf_counter() - began
     spent["math_cpu"] = spent.get("math_cpu", 0.0) + time.process_time() - cpu
@@ -142,13 +142,13 @@ def main() -> None:
           f"{args.days} days; font: {charts.find_font().families[0]}")
     templates = Templates()
     # Warm matplotlib's imports, font cache and the CJK font on a tiny report (once per process).
-    report_service.render(templates, "en", generate(50, 28), None)
+    report_files.render(templates, "en", generate(50, 28), None)
     before = rss_mb()
     spent: dict[str, float] = {}
     data = generate(args.products, args.days, warehouses=warehouses, spent=spent)
     cpu = time.process_time()
     began = time.perf_counter()
-    files = report_service.render(templates, "en", data, None)
+    files = report_files.render(templates, "en", data, None)
     rendered = time.perf_counter() - began
     render_cpu = time.process_time() - cpu
     extra = peak_rss_mb() - before
@@ -162,7 +162,7 @@ def main() -> None:
     sizes = ", ".join(f"{p.filename} {len(p.content) / 1024:.0f} KB" for p in files.photos)
     print(f"files: {sizes}; CSV {len(files.csv.content) / 1e6:.1f} MB, {len(data.warehouses):,} rows")
     began, cpu = time.perf_counter(), time.process_time()
-    report_service.csv_bytes(data)
+    report_files.csv_bytes(data)
     print(f"of which the CSV alone                {time.perf_counter() - began:7.2f} s  "
           f"(CPU {time.process_time() - cpu:.2f} s)")
     for name, draw in chart_timers(templates, data):
@@ -179,17 +179,17 @@ def main() -> None:
 def chart_timers(templates: Templates, data: ReportData):  # type: ignore[no-untyped-def]
     font = charts.find_font()
     for locale in ("en", "zh"):
-        t = report_service.labeller(templates, locale)
-        pareto = reports.pareto(data.report)
-        counts, shares = reports.abc_xyz_matrix(data.report)
+        t = charts.labeller(templates, locale)
+        pareto = analysis.pareto(data.report)
+        counts, shares = analysis.abc_xyz_matrix(data.report)
         yield f"abc ({locale})", lambda t=t, p=pareto: charts.pareto_chart(
             font, t, product_share=p.product_share, revenue_share=p.revenue_share, counts=p.counts,
             shares=p.shares, a_share=0.8, b_share=0.95, days=data.days)
         yield f"abc_xyz ({locale})", lambda t=t, c=counts, s=shares: charts.matrix_chart(
             font, t, counts=c, revenue_share=s, days=data.days)
-        yield f"stockouts ({locale})", lambda t=t: report_service.stockout_chart(data, font, t)
-        yield f"slow movers ({locale})", lambda t=t: report_service.slow_chart(data, font, t)
-        yield f"funnel ({locale})", lambda locale=locale: report_service.funnel_png(templates, locale, FUNNEL, 30, font)
+        yield f"stockouts ({locale})", lambda t=t: charts.stockout_chart(data, font, t)
+        yield f"slow movers ({locale})", lambda t=t: charts.slow_chart(data, font, t)
+        yield f"funnel ({locale})", lambda locale=locale: charts.funnel_png(templates, locale, FUNNEL, 30, font)
 
 
 if __name__ == "__main__":

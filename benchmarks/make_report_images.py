@@ -1,10 +1,16 @@
-"""Render the charts /report sends, for docs/reports.md (docs/img/report_*.png).
+"""Render the charts /report and /stats send, for docs/reports.md (docs/img/report_*.png) and
+docs/recovery.md (docs/img/stats_uplift_*.png).
 
     python benchmarks/make_report_images.py [--out docs/img]
 
-A seeded synthetic shop of 80 cosmetics (English and Chinese names, as real catalogs mix them)
-over 56 days, through the same code as the bot: `report_service.render`, English charts, plus
+The report: a seeded synthetic shop of 80 cosmetics (English and Chinese names, as real catalogs
+mix them) over 56 days, through the same code as the bot: `files.render`, English charts, plus
 the ABC and stockout charts in Chinese.
+
+The control group: a seeded simulation of the shop tests/test_holdout.py builds: 3,000 regulars
+drawn with HOLDOUT_PERCENT=20, 35 % of the offered and 20 % of the held out buying a 10.00 product
+within the window, half of the offered with a 10 % coupon they redeem when they buy. Drawn through
+the same code as /stats: `comparison`'s figures, `uplift.compare` and `uplift_chart.uplift_png`.
 """
 
 from __future__ import annotations
@@ -14,13 +20,19 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_report import generate  # noqa: E402 - benchmarks/, beside this script
 
 from bot.delivery.templates import Templates  # noqa: E402
-from bot.planning import charts, report_service  # noqa: E402
+from bot.recovery.comparison import Comparison  # noqa: E402
 from bot.recovery.funnel import FunnelReport  # noqa: E402
+from bot.recovery.uplift import compare  # noqa: E402
+from bot.reports import charts, files  # noqa: E402
+from bot.reports.charts import Font  # noqa: E402
+from bot.reports.uplift_chart import uplift_png  # noqa: E402
 
 NAMES = [
     "Velvet Lipstick Red", "丝绒口红 正红", "Matte Lipstick Rose", "唇釉 豆沙色", "Lip Gloss Clear", "保湿润唇膏",
@@ -39,6 +51,37 @@ FUNNEL = FunnelReport(
 )
 
 
+def simulated(seed: int = 24) -> Comparison:
+    rng = np.random.default_rng(seed)
+    held_out = rng.random(3000) < 0.20
+    coupon = rng.random(3000) < 0.5
+    bought = rng.random(3000) < np.where(held_out, 0.20, 0.35)
+    revenue = bought * (1000 - np.where(coupon & ~held_out, 100, 0))
+    result = compare(bought[~held_out], revenue[~held_out], bought[held_out], revenue[held_out])
+    return Comparison(datetime(2026, 11, 7, tzinfo=UTC), datetime(2026, 12, 7, tzinfo=UTC), 10, 20, result)
+
+
+def write(target: Path, content: bytes) -> None:
+    target.write_bytes(content)
+    print(f"{target} {len(content) / 1024:.0f} KB")
+
+
+def report_images(out: Path, templates: Templates, font: Font) -> None:
+    names = [NAMES[i % len(NAMES)] for i in range(80)]
+    data = generate(80, 56, seed=11, names=names)
+    for locale, wanted in (("en", None), ("zh", {"abc.png", "stockouts.png"})):
+        for photo in files.render(templates, locale, data, FUNNEL, font).photos:
+            if wanted is None or photo.filename in wanted:
+                write(out / f"report_{photo.filename[:-4]}_{locale}.png", photo.content)
+
+
+def uplift_images(out: Path, templates: Templates, font: Font) -> None:
+    comparison = simulated()
+    for locale in ("en", "zh"):
+        write(out / f"stats_uplift_{locale}.png", uplift_png(templates, locale, comparison, 30, font))
+    print(templates.render("en", "stats_holdout", c=comparison))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "img"))
@@ -48,16 +91,9 @@ def main() -> None:
     font = charts.find_font()
     if not font.cjk:
         sys.exit("no CJK font found (apt-get install fonts-noto-cjk): the Chinese charts would be English")
-    names = [NAMES[i % len(NAMES)] for i in range(80)]
-    data = generate(80, 56, seed=11, names=names)
     templates = Templates()
-    for locale, wanted in (("en", None), ("zh", {"abc.png", "stockouts.png"})):
-        files = report_service.render(templates, locale, data, FUNNEL, font)
-        for photo in files.photos:
-            if wanted is None or photo.filename in wanted:
-                target = out / f"report_{photo.filename[:-4]}_{locale}.png"
-                target.write_bytes(photo.content)
-                print(f"{target} {len(photo.content) / 1024:.0f} KB")
+    report_images(out, templates, font)
+    uplift_images(out, templates, font)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ PLAN_COLUMNS = ("sku", "warehouse", "action", "qty", "from_warehouse", "supplier
 async def run_report(settings: Settings, args: argparse.Namespace) -> int:
     # Deferred (CLI start path): the report loads numpy and matplotlib.
     from bot.delivery.templates import Templates
-    from bot.planning import report_service
+    from bot.reports import data, files
     from bot.runner import open_database
 
-    days = report_service.parse_days(args.days)
+    days = data.parse_days(args.days)
     if days is None:
-        print(f"stockbot report: DAYS must be a whole number from 1 to {report_service.MAX_DAYS}", file=sys.stderr)
+        print(f"stockbot report: DAYS must be a whole number from 1 to {data.MAX_DAYS}", file=sys.stderr)
         return 2
     out = Path(args.out)
     try:
@@ -33,14 +33,14 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
     db = await open_database(settings)
     try:
         async with db.session() as session:
-            files = await report_service.build(session, db, settings, Templates(zone=settings.zone), days=days,
-                                               locale=args.locale or settings.DEFAULT_LOCALE)
+            report_files = await files.build(session, db, settings, Templates(zone=settings.zone), days=days,
+                                             locale=args.locale or settings.DEFAULT_LOCALE)
     finally:
         await db.dispose()
-    if files is None:
+    if report_files is None:
         print("nothing to report yet: no sales history and no stock in this period", file=sys.stderr)
         return 1
-    for made in (*files.photos, files.csv):
+    for made in (*report_files.photos, report_files.csv):
         path = out / made.filename
         path.write_bytes(made.content)
         print(path)

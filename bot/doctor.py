@@ -138,7 +138,7 @@ def _admins(settings: Settings, admins_in_db: int) -> Check:
 
 
 def _font() -> Check:
-    from bot.planning.charts import find_font  # deferred (heavy): matplotlib
+    from bot.reports.charts import find_font  # deferred (heavy): matplotlib
 
     if find_font().cjk:
         return Check("CJK font", True, "found: Chinese chart labels will show")

@@ -27,8 +27,9 @@ from bot.delivery.quiet import local_day
 from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.ingest.connectors.source_db import SourcePoller
 from bot.models import utcnow
-from bot.planning import prompts, report_service, runs
+from bot.planning import prompts, runs
 from bot.recovery import coupons, funnel, offers, restock, sales
+from bot.reports import slow_movers, weekly
 from bot.services import Services, Work, in_transaction
 
 if TYPE_CHECKING:
@@ -59,6 +60,15 @@ async def _forget_old_deliveries(session: AsyncSession, services: Services) -> i
     return await forget_old_deliveries(session)
 
 
+async def refresh_slow_movers(services: Services) -> int:
+    return await slow_movers.refresh_slow_movers(services.db, services.settings, services.catalog)
+
+
+async def weekly_report(services: Services) -> int:
+    """Run on a calendar (Mondays at DIGEST_TIME) rather than an interval: see create_scheduler."""
+    return await weekly.weekly_report(services.db, services.settings, services.templates)
+
+
 sweep_expired_leases = in_transaction(_sweep_expired_leases)
 forget_deliveries = in_transaction(_forget_old_deliveries)
 purchaser_digest = in_transaction(_purchaser_digest)
@@ -77,20 +87,10 @@ async def cover_after_stock_changes(services: Services) -> int:
     return await runs.cover_after_stock_changes(services.db, services.settings, services.templates)
 
 
-async def slow_movers(services: Services) -> int:
-    return await report_service.refresh_slow_movers(services.db, services.settings, services.catalog)
-
-
-async def weekly_report(services: Services) -> int:
-    """Run on a calendar (Mondays at DIGEST_TIME) rather than an interval: see create_scheduler."""
-    return await report_service.weekly_report(services.db, services.settings, services.templates)
-
-
 PLANNING_JOBS: list[tuple[str, float, Work]] = [
     ("planning-daily", 300, daily_forecast),
     ("planning-imports", 30, forecast_imported_history),
     ("planning-cover", 10, cover_after_stock_changes),
-    ("slow-movers", 900, slow_movers),
 ]
 
 
@@ -205,6 +205,7 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     every(3600, "forget-deliveries", forget_deliveries)
     for name, seconds, work in (*RECOVERY_JOBS, *PLANNING_JOBS):
         every(seconds, name, work)
+    every(900, "slow-movers", refresh_slow_movers)
     if settings.SOURCE_DATABASE_URL is not None:  # the shop's own database, from the start on
         jobs.scheduler.add_job(
             jobs.job(SourcePoller(settings, services.db).poll), "interval", seconds=settings.SOURCE_POLL_SECONDS,

@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 
 from bot.db import Database
-from bot.planning.charts import find_font
 from bot.jobs import daily_forecast
+from bot.reports.charts import find_font
 from bot.sandbox import BotApiSandbox
 from bot.services import build_services
 from bot.settings import Settings

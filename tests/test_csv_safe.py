@@ -7,8 +7,10 @@ import csv
 import io
 
 from bot.csv_safe import csv_document, safe_cell
-from bot.planning import report_service
 from bot.jobs import daily_forecast
+from bot.planning.history import shop_today
+from bot.reports.data import load, rules_of
+from bot.reports.files import csv_bytes
 from tests.factories import ADMIN, PURCHASER, add_product
 from tests.harness import Harness
 from tests.planning_data import add_history
@@ -70,8 +72,7 @@ async def test_the_report_csv_neutralises_skus_warehouses_and_names(db, settings
         product = await add_product(session, "=1+1", name="@SUM(A1)", stock={"+WH": 5})
         await add_history(session, product.id, "+WH", [(1, 5)] * 10)
     async with db.read_session() as session:
-        data = await report_service.load(session, days=30, until=report_service.shop_today(settings),
-                                         rules=report_service.rules_of(settings))
-    rows = list(csv.DictReader(io.StringIO(report_service.csv_bytes(data).decode("utf-8-sig"))))
+        data = await load(session, days=30, until=shop_today(settings.zone), rules=rules_of(settings))
+    rows = list(csv.DictReader(io.StringIO(csv_bytes(data).decode("utf-8-sig"))))
     assert [(row["sku"], row["warehouse"], row["name"]) for row in rows] == [("'=1+1", "'+WH", "'@SUM(A1)")]
     assert rows[0]["stockout_days"] == "0"

@@ -12,8 +12,9 @@ import pytest
 from bot.db import Database
 from bot.inventory.stock import warehouse_ids
 from bot.models import DemandForecast, SalesDay
-from bot.planning import report_service, reports
-from bot.planning.report_service import carry_forward, parse_days
+from bot.reports import analysis
+from bot.reports.data import carry_forward, load, parse_days, rules_of
+from bot.reports.files import csv_bytes
 from bot.settings import SettingsError, load_settings
 from tests.factories import add_product
 
@@ -51,8 +52,8 @@ async def test_csv_of_a_known_history_matches_the_hand_computation(db: Database,
     # The history reaches back 28 days: a slow mover is "no sale in 28 days" here.
     settings = settings.model_copy(update={"SLOW_MOVER_DAYS": DAYS})
     async with db.read_session() as session:
-        data = await report_service.load(session, days=DAYS, until=UNTIL, rules=report_service.rules_of(settings))
-    rows = {row["sku"]: row for row in csv.DictReader(io.StringIO(report_service.csv_bytes(data).decode("utf-8-sig")))}
+        data = await load(session, days=DAYS, until=UNTIL, rules=rules_of(settings))
+    rows = {row["sku"]: row for row in csv.DictReader(io.StringIO(csv_bytes(data).decode("utf-8-sig")))}
 
     # Revenue: HOT 28 x 40 = 1,120 units x 10.00 = 11,200.00; OUT 18 x 5 = 90 units x 20.00
     # = 1,800.00; DEAD 0. Total 13,000.00. Ranked: HOT starts at 0 % (< 80 %): A; OUT starts
@@ -86,21 +87,21 @@ async def test_abc_thresholds_follow_the_settings(db: Database, settings) -> Non
     await known_shop(db)
     strict = settings.model_copy(update={"ABC_A_SHARE": 0.5, "ABC_B_SHARE": 0.9})
     async with db.read_session() as session:
-        data = await report_service.load(session, days=DAYS, until=UNTIL, rules=report_service.rules_of(strict))
+        data = await load(session, days=DAYS, until=UNTIL, rules=rules_of(strict))
     # OUT starts at 86.2 %: past B's 90 %? No, below it: still B. Lower B to 0.85 and it is C.
     assert dict(zip(data.skus, data.report.abc, strict=True)) == {"HOT": "A", "OUT": "B", "DEAD": "C"}
-    stricter = reports.Rules(a_share=0.5, b_share=0.85)
+    stricter = analysis.Rules(a_share=0.5, b_share=0.85)
     async with db.read_session() as session:
-        data = await report_service.load(session, days=DAYS, until=UNTIL, rules=stricter)
+        data = await load(session, days=DAYS, until=UNTIL, rules=stricter)
     assert dict(zip(data.skus, data.report.abc, strict=True)) == {"HOT": "A", "OUT": "C", "DEAD": "C"}
 
 
 async def test_no_sale_in_60_days_needs_60_days_of_history(db: Database, settings) -> None:  # type: ignore[no-untyped-def]
     await known_shop(db)  # 28 days of history
     async with db.read_session() as session:
-        data = await report_service.load(session, days=DAYS, until=UNTIL, rules=report_service.rules_of(settings))
-        older = await report_service.load(session, days=DAYS, until=UNTIL + timedelta(days=40),
-                                          rules=report_service.rules_of(settings))
+        data = await load(session, days=DAYS, until=UNTIL, rules=rules_of(settings))
+        older = await load(session, days=DAYS, until=UNTIL + timedelta(days=40),
+                                          rules=rules_of(settings))
     slow = dict(zip(data.skus, data.report.slow, strict=True))
     assert not slow["DEAD"]  # a shop that just started has not seen 60 days without a sale
     # 40 days later the history reaches back 68 days: DEAD, still holding 30, has not sold in 60.
@@ -119,7 +120,7 @@ async def test_no_sale_in_60_days_needs_60_days_of_history(db: Database, setting
     ],
 )
 def test_xyz_by_variation_of_weekly_units(weekly: list[list[int]], expected: str) -> None:
-    assert "".join(reports.xyz_classes(np.array(weekly))) == expected
+    assert "".join(analysis.xyz_classes(np.array(weekly))) == expected
 
 
 def test_unknown_stock_keeps_the_last_known_level() -> None:
@@ -129,8 +130,8 @@ def test_unknown_stock_keeps_the_last_known_level() -> None:
 
 
 def test_a_series_out_of_stock_all_period_has_no_demand_from_history() -> None:
-    stats = reports.series_stats(np.zeros((1, 14), dtype=np.int32), np.zeros((1, 14), dtype=np.float32))
-    report = reports.build(stats, product=np.array([0]), price_cents=np.array([500]), forecast=np.array([np.nan]),
+    stats = analysis.series_stats(np.zeros((1, 14), dtype=np.int32), np.zeros((1, 14), dtype=np.float32))
+    report = analysis.build(stats, product=np.array([0]), price_cents=np.array([500]), forecast=np.array([np.nan]),
                            forecast_cover=np.array([np.nan]), stock_now=np.array([0.0]),
                            last_sale_age=np.array([np.inf]))
     # 14 stockout days, but nothing shows what it would have sold: no lost sales invented.
@@ -141,7 +142,7 @@ def test_a_series_out_of_stock_all_period_has_no_demand_from_history() -> None:
 def test_b_share_must_lie_above_a_share() -> None:
     with pytest.raises(SettingsError, match="ABC_B_SHARE"):
         load_settings(_env_file=None, ABC_A_SHARE="0.9", ABC_B_SHARE="0.8")
-    assert report_service.rules_of(load_settings(_env_file=None, ABC_A_SHARE="0.7")).a_share == 0.7
+    assert rules_of(load_settings(_env_file=None, ABC_A_SHARE="0.7")).a_share == 0.7
 
 
 @pytest.mark.parametrize(

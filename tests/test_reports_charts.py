@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from bot.delivery.templates import Templates
-from bot.planning import charts, report_service, reports
-from bot.planning.charts import Font
+from bot.reports import analysis, charts
+from bot.reports.charts import Font
+from bot.reports.data import ReportData, assemble
 from bot.recovery.funnel import FunnelReport
+from bot.reports.files import render
 
 TEMPLATES = Templates()
 NAMES = ["Velvet Lipstick Red", "丝绒口红 正红", "唇釉 豆沙色", "Setting Powder", "面霜 修护 🌹", "Mascara"]
@@ -21,7 +23,7 @@ FUNNEL = FunnelReport(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 30, 
                       revenue_substitutes_cents=12_345)
 
 
-def sample(sold_scale: int = 1, stock: float = 20.0) -> report_service.ReportData:
+def sample(sold_scale: int = 1, stock: float = 20.0) -> ReportData:
     """Six products over three weeks: one runs out for a week, one never sells, one is overstocked."""
     rng = np.random.default_rng(3)
     days = 21
@@ -30,12 +32,12 @@ def sample(sold_scale: int = 1, stock: float = 20.0) -> report_service.ReportDat
     on_hand[1, 10:17] = 0
     sold[1, 10:17] = 0
     on_hand[5] = 900  # far more than three weeks of sales
-    return report_service.assemble(
+    return assemble(
         first=date(2026, 11, 9), days=days, skus=[f"SKU-{i}" for i in range(6)], names=NAMES,
         prices=np.array([1250, 8800, 6400, 3000, 15000, 4500]), warehouses=["SH"] * 6, product=np.arange(6),
-        stats=reports.series_stats(sold, on_hand), forecast=np.full(6, np.nan), forecast_cover=np.full(6, np.nan),
+        stats=analysis.series_stats(sold, on_hand), forecast=np.full(6, np.nan), forecast_cover=np.full(6, np.nan),
         stock_now=on_hand[:, -1].astype(float), last_sale_age=np.array([0, 0, 0, 1, np.inf, 0]),
-        rules=reports.Rules(slow_days=14, slow_cover_days=60),
+        rules=analysis.Rules(slow_days=14, slow_cover_days=60),
     )
 
 
@@ -55,8 +57,8 @@ def fonts() -> list[Font]:
 def test_every_chart_renders_a_phone_sized_png_without_missing_glyphs(locale: str, font: Font) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)"
-        files = report_service.render(TEMPLATES, locale, sample(), FUNNEL, font)
-        stats_png = report_service.funnel_png(TEMPLATES, locale, FUNNEL, 30, font)
+        files = render(TEMPLATES, locale, sample(), FUNNEL, font)
+        stats_png = charts.funnel_png(TEMPLATES, locale, FUNNEL, 30, font)
     assert [p.filename for p in files.photos] == ["abc.png", "abc_xyz.png", "stockouts.png", "slow_movers.png",
                                                   "funnel.png"]
     for content in [p.content for p in files.photos] + [stats_png]:
@@ -76,12 +78,12 @@ def test_a_chart_with_a_glyph_the_font_lacks_fails_under_the_warnings_filter() -
 
 def test_without_a_cjk_font_chinese_users_get_english_charts_and_skus() -> None:
     latin = charts.latin_font()
-    assert report_service.chart_locale(TEMPLATES, "zh", latin) == "en"
+    assert charts.chart_locale(TEMPLATES, "zh", latin) == "en"
     assert charts.product_label(latin, "LIP-2", "丝绒口红 正红") == "LIP-2"
     assert charts.product_label(latin, "LIP-1", "Velvet Lipstick") == "LIP-1 Velvet Lipstick"
     cjk = charts.find_font()
     if cjk.cjk:
-        assert report_service.chart_locale(TEMPLATES, "zh", cjk) == "zh"
+        assert charts.chart_locale(TEMPLATES, "zh", cjk) == "zh"
         assert charts.product_label(cjk, "LIP-2", "丝绒口红 正红") == "LIP-2 丝绒口红 正红"
 
 
@@ -103,6 +105,6 @@ def test_a_quiet_period_still_gives_readable_pictures() -> None:
     empty_funnel = FunnelReport(FUNNEL.since, FUNNEL.until, {}, {})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        files = report_service.render(TEMPLATES, "en", quiet, empty_funnel, charts.latin_font())
+        files = render(TEMPLATES, "en", quiet, empty_funnel, charts.latin_font())
     assert all(png_size(p.content)[0] == 900 for p in files.photos)
     assert "Revenue 0.00" in files.caption

@@ -20,7 +20,8 @@ from bot.delivery.telegram import TelegramTransport
 from bot.delivery.transport import File, RetryAfter, Unreachable
 from bot.inventory.stock import warehouse_ids
 from bot.models import Notification, NotificationFile, SalesDay
-from bot.planning import report_service
+from bot.planning.history import shop_today
+from bot.reports.weekly import weekly_report
 from bot.sandbox import BotApiSandbox, SentMessage, sandbox_bot
 from tests.factories import ADMIN, PURCHASER, REP, add_product
 from tests.harness import Harness
@@ -31,7 +32,7 @@ HEADER = "sku,warehouse,abc,daily_demand,days_of_cover,turnover,stockout_days"
 
 async def shop_with_history(h: Harness) -> None:
     """Two products over the last 14 shop days; LIP-2 ran out for the last 4."""
-    today = report_service.shop_today(h.services.settings)
+    today = shop_today(h.services.settings.zone)
     async with h.db.transaction() as session:
         lip1 = await add_product(session, "LIP-1", name="Velvet Lipstick", price="40.00", stock={"SH": 40})
         lip2 = await add_product(session, "LIP-2", name="丝绒口红 正红", price="15.00", stock={"SH": 0})
@@ -104,8 +105,8 @@ async def test_weekly_report_reaches_admins_and_purchasers_once_through_the_outb
     await shop_with_history(h)
 
     settings, templates = h.services.settings, h.services.templates
-    assert await report_service.weekly_report(h.db, settings, templates) == 2
-    assert await report_service.weekly_report(h.db, settings, templates) == 0  # the same shop week: already queued
+    assert await weekly_report(h.db, settings, templates) == 2
+    assert await weekly_report(h.db, settings, templates) == 0  # the same shop week: already queued
     async with h.db.read_session() as session:
         files = await session.scalar(select(func.count()).select_from(NotificationFile))
     assert files == 2 * 6  # five charts and the CSV each, queued with the message

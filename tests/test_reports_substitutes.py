@@ -9,8 +9,8 @@ from bot.inventory.cards import ProductCard
 from bot.inventory.catalog import Catalog, substitutes_for
 from bot.inventory.stock import warehouse_ids
 from bot.models import DemandForecast, SalesDay
-from bot.planning import report_service
-from bot.planning.report_service import SLOW_MOVER_BOOST
+from bot.planning.history import shop_today
+from bot.reports.slow_movers import SLOW_MOVER_BOOST, refresh_slow_movers
 from bot.inventory.substitutes import SubstituteIndex
 from tests.factories import add_product
 
@@ -36,7 +36,7 @@ def test_the_boost_decides_between_equals_and_never_lifts_a_poor_match() -> None
 
 
 async def test_slow_movers_in_stock_are_preferred_when_a_product_runs_out(db: Database, settings) -> None:  # type: ignore[no-untyped-def]
-    today = report_service.shop_today(settings)
+    today = shop_today(settings.zone)
     async with db.transaction() as session:
         wanted = await add_product(session, "LIP-1", name="Velvet Lipstick 02", stock={"SH": 0})
         selling = await add_product(session, "LIP-2", name="Velvet Lipstick 01", stock={"SH": 9})
@@ -54,7 +54,7 @@ async def test_slow_movers_in_stock_are_preferred_when_a_product_runs_out(db: Da
 
     async with db.read_session() as session:
         before = [p.sku for p, _, _ in await substitutes_for(session, catalog, wanted, limit=1)]
-    assert await report_service.refresh_slow_movers(db, settings, catalog) == 1
+    assert await refresh_slow_movers(db, settings, catalog) == 1
     assert catalog.substitute_boost == {slow.id: SLOW_MOVER_BOOST}
     async with db.read_session() as session:
         after = [p.sku for p, _, _ in await substitutes_for(session, catalog, wanted, limit=1)]

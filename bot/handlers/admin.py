@@ -19,9 +19,8 @@ from bot.handlers.middlewares import Texts
 from bot.ingest.files import import_file
 from bot.ingest.importer import KINDS
 from bot.models import Role, utcnow
-from bot.planning import report_service
 from bot.recovery import comparison, funnel, hold
-from bot.reports import uplift_chart
+from bot.reports import charts, uplift_chart
 from bot.services import Services
 from bot.shop import staff
 from bot.shop.staff import Actor
@@ -110,7 +109,7 @@ async def stats(message: Message, command: CommandObject, session: AsyncSession,
     if discarded.batches:  # held batches an admin dropped (MASS_CONTACT_LIMIT)
         text += "\n" + texts("stats_discarded", batches=discarded.batches, customers=discarded.customers)
     await message.answer(text + "\n\n" + texts.render("stats_holdout", c=against))
-    png = await asyncio.to_thread(report_service.funnel_png, services.templates, texts.locale, report, days)
+    png = await asyncio.to_thread(charts.funnel_png, services.templates, texts.locale, report, days)
     await message.answer_photo(BufferedInputFile(png, "funnel.png"))
     if against.has_control_group:
         png = await asyncio.to_thread(uplift_chart.uplift_png, services.templates, texts.locale, against, days)

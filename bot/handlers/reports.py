@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
 from bot.models import Role
-from bot.planning import report_service
+from bot.reports import data, files
 from bot.services import Services
 
 
@@ -24,19 +24,19 @@ def create_router() -> Router:
 
 async def report(message: Message, command: CommandObject, session: AsyncSession, texts: Texts,
                  services: Services) -> None:
-    days = report_service.parse_days(command.args)
+    days = data.parse_days(command.args)
     if days is None:
         await message.answer(texts("usage_report"))
         return
-    files = await report_service.build(session, services.db, services.settings, services.templates, days=days,
-                                       locale=texts.locale)
-    if files is None:
+    report_files = await files.build(session, services.db, services.settings, services.templates, days=days,
+                                     locale=texts.locale)
+    if report_files is None:
         await message.answer(texts("report_empty"))
         return
     album = [
-        InputMediaPhoto(media=BufferedInputFile(photo.content, photo.filename), caption=files.caption if i == 0 else None)
-        for i, photo in enumerate(files.photos)
+        InputMediaPhoto(media=BufferedInputFile(photo.content, photo.filename), caption=report_files.caption if i == 0 else None)
+        for i, photo in enumerate(report_files.photos)
     ]
     await message.answer_media_group(album)
-    for document in files.documents:
+    for document in report_files.documents:
         await message.answer_document(BufferedInputFile(document.content, document.filename), caption=document.caption)

@@ -1,17 +1,15 @@
 """The /stats picture of the control group: the share who bought, offered against held out, each
 with its 95 % Wilson interval, and the uplift and revenue added (or "too few to say") beneath.
 
-Drawn with the report charts' own figure and type sizes (bot/planning/charts.py), so it reads like
+Drawn with the report charts' own figure and type sizes (bot/reports/charts.py), so it reads like
 the funnel picture it is sent with; synchronous, for a worker thread.
 """
 
 from __future__ import annotations
 
-import html
-
 from bot.delivery.templates import Templates, money
-from bot.planning import charts
-from bot.planning.charts import BASE_PT, FUNNEL, MUTED, OVERSTOCK, TITLE_PT, Font
+from bot.reports import charts
+from bot.reports.charts import BASE_PT, FUNNEL, MUTED, OVERSTOCK, TITLE_PT, Font
 from bot.recovery.comparison import Comparison
 from bot.recovery.uplift import wilson
 
@@ -24,11 +22,7 @@ def _points(value: float) -> str:
 
 def uplift_png(templates: Templates, locale: str, comparison: Comparison, days: int, font: Font | None = None) -> bytes:
     font = font or charts.find_font()
-    locale = locale if font.cjk or locale == "en" else "en"  # no CJK font: English, never boxes
-
-    def t(key: str, **values: object) -> str:
-        return html.unescape(templates.label(locale, key, **values))
-
+    t = charts.labeller(templates, charts.chart_locale(templates, locale, font))
     r = comparison.result
     fig = charts._figure(HEIGHT_IN, constrained=False)
     fig.suptitle(t("holdout_chart_title", days=days), fontsize=TITLE_PT, fontweight="bold", x=0.02, y=0.97,

@@ -12,7 +12,8 @@ from bot.sandbox.models import (
     UploadedFile,
 )
 from bot.sandbox.client import SandboxSession, sandbox_bot, sandbox_session
-from bot.sandbox.server import ApiError, BotApiSandbox
+from bot.sandbox.errors import ApiError
+from bot.sandbox.server import BotApiSandbox
 
 __all__ = [
     "ApiCall",

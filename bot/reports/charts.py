@@ -1,4 +1,5 @@
-"""Report charts as PNG bytes, for a phone screen: matplotlib's object API, no pyplot.
+"""Report charts as PNG bytes, for a phone screen: matplotlib's object API, no pyplot. The chart
+kinds first (bars, Pareto, matrix, funnel), then the report's own pictures drawn with them.
 
 No pyplot means no global figure state: each chart is its own `Figure` on its own Agg canvas,
 so charts may be drawn in worker threads (`asyncio.to_thread`) while the bot serves. Every
@@ -15,6 +16,7 @@ glyph for each of its characters.
 from __future__ import annotations
 
 import functools
+import html
 import io
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -22,6 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from bot.delivery.templates import Templates, money
+from bot.recovery.funnel import FunnelReport
+from bot.reports.data import MAX_DAYS, ReportData
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -270,3 +276,73 @@ def funnel_chart(font: Font, t: Label, stages: Sequence[tuple[str, int]], *, tit
     if not base:
         bars = []
     return bar_chart(font, f"{title}\n{subtitle}", bars, empty=t("chart_no_stockouts_period"))
+
+
+# --- the report's pictures (synchronous: run them in a worker thread) ----------------------------
+
+TOP = 15  # bars in the stockout and slow-mover charts
+
+
+def chart_locale(templates: Templates, locale: str, font: Font) -> str:
+    """Chinese charts need a CJK font; without one they are drawn in English."""
+    return locale if font.cjk or locale == "en" else "en"
+
+
+def labeller(templates: Templates, locale: str) -> Label:
+    return lambda key, **values: html.unescape(templates.label(locale, key, **values))
+
+
+def funnel_stages(t: Label, r: FunnelReport) -> list[tuple[str, int]]:
+    return [
+        (t("funnel_affected"), r.affected), (t("funnel_contacted"), r.contacted),
+        (t("stats_reached"), r.reached), (t("stats_pressed"), r.pressed),
+        (t("stats_taken"), r.substitute_taken), (t("stats_waited"), r.waited), (t("stats_bought"), r.bought),
+    ]
+
+
+def funnel_picture(font: Font, t: Label, r: FunnelReport, days: int) -> bytes:
+    """The recovery funnel as /stats and the report show it."""
+    return funnel_chart(font, t, funnel_stages(t, r), title=t("stats_chart_title", days=days),
+                        subtitle=t("stats_chart_subtitle", kept=money(r.revenue_kept_cents)))
+
+
+def funnel_png(templates: Templates, locale: str, r: FunnelReport, days: int, font: Font | None = None) -> bytes:
+    font = font or find_font()
+    return funnel_picture(font, labeller(templates, chart_locale(templates, locale, font)), r, days)
+
+
+def _series_label(data: ReportData, font: Font, i: int) -> str:
+    p = int(data.report.product[i])
+    return product_label(font, data.skus[p], data.names[p],
+                                data.warehouses[i] if data.several_warehouses else None)
+
+
+def stockout_chart(data: ReportData, font: Font, t: Label) -> bytes:
+    r = data.report
+    # Rank by lost sales, then by days out (a product with no known demand still shows).
+    score = r.lost_cents.astype(np.float64) * (MAX_DAYS + 1) + r.stockout_days
+    top = r.top(np.where(r.stockout_days > 0, score, 0), TOP)
+    bars = [Bar(_series_label(data, font, i), float(r.lost_cents[i]),
+                t("chart_stockout_note", days=int(r.stockout_days[i]), lost=money(int(r.lost_cents[i]))), LOST)
+            for i in top]
+    return bar_chart(font, t("chart_stockouts_title"), bars, empty=t("chart_no_stockouts"),
+                            subtitle=t("chart_stockouts_subtitle", n=len(bars), total=money(int(r.lost_cents.sum()))))
+
+
+def slow_chart(data: ReportData, font: Font, t: Label) -> bytes:
+    r = data.report
+    top = r.top(np.where(r.slow, r.stock_value_cents, 0), TOP)
+    bars = []
+    for i in top:
+        value = money(int(r.stock_value_cents[i]))
+        note = (t("chart_slow_note_unsold", value=value) if r.slow_unsold[i]
+                else t("chart_slow_note_cover", value=value, cover=round(float(r.days_of_cover[i]))))
+        bars.append(Bar(_series_label(data, font, i), float(r.stock_value_cents[i]), note,
+                        UNSOLD if r.slow_unsold[i] else OVERSTOCK))
+    return bar_chart(
+        font, t("chart_slow_title"), bars, empty=t("chart_no_slow"),
+        subtitle=t("chart_slow_subtitle", n=len(bars), count=int(r.slow.sum()),
+                   total=money(int(r.stock_value_cents[r.slow].sum())), days=data.rules.slow_days,
+                   cover=round(data.rules.slow_cover_days)),
+    )
+
