@@ -8,6 +8,7 @@ line on stderr while a big file is checked and written.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from typing import TextIO
@@ -50,7 +51,10 @@ class TerminalProgress:
 
 
 async def run_import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.ingest.files import import_file  # deferred (CLI start path): the importer loads the catalog
+    from bot.db import unavailable_reason  # deferred (CLI start path), as the importer
+    from bot.ingest.files import (
+        import_file,  # deferred (CLI start path): the importer loads the catalog
+    )
     from bot.runner import open_database
 
     label = args.file
@@ -70,6 +74,19 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
                 db, args.kind, data, label=label, sheet=args.sheet, dry_run=args.dry_run, actor="cli:import",
                 phone_region=settings.PHONE_REGION, zone=settings.zone, progress=progress,
             )
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            progress.clear()
+            print(f"{label}: stopped; nothing was imported\ndatabase: {target} (unchanged)", file=sys.stderr)
+            raise
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            # The write pass is one transaction (bot/ingest/importer.py): a full disk or a lost
+            # database rolls all of it back, which is what the person needs to hear, not a traceback.
+            progress.clear()
+            print(f"{label}: {reason}; nothing was imported\ndatabase: {target} (unchanged)", file=sys.stderr)
+            return 1
         finally:
             progress.clear()
             await db.dispose()

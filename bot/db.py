@@ -180,7 +180,7 @@ class DatabaseTrouble:
         if self.reason is None:
             self.since = time.monotonic()
             self.failures = 0
-            log.error("%s; answering 503 and retrying until it is back", reason)
+            log.error("%s; logged once until it is back (the API answers 503 meanwhile)", reason)
         self.reason = reason
         self.failures += 1
         return True

@@ -1,7 +1,8 @@
-"""Sales history and customer time zones by import; orders and stock written in chunks."""
+"""Sales history and customer time zones by import; orders and stock written in chunks, all or nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -9,12 +10,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from bot.db import Database
 from bot.delivery.outbox import Gate, Outgoing, claim_due, enqueue
 from bot.ingest import importer
 from bot.ingest.importer import import_csv
-from bot.models import Customer, Notification, Order, OrderLine, Product, SalesDay, StockEvent
+from bot.models import (
+    Customer, Notification, Order, OrderLine, Product, SalesDay, StockEvent, StockLevel, StockMovement,
+)
 from tests.factories import add_product, add_sold_out
 from tests.test_api import client, post  # noqa: F401  (the API fixture and its signed POST)
 
@@ -187,3 +191,51 @@ async def test_api_customers_take_a_time_zone(client: TestClient, db: Database) 
     assert await response.json() == {"created": 0, "updated": 1}
     async with db.read_session() as session:
         assert await session.scalar(select(Customer.timezone)) == "Asia/Shanghai"
+
+
+async def _levels(db: Database) -> dict[tuple[str, int], int]:
+    async with db.read_session() as session:
+        rows = await session.execute(
+            select(Product.sku, StockLevel.warehouse_id, StockLevel.on_hand).join(Product, Product.id == StockLevel.product_id)
+        )
+        return {(sku, warehouse): on_hand for sku, warehouse, on_hand in rows}
+
+
+@pytest.mark.parametrize("fault", ["disk full", "stop"])
+async def test_an_import_cut_short_after_its_first_chunks_leaves_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """The contract: all or nothing, a full disk or a stop included. The third chunk fails (or the
+    importer is stopped, as Ctrl-C or a bot's SIGTERM does, after two chunks were written)."""
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 1)
+    async with db.transaction() as session:
+        for sku in "ABCD":
+            await add_product(session, sku, reorder_point=2, stock={"SH": 5})
+    before = await _levels(db)
+    writes = 0
+    write_stock = importer._WRITERS["stock"]
+
+    async def failing(*args: object) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 3 and fault == "disk full":
+            raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+        await write_stock(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setitem(importer._WRITERS, "stock", failing)
+    data = b"sku,warehouse,on_hand\nA,SH,0\nB,SH,1\nC,SH,0\nD,BJ,7\n"
+    task = asyncio.create_task(import_csv(
+        db, "stock", data, label="s.csv",
+        progress=lambda step, done: task.cancel() if fault == "stop" and step == "written" and done == 2 else None,
+    ))
+    with pytest.raises(OperationalError if fault == "disk full" else asyncio.CancelledError):
+        await task
+    assert writes >= 2
+    assert await _levels(db) == before
+    async with db.read_session() as session:
+        assert await session.scalar(select(func.count()).select_from(StockEvent)) == 0
+        assert await session.scalar(select(func.count()).select_from(StockMovement).where(StockMovement.reason == "import")) == 0
+    # The same file again, nothing in the way: written whole.
+    monkeypatch.setitem(importer._WRITERS, "stock", write_stock)
+    report = await import_csv(db, "stock", data, label="s.csv")
+    assert report.ok and (report.created, report.updated) == (1, 3)

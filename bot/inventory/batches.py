@@ -1,8 +1,8 @@
 """Contact batches: one import or API batch whose stock events may message customers.
 
-The writer marks its transactions with `write_in_batch`: an import opens one batch before its
-first chunk and closes it after the last (`open_batch`, `close_batch`); an API request names a
-`PendingBatch`, made (closed) only if the request writes an event a customer would hear of. The
+The writer marks its transaction with `write_in_batch`: an import makes its batch in its one
+write transaction (`import_batch`); an API request names a `PendingBatch`, made only if the request
+writes an event a customer would hear of. Both commit closed, with their events. The
 stock service stamps each event row with its batch: a batch's customer events wait in a lane of
 their own until the running bot has weighed the whole batch against MASS_CONTACT_LIMIT
 (`bot/recovery/hold.py`). Chat commands make no batch: a single count is live.
@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import Database
 from bot.models import CUSTOMER_FACING, BatchStatus, ContactBatch, event_lane, utcnow
 
 MAX_CAUSE = 256
-# An import that stopped without closing its batch (killed): its events are weighed anyway.
+# Batches of an older version, whose imports committed chunk by chunk, could be left open by an
+# import that was killed: their events are weighed anyway.
 STALE_OPEN = timedelta(minutes=10)
 _BATCH_KEY = "contact_batch"  # session.info: the batch this transaction's events belong to
 
@@ -66,19 +66,12 @@ def stamped(connection: Connection, rows: Sequence[dict[str, Any]], batch: Batch
     return [{**row, "batch_id": batch, "lane": event_lane(row["kind"], in_batch=batch is not None)} for row in rows]
 
 
-async def open_batch(db: Database, cause: str, *, from_import: bool) -> int:
-    """A batch that stays open while its writer works through several transactions."""
-    async with db.transaction() as session:
-        batch = ContactBatch(cause=cause[:MAX_CAUSE], from_import=from_import, status=BatchStatus.OPEN.value,
-                             customers=0, products=0, created_at=utcnow())
-        session.add(batch)
-        await session.flush()
-        return batch.id
-
-
-async def close_batch(db: Database, batch_id: int) -> None:
-    async with db.transaction() as session:
-        await session.execute(
-            update(ContactBatch).where(ContactBatch.id == batch_id, ContactBatch.status == BatchStatus.OPEN.value)
-            .values(status=BatchStatus.CLOSED.value, closed_at=utcnow())
-        )
+async def import_batch(session: AsyncSession, cause: str) -> int:
+    """The batch of an import, made in the import's one write transaction: it commits, closed,
+    with every event stamped with it, or not at all (an import is all or nothing)."""
+    now = utcnow()
+    batch = ContactBatch(cause=cause[:MAX_CAUSE], from_import=True, status=BatchStatus.CLOSED.value,
+                         customers=0, products=0, created_at=now, closed_at=now)
+    session.add(batch)
+    await session.flush()
+    return batch.id
