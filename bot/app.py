@@ -6,7 +6,9 @@ settings and database, exactly as `stockbot run` does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiogram import Bot, Dispatcher
@@ -16,7 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.memory import MemoryStorage
 
-from bot.db import OUTBOX, STOCK_EVENTS
+from bot.db import FIRST_LOW, OUTBOX, STOCK_EVENTS
 from bot.delivery.sender import Sender
 from bot.delivery.shared_rate import create_rate_gate
 from bot.delivery.telegram import TelegramTransport
@@ -70,19 +72,28 @@ def reactions(services: Services) -> dict[StockEventKind, list[Reaction]]:
                            recovery_reactions(services.recovery))
 
 
-def first_day_duties(services: Services) -> tuple[BeforePass, BeforePass]:
+def first_day_duties(services: Services, wake: Callable[[], None]) -> tuple[BeforePass, BeforePass]:
     """The event worker's work besides reacting: weigh import and API batches against
     MASS_CONTACT_LIMIT before each pass, and prompt every product at or below its reorder
-    point after each import and at start."""
+    point after each import, after a first level this process wrote low (a chat count, an API
+    event, a connector) and at start."""
+    first_low = asyncio.Event()
+
+    def first_level_written_low() -> None:
+        first_low.set()
+        wake()
+
+    services.db.on_commit(FIRST_LOW, first_level_written_low)
 
     async def sweep() -> int:
+        first_low.clear()
         async with services.db.transaction() as session:
             return await sweep_low_stock(session, services.settings, services.templates)
 
     async def before_pass() -> int:
         weighed = await weigh_batches(services.db, services.settings, services.templates)
-        if any(batch.from_import for batch in weighed):
-            await sweep()
+        if any(batch.from_import for batch in weighed) or first_low.is_set():
+            return len(weighed) + await sweep()
         return len(weighed)
 
     return before_pass, sweep
@@ -112,7 +123,8 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
         services.db, TelegramTransport(bot), rate=services.settings.SEND_RATE, gate=services.gate,
         rate_gate=create_rate_gate(services.settings, services.db),  # shared by all processes on PostgreSQL
     )
-    before_pass, at_start = first_day_duties(services)
+    # The duties wake the consumer they are handed to: bound late, as it is built with them.
+    before_pass, at_start = first_day_duties(services, lambda: consumer.wake())
     consumer = EventConsumer(services.db, services.catalog, reactions(services), before_pass=before_pass,
                              at_start=at_start)
     # Woken after the commit that wrote their work, never before (it would not be visible yet).

@@ -104,6 +104,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
 OUTBOX = "outbox"  # notifications were queued
 STOCK_EVENTS = "stock_events"  # threshold crossings were written
+FIRST_LOW = "first_low"  # a first stock level at or below its reorder point was written
 _TOPICS = "stockbot_after_commit"
 _LISTENERS = "stockbot_listeners"
 

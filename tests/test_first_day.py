@@ -120,6 +120,33 @@ async def test_chat_count_first_level_is_a_state_and_its_next_fall_a_stockout(bo
 # --- the low-stock sweep and its digest ------------------------------------------------------------
 
 
+async def test_a_first_count_or_api_level_below_the_reorder_point_is_prompted_at_once(
+        bot_harness: Harness, database_url: str) -> None:
+    """Not at the next import or start: a chat count and an API event are prompted when they land."""
+    h = bot_harness
+    async with h.db.transaction() as session:
+        await add_product(session, "COUNTED", reorder_point=5)
+        await add_product(session, "SENT", reorder_point=5)
+        await add_product(session, "PLENTY", reorder_point=5)
+        await add_product(session, "OTHER", reorder_point=0, stock={"SH": 1})  # the shop's warehouse SH
+    assert "purchaser" in await h.reply(ADMIN, f"/grant {PURCHASER} purchaser")
+    await h.reply(PURCHASER, "/count COUNTED 2 SH")
+    await h.reply(PURCHASER, "/count PLENTY 9 SH")
+    await h.settle()
+    prompts = [m.plain_text for m in h.sandbox.messages(PURCHASER) if m.buttons()]
+    assert len(prompts) == 1 and "COUNTED" in prompts[0]
+    async with TestClient(TestServer(create_api_app(_settings(database_url), h.db))) as client:
+        body = b'{"events": [{"event_id": "first-sent", "sku": "SENT", "warehouse": "SH", "on_hand": 0}]}'
+        headers = {"Content-Type": "application/json", **signed_headers(SECRET, "POST", "/api/v1/stock-events", body)}
+        assert (await client.post("/api/v1/stock-events", data=body, headers=headers)).status == 200
+    await h.settle()
+    prompts = [m.plain_text for m in h.sandbox.messages(PURCHASER) if m.buttons()]
+    assert len(prompts) == 2 and "SENT" in prompts[1]
+    async with h.db.read_session() as session:
+        prompted = set(await session.scalars(select(ReorderPrompt.product_id)))
+    assert len(prompted) == 2  # PLENTY, above its reorder point, is not
+
+
 async def test_products_imported_low_are_prompted_in_one_digest_with_a_button_for_the_rest(
         bot_harness: Harness) -> None:
     h = bot_harness

@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import IN_CHUNK, STOCK_EVENTS, chunked, dialect_insert, signal_after_commit
+from bot.db import FIRST_LOW, IN_CHUNK, STOCK_EVENTS, chunked, dialect_insert, signal_after_commit
 from bot.inventory.thresholds import crossings
 from bot.inventory.batches import BatchRef, batch_of, stamped
 from bot.models import (
@@ -130,6 +130,9 @@ class Applied:
     available_before: int | None = None  # all warehouses, on hand minus reserved
     available_after: int | None = None
     events: tuple[StockEventKind, ...] = field(default_factory=tuple)
+    # The product's first level, at or below its reorder point: no crossing (a state), but a
+    # purchaser must hear of it; the running bot's low-stock sweep prompts it (FIRST_LOW).
+    first_low: bool = False
 
 
 def event_row(
@@ -175,6 +178,8 @@ async def apply_changes(
     applied = await session.run_sync(lambda sync: _apply_all(sync.connection(), changes, warehouses, batch))
     if any(result.events for result in applied):
         signal_after_commit(session, STOCK_EVENTS)
+    if any(result.first_low for result in applied):
+        signal_after_commit(session, FIRST_LOW)
     return applied
 
 
@@ -335,8 +340,10 @@ def _plan(
         })
         plan.first_rows.setdefault(product.id, index)
         before = product.available + plan.totals.get(product.id, 0)
+        first = not product.seen and plan.first_rows[product.id] == index
         if delta == 0:
-            plan.results[index] = Applied(change, False, product.id, 0, current, before, before)
+            plan.results[index] = Applied(change, False, product.id, 0, current, before, before,
+                                          first_low=first and before <= product.reorder_point)
             continue
         if current + delta < 0:
             # Keep planning without it, so that every refused change can be reported at once. Its
@@ -351,10 +358,10 @@ def _plan(
         # A product's first stock row is a state, not a change: a product that starts at zero ran
         # out of nothing, one that starts low fell from nowhere (the low-stock sweep after an
         # import prompts it). Its later rows, in this batch or after, are changes.
-        first = not product.seen and plan.first_rows[product.id] == index
         events = () if first else tuple(crossings(before, after, product.reorder_point))
         plan.events += [event_row(product.id, kind, before, after, product.reorder_point) for kind in events]
-        plan.results[index] = Applied(change, False, product.id, delta, current + delta, before, after, events)
+        plan.results[index] = Applied(change, False, product.id, delta, current + delta, before, after, events,
+                                      first_low=first and after <= product.reorder_point)
     return plan
 
 
