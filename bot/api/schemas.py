@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.models import MovementReason
 from bot.shop.customers import zone_name
 from bot.shop.phones import BadPhone, to_e164
 from bot.text_rules import REFUSAL, has_unsafe_chars
@@ -93,6 +94,14 @@ class StockEventIn(_Strict):
         if (self.delta is None) == (self.on_hand is None):
             raise PydanticCustomError(
                 "one_of", "give exactly one of delta and on_hand", {"field": "delta"}
+            )
+        if self.delta is not None and self.delta < 0 and self.reason and not MovementReason.known(self.reason):
+            # Demand is read from a decrease's reason (an allow-list), so an unknown word is refused
+            # here rather than silently left out of the sales history. The caller's words go in as
+            # a value, never into the template pydantic formats.
+            raise PydanticCustomError(
+                "reason", "a decrease's reason must be one of {known} (or none), not {given}",
+                {"field": "reason", "known": ", ".join(MovementReason), "given": repr(self.reason)},
             )
         return self
 

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database
-from bot.models import CUSTOMER_FACING, BatchStatus, ContactBatch, event_lane, utcnow
+from bot.models import BatchStatus, ContactBatch, utcnow
+from bot.pipeline import CUSTOMER_FACING, event_lane
 
 MAX_CAUSE = 256
 # An import that stopped without closing its batch (killed): its events are weighed anyway.

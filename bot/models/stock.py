@@ -81,9 +81,9 @@ class MovementReason(enum.StrEnum):
 
     Demand is an allow-list (`is_demand`): a decrease counts as customers taking goods only for
     a reason listed there, so a new reason (say "damage") is not demand until someone says so.
-    A decrease must therefore give one of these words, or none (an adjustment); a count or an
-    increase may still carry the caller's own words for people reading the ledger, since its
-    kind or its sign already says it is not a sale.
+    Where a caller's own words come in (the API), a decrease must give one of these or none (an
+    adjustment); a count or an increase may still carry the caller's words for people reading
+    the ledger, since its kind or its sign already says it is not a sale.
     """
 
     SALE = "sale"
