@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
+from bot.clock import shop_today
+
 
 def quiet_until(now: datetime, quiet: tuple[time, time] | None, zone: tzinfo) -> datetime | None:
     """The end of the quiet period `now` falls in (aware UTC), or None when sending is fine.
@@ -34,4 +36,6 @@ def next_local_midnight(now: datetime, zone: tzinfo) -> datetime:
 
 
 def local_day(now: datetime, zone: tzinfo) -> str:
-    return now.astimezone(zone).date().isoformat()
+    """The shop day as an ISO date; kept for bot/planning/report_service.py, which helper splits
+    moves this round (the rest of the bot calls `shop_today` in bot/clock.py)."""
+    return shop_today(zone, now).isoformat()

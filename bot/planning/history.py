@@ -16,8 +16,9 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import shop_today
 from bot.db import dialect_insert
-from bot.models import DEMAND_REASONS, MovementKind, SalesDay, StockLevel, StockMovement, utcnow
+from bot.models import DEMAND_REASONS, MovementKind, SalesDay, StockLevel, StockMovement
 from bot.planning.state import RECORDED_THROUGH, get_state, set_state
 
 MAX_CATCH_UP_DAYS = 366
@@ -71,10 +72,6 @@ def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
     return start, end
-
-
-def shop_today(zone: tzinfo, now: datetime | None = None) -> date:
-    return (now or utcnow()).astimezone(zone).date()
 
 
 async def days_to_record(session: AsyncSession, zone: tzinfo, now: datetime | None = None) -> list[date]:
