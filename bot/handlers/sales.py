@@ -44,7 +44,9 @@ async def stock_command(
 
 async def _answer(session: AsyncSession, services: Services, words: str) -> StockAnswer:
     """Every route here is staff's, so the answer carries the forecast's cover."""
-    return await stock_answer(session, services.catalog, services.price_band, services.settings.zone, words, limit=HITS)
+    return await stock_answer(
+        session, services.catalog, services.price_band, services.settings.zone, words, limit=HITS
+    )
 
 
 async def inline_stock(query: InlineQuery, session: AsyncSession, texts: Texts, services: Services) -> None:
