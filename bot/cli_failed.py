@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bot.cli_db import opened_database, read_once
 from bot.settings import Settings
 
 
@@ -19,22 +20,16 @@ def add_parser(commands) -> None:  # type: ignore[no-untyped-def]
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     from bot.delivery.failures import failed_messages, resend_failed  # deferred (CLI start path)
-    from bot.runner import open_database
 
-    db = await open_database(settings)
-    try:
-        if args.resend is not None:
-            async with db.transaction() as session:
-                queued = await resend_failed(session, args.resend or None)
-            print(f"queued again: {len(queued)} message(s)" + (f" ({', '.join(map(str, queued))})" if queued else ""))
-            missing = sorted(set(args.resend) - set(queued))
-            if missing:
-                print(f"not failed (left alone): {', '.join(map(str, missing))}")
-            return 0
-        async with db.read_session() as session:
-            failed = await failed_messages(session)
-    finally:
-        await db.dispose()
+    if args.resend is not None:
+        async with opened_database(settings) as db, db.transaction() as session:
+            queued = await resend_failed(session, args.resend or None)
+        print(f"queued again: {len(queued)} message(s)" + (f" ({', '.join(map(str, queued))})" if queued else ""))
+        missing = sorted(set(args.resend) - set(queued))
+        if missing:
+            print(f"not failed (left alone): {', '.join(map(str, missing))}")
+        return 0
+    failed = await read_once(settings, failed_messages)
     if not failed:
         print("no failed messages")
     for message in failed:

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bot.cli_db import opened_database
 from bot.csv_safe import SafeCsvWriter
 from bot.settings import Settings
 
@@ -18,7 +19,6 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
     # Deferred (CLI start path): the report loads numpy and matplotlib.
     from bot.delivery.templates import Templates
     from bot.reports import data, files
-    from bot.runner import open_database
 
     days = data.parse_days(args.days)
     if days is None:
@@ -30,13 +30,9 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.out}: cannot create the folder: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    db = await open_database(settings)
-    try:
-        async with db.session() as session:
-            report_files = await files.build(session, db, settings, Templates(zone=settings.zone), days=days,
-                                             locale=args.locale or settings.DEFAULT_LOCALE)
-    finally:
-        await db.dispose()
+    async with opened_database(settings) as db, db.session() as session:
+        report_files = await files.build(session, db, settings, Templates(zone=settings.zone), days=days,
+                                         locale=args.locale or settings.DEFAULT_LOCALE)
     if report_files is None:
         print("nothing to report yet: no sales history and no stock in this period", file=sys.stderr)
         return 1
@@ -49,19 +45,14 @@ async def run_report(settings: Settings, args: argparse.Namespace) -> int:
 
 async def run_plan(settings: Settings, args: argparse.Namespace) -> int:
     from bot.planning.suggestions import as_json, suggestions  # deferred (CLI start path)
-    from bot.runner import open_database
 
     from sqlalchemy import func, select
 
     from bot.models import DemandForecast
 
-    db = await open_database(settings)
-    try:
-        async with db.read_session() as session:
-            lines = await suggestions(session)
-            forecasts = await session.scalar(select(func.count()).select_from(DemandForecast))
-    finally:
-        await db.dispose()
+    async with opened_database(settings) as db, db.read_session() as session:
+        lines = await suggestions(session)
+        forecasts = await session.scalar(select(func.count()).select_from(DemandForecast))
     if not forecasts:
         print("no forecast yet: `stockbot run` makes one after a history import, and every night",
               file=sys.stderr)

@@ -43,7 +43,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, chunked, dialect_insert
-from bot.models import BOOKKEEPING_LANE, BULK_LANE, LIVE_LANE, EventLease, StockEvent, StockEventKind, utcnow
+from bot.models import EventLease, StockEvent, utcnow
+from bot.pipeline import BOOKKEEPING_LANE, BULK_LANE, LIVE_LANE, StockEventKind
 from bot.process import dead_local_holders, holder_id
 from bot.waiting import IdlePolling, until_any
 

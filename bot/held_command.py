@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bot.cli_db import read_once
 from bot.models import ContactBatch
 from bot.settings import Settings
 
@@ -22,14 +23,8 @@ def held_lines(batches: list[ContactBatch]) -> list[str]:
 
 async def held(settings: Settings, _: argparse.Namespace) -> int:
     from bot.recovery.hold import held_batches  # deferred (CLI start path)
-    from bot.runner import open_database
 
-    db = await open_database(settings)
-    try:
-        async with db.read_session() as session:
-            batches = await held_batches(session)
-    finally:
-        await db.dispose()
+    batches = await read_once(settings, held_batches)
     if not batches:
         print("no batch is held")
         return 0

@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import shop_today
 from bot.delivery import outbox
-from bot.delivery.quiet import local_day
 from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.ingest.connectors.source_db import SourcePoller
-from bot.models import utcnow
 from bot.planning import prompts, runs
 from bot.recovery import coupons, funnel, offers, restock, sales
 from bot.reports import slow_movers, weekly
@@ -49,7 +48,7 @@ async def _sweep_expired_leases(session: AsyncSession, services: Services) -> in
 
 async def _purchaser_digest(session: AsyncSession, services: Services) -> int:
     settings = services.settings
-    return await prompts.send_digest(session, settings, services.templates, local_day(utcnow(), settings.zone))
+    return await prompts.send_digest(session, settings, services.templates, shop_today(settings.zone).isoformat())
 
 
 async def _wake_snoozed_prompts(session: AsyncSession, services: Services) -> int:

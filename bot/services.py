@@ -16,28 +16,35 @@ from bot.db import Database
 from bot.delivery.outbox import Gate
 from bot.delivery.templates import Templates
 from bot.inventory.catalog import Catalog
+from bot.inventory.substitutes import PriceBand
 from bot.recovery.context import RecoveryContext
 from bot.settings import Settings
 
 
 @dataclass(slots=True)
 class Services:
+    """The parts, and the policies read from the settings, each built once here (settings are
+    frozen, so a policy read at start-up stays right)."""
+
     settings: Settings
     db: Database
     templates: Templates
     catalog: Catalog = field(default_factory=Catalog)
+    gate: Gate = field(init=False)
+    recovery: RecoveryContext = field(init=False)
 
-    @property
-    def gate(self) -> Gate:
-        return Gate(
+    def __post_init__(self) -> None:
+        self.gate = Gate(
             quiet=self.settings.quiet_hours,
             zone=self.settings.zone,
             daily_cap=self.settings.DAILY_MESSAGE_CAP,
         )
+        self.recovery = RecoveryContext.build(self.settings, self.templates, self.catalog)
 
     @property
-    def recovery(self) -> RecoveryContext:
-        return RecoveryContext(settings=self.settings, templates=self.templates, catalog=self.catalog)
+    def price_band(self) -> PriceBand:
+        """The substitutes' price band (SUBSTITUTE_PRICE_BELOW/ABOVE), as recovery reads it."""
+        return self.recovery.band
 
 
 def build_services(settings: Settings, db: Database) -> Services:

@@ -8,7 +8,7 @@ import io
 
 from bot.csv_safe import csv_document, safe_cell
 from bot.jobs import daily_forecast
-from bot.planning.history import shop_today
+from bot.clock import shop_today
 from bot.reports.data import load, rules_of
 from bot.reports.files import csv_bytes
 from tests.factories import ADMIN, PURCHASER, add_product

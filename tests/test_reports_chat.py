@@ -20,7 +20,7 @@ from bot.delivery.telegram import TelegramTransport
 from bot.delivery.transport import File, RetryAfter, Unreachable
 from bot.inventory.stock import warehouse_ids
 from bot.models import Notification, NotificationFile, SalesDay
-from bot.planning.history import shop_today
+from bot.clock import shop_today
 from bot.reports.weekly import weekly_report
 from bot.sandbox import BotApiSandbox, SentMessage, sandbox_bot
 from tests.factories import ADMIN, PURCHASER, REP, add_product

@@ -9,7 +9,7 @@ from bot.inventory.cards import ProductCard
 from bot.inventory.catalog import Catalog, substitutes_for
 from bot.inventory.stock import warehouse_ids
 from bot.models import DemandForecast, SalesDay
-from bot.planning.history import shop_today
+from bot.clock import shop_today
 from bot.reports.slow_movers import SLOW_MOVER_BOOST, refresh_slow_movers
 from bot.inventory.substitutes import SubstituteIndex
 from tests.factories import add_product

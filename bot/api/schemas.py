@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.models import CustomerTier
 from bot.shop.customers import zone_name
 from bot.shop.phones import BadPhone, to_e164
 from bot.text_rules import REFUSAL, has_unsafe_chars
@@ -123,10 +124,14 @@ class OrdersBody(_Strict):
 # --- customers -----------------------------------------------------------------------------------
 
 
+# The tier words the API takes, from the enum the table stores (a Literal keeps pydantic's message).
+_TIER = Literal[tuple(tier.value for tier in CustomerTier)]  # type: ignore[valid-type]
+
+
 class CustomerIn(_Strict):
     external_id: Text128
     name: Text256  # the column's width (customers.name is VARCHAR(256))
-    tier: Annotated[Literal["regular", "vip"], BeforeValidator(_lower)]
+    tier: Annotated[_TIER, BeforeValidator(_lower)]  # type: ignore[valid-type]
     phone: Annotated[Text32 | None, BeforeValidator(_empty_is_none)] = None
     email: Annotated[Text256 | None, BeforeValidator(_empty_is_none)] = None
     locale: Annotated[Literal["en", "zh"] | None, BeforeValidator(_empty_is_none), BeforeValidator(_lower)] = None

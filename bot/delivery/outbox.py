@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import shop_today
 from bot.db import OUTBOX, chunked, dialect_insert, signal_after_commit
 from bot.delivery.chat_order import keep_chat_order
-from bot.delivery.quiet import local_day, next_local_midnight, quiet_until
+from bot.delivery.quiet import next_local_midnight, quiet_until
 from bot.delivery.templates import TELEGRAM_TEXT_LIMIT
 from bot.models import Customer, DailyMessageCount, Notification, NotificationState, utcnow
 from bot.process import dead_local_holders, holder_id
@@ -172,7 +173,7 @@ async def _gate(
         return later
     # Only a first claim spends a slot: a row handed back (restart, retry) already has one.
     if gate.daily_cap and customer is not None and row.attempts == 0:
-        if not await take_daily_slot(session, customer.id, local_day(now, zone), gate.daily_cap):
+        if not await take_daily_slot(session, customer.id, shop_today(zone, now).isoformat(), gate.daily_cap):
             return next_morning(now, zone, gate.quiet)
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
 
+
 def quiet_until(now: datetime, quiet: tuple[time, time] | None, zone: tzinfo) -> datetime | None:
     """The end of the quiet period `now` falls in (aware UTC), or None when sending is fine.
 
@@ -32,6 +33,3 @@ def next_local_midnight(now: datetime, zone: tzinfo) -> datetime:
     midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone)
     return midnight.astimezone(UTC)
 
-
-def local_day(now: datetime, zone: tzinfo) -> str:
-    return now.astimezone(zone).date().isoformat()

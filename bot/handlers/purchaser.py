@@ -23,7 +23,7 @@ from bot.inventory.stock import (
     default_warehouse,
     warehouse_ids,
 )
-from bot.models import ACTIVE_PROMPT_STATUSES, Product, ReorderPrompt, Role
+from bot.models import ACTIVE_PROMPT_STATUSES, MovementReason, Product, ReorderPrompt, Role
 from bot.planning import drafts, purchasing
 from bot.planning.leadtimes import supplier_samples
 from bot.planning.prompt_actions import PromptGone, dismiss, mark_ordered, order_from_plan, snooze
@@ -104,7 +104,7 @@ async def _change_stock(
         # A typo must not create a warehouse: chat changes only use known ones (imports create).
         await warehouse_ids(session, [warehouse], create=warehouse == "MAIN")
         if counting:
-            change = StockChange(sku, warehouse, on_hand=qty, reason="count", actor=f"tg:{actor.user_id}")
+            change = StockChange(sku, warehouse, on_hand=qty, reason=MovementReason.COUNT, actor=f"tg:{actor.user_id}")
             result = await apply_change(session, change, create_warehouses=False)
         else:
             result = await purchasing.receive(session, sku, warehouse, qty, f"tg:{actor.user_id}")

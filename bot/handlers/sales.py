@@ -11,10 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.handlers.filters import HasRole
 from bot.handlers.middlewares import Texts
-from bot.inventory.catalog import stock_views
-from bot.inventory.substitutes import PriceBand
 from bot.models import Role
-from bot.planning.cover import ProductCover, product_cover
+from bot.planning.stock_answer import StockAnswer, stock_answer
 from bot.services import Services
 
 MAX_QUERY = 200
@@ -30,10 +28,6 @@ def create_router() -> Router:
     return router
 
 
-def _band(services: Services) -> PriceBand:
-    return PriceBand.from_settings(services.settings)
-
-
 async def stock_command(
     message: Message, command: CommandObject, session: AsyncSession, texts: Texts, services: Services
 ) -> None:
@@ -41,34 +35,32 @@ async def stock_command(
     if not query:
         await message.answer(texts("usage_stock"))
         return
-    hits = await services.catalog.search.search_async(query[:MAX_QUERY], HITS)
-    if not hits:
+    answer = await _answer(session, services, query[:MAX_QUERY])
+    if not answer.product_ids:
         await message.answer(texts("stock_nothing", query=query[:60]))
         return
-    views = await stock_views(session, services.catalog, [hit.product_id for hit in hits], band=_band(services))
-    covers = await _covers(session, services, [hit.product_id for hit in hits])
-    await message.answer(texts.render("stock_hits", views=views, query=query[:60], covers=covers))
+    await message.answer(texts.render("stock_hits", views=answer.views, query=query[:60], covers=answer.covers))
 
 
-async def _covers(session: AsyncSession, services: Services, product_ids: list[int]) -> dict[int, ProductCover]:
-    """Forecast demand and days of cover: staff only (every route here is staff's)."""
-    return await product_cover(session, product_ids, services.settings.zone)
+async def _answer(session: AsyncSession, services: Services, words: str) -> StockAnswer:
+    """Every route here is staff's, so the answer carries the forecast's cover."""
+    return await stock_answer(
+        session, services.catalog, services.price_band, services.settings.zone, words, limit=HITS
+    )
 
 
 async def inline_stock(query: InlineQuery, session: AsyncSession, texts: Texts, services: Services) -> None:
     text = query.query.strip()[:MAX_QUERY]
-    hits = await services.catalog.search.search_async(text, HITS) if text else []
-    views = await stock_views(session, services.catalog, [hit.product_id for hit in hits], band=_band(services))
-    covers = await _covers(session, services, [hit.product_id for hit in hits])
+    answer = await _answer(session, services, text)
     results = [
         InlineQueryResultArticle(
             id=hashlib.sha1(f"{view.product.id}:{text}".encode()).hexdigest()[:32],
             title=f"{view.product.name} ({view.product.sku})",
             description=texts.plain("inline_available", available=view.available),
             input_message_content=InputTextMessageContent(
-                message_text=texts.render("stock_hits", views=[view], query=text[:60], covers=covers)
+                message_text=texts.render("stock_hits", views=[view], query=text[:60], covers=answer.covers)
             ),
         )
-        for view in views
+        for view in answer.views
     ]
     await query.answer(results, cache_time=5, is_personal=True)

@@ -46,7 +46,7 @@ from bot.ingest.parsers import COLUMNS, KINDS, PARSERS, ParseContext, RowError
 from bot.inventory.batches import import_batch, write_in_batch
 from bot.inventory.products import upsert_products
 from bot.inventory.stock import StockChange, apply_changes, ensure_levels, warehouse_ids
-from bot.models import Product, StockLevel, Warehouse
+from bot.models import MovementReason, Product, StockLevel, Warehouse
 from bot.planning.history import write_imported_days
 from bot.shop.customers import CustomerInput, upsert_customers
 from bot.shop.orders import (
@@ -165,7 +165,7 @@ async def _write_stock(session: AsyncSession, records: list[tuple[str, str, int]
         .where(Product.sku.in_({sku for sku, _, _ in records}))
     )}
     results = await apply_changes(
-        session, [StockChange(sku, warehouse, on_hand=qty, reason="import", actor=actor) for sku, warehouse, qty in records]
+        session, [StockChange(sku, warehouse, on_hand=qty, reason=MovementReason.IMPORT, actor=actor) for sku, warehouse, qty in records]
     )
     zero_levels: list[tuple[int, str]] = []
     for (sku, warehouse, _), result in zip(records, results, strict=True):

@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bot.models import OrderStatus
+from bot.models import CustomerTier, OrderStatus
 from bot.shop.customers import (
     EMAIL_LIMIT,
     EMAIL_SHAPE,
@@ -240,7 +240,7 @@ def _customer_parser(ctx: ParseContext) -> Parser:
         read = _Fields(values)
         external_id = read(_text, "external_id")
         name = read(_text, "name", limit=NAME_LIMIT)
-        tier = read(_choice, "tier", ("regular", "vip"))
+        tier = read(_choice, "tier", tuple(CustomerTier))
         phone = None
         if values.get("phone"):
             try:

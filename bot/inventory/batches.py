@@ -19,7 +19,8 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.models import CUSTOMER_FACING, BatchStatus, ContactBatch, event_lane, utcnow
+from bot.models import BatchStatus, ContactBatch, utcnow
+from bot.pipeline import CUSTOMER_FACING, event_lane
 
 MAX_CAUSE = 256
 # Batches of an older version, whose imports committed chunk by chunk, could be left open by an

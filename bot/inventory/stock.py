@@ -33,10 +33,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import FIRST_LOW, IN_CHUNK, STOCK_EVENTS, chunked, dialect_insert, signal_after_commit
-from bot.inventory.thresholds import crossings
 from bot.inventory.batches import BatchRef, batch_of, stamped
+from bot.inventory.thresholds import crossings
 from bot.models import (
     MovementKind,
+    MovementReason,
     Product,
     StockEvent,
     StockEventKind,
@@ -112,7 +113,7 @@ class StockChange:
 
     @property
     def effective_reason(self) -> str:
-        default = "count" if self.on_hand is not None else "adjustment"
+        default = MovementReason.COUNT if self.on_hand is not None else MovementReason.ADJUSTMENT
         return (self.reason or default)[:MAX_REASON]
 
     @property

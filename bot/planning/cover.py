@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import id_chunks, id_filters, within
 from bot.models import DemandForecast, Product, ReplenishmentPolicy, StockLevel, utcnow
-from bot.planning.history import shop_today
+from bot.clock import shop_today
 from bot.planning.replenishment import days_of_cover, stockout_dates
 
 

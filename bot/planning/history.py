@@ -18,25 +18,25 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import shop_today
 from bot.db import dialect_insert
-from bot.models import MovementKind, SalesDay, StockLevel, StockMovement, utcnow
+from bot.models import DEMAND_REASONS, MovementKind, SalesDay, StockLevel, StockMovement
 from bot.planning.state import RECORDED_THROUGH, get_state, history_changed, set_state
 from bot.shop.orders import UpsertCount
 
-# Decreases that are not customers taking goods. Counts and stock imports set a level (they show
-# shrinkage or a correction, not demand); transfers move units between warehouses.
-NOT_SALES = ("count", "import", "transfer", "receipt")
 MAX_CATCH_UP_DAYS = 366
 _ROWS_PER_STATEMENT = 5_000
 
 
 def taken_by_customers() -> ColumnElement[bool]:
     """Ledger rows that are demand. A count is known by its kind, since a caller may give it any
-    reason; a delta by its reason, the only place a transfer or receipt says what it is."""
+    reason; a delta by its reason (`MovementReason.is_demand`), the only place a transfer or
+    receipt says what it is. Counts and stock imports set a level (they show shrinkage or a
+    correction, not demand); transfers move units between warehouses."""
     return and_(
         StockMovement.delta < 0,
         StockMovement.kind != MovementKind.COUNT.value,
-        StockMovement.reason.not_in(NOT_SALES),
+        StockMovement.reason.in_(sorted(reason.value for reason in DEMAND_REASONS)),
     )
 
 
@@ -75,10 +75,6 @@ def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
     return start, end
-
-
-def shop_today(zone: tzinfo, now: datetime | None = None) -> date:
-    return (now or utcnow()).astimezone(zone).date()
 
 
 async def days_to_record(session: AsyncSession, zone: tzinfo, now: datetime | None = None) -> list[date]:

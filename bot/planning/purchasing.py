@@ -25,6 +25,7 @@ from bot.inventory.stock import (
     warehouse_ids,
 )
 from bot.models import (
+    MovementReason,
     Product,
     PurchaseOrder,
     StockTransfer,
@@ -33,9 +34,6 @@ from bot.models import (
     utcnow,
 )
 from bot.planning.suggestions import TRANSFER_DAYS, Action, suggestions
-
-RECEIPT = "receipt"
-TRANSFER = "transfer"
 
 
 async def place_order(
@@ -56,7 +54,7 @@ async def receive(session: AsyncSession, sku: str, warehouse: str, qty: int, act
     """Goods arrived: into stock, and what was on its way for them is settled. Raises
     `StockError` for an unknown product or warehouse (chat changes never create one)."""
     result = await apply_change(
-        session, StockChange(sku, warehouse, delta=qty, reason=RECEIPT, actor=actor), create_warehouses=False
+        session, StockChange(sku, warehouse, delta=qty, reason=MovementReason.RECEIPT, actor=actor), create_warehouses=False
     )
     await settle_applied(session, [result])
     return result
@@ -66,7 +64,7 @@ async def settle_applied(session: AsyncSession, results: Iterable[Applied]) -> i
     """Settle incoming for every receipt among applied stock changes (duplicates excluded)."""
     receipts = [
         r for r in results
-        if not r.duplicate and r.delta > 0 and r.product_id is not None and r.change.effective_reason == RECEIPT
+        if not r.duplicate and r.delta > 0 and r.product_id is not None and r.change.effective_reason == MovementReason.RECEIPT
     ]
     if not receipts:
         return 0
@@ -137,7 +135,7 @@ async def transfer(
     line = offered[0]
     assert line.from_warehouse is not None
     result = await apply_change(
-        session, StockChange(product.sku, line.from_warehouse, delta=-qty, reason=TRANSFER, actor=f"tg:{user_id}"),
+        session, StockChange(product.sku, line.from_warehouse, delta=-qty, reason=MovementReason.TRANSFER, actor=f"tg:{user_id}"),
         create_warehouses=False,
     )
     moved = StockTransfer(product_id=product_id, source_id=source_id, target_id=target_id, qty=qty, created_by=user_id)

@@ -12,6 +12,7 @@ import logging
 
 from sqlalchemy import func, select
 
+from bot.clock import shop_today
 from bot.db import Database
 from bot.delivery.templates import Templates
 from bot.models import StockMovement, utcnow
@@ -48,7 +49,7 @@ async def daily_forecast(db: Database, settings: Settings, templates: Templates)
     """Once per shop day, in whichever process gets there first: record the days that ended, then
     forecast everything. Also the first run after a start, so downtime is caught up at once."""
     await record_history(db, settings)
-    today = history.shop_today(settings.zone).isoformat()
+    today = shop_today(settings.zone).isoformat()
     async with db.transaction() as session:
         if not await claim_state(session, FORECAST_DAY, today):
             return 0

@@ -33,7 +33,7 @@ from bot.models import (
 from bot.planning.abc import abc_classes
 from bot.planning.cover import Level, arriving_within, finite_or_none
 from bot.planning.forecast import History, forecast
-from bot.planning.history import shop_today
+from bot.clock import shop_today
 from bot.planning.leadtimes import supplier_samples
 from bot.planning.replenishment import days_of_cover, policy, stockout_dates
 from bot.planning.warnings import check_cover

@@ -38,16 +38,27 @@ class Grant:
     days: int
 
 
-def policy(settings: Settings, *, vip: bool, has_order: bool) -> Grant | None:
+@dataclass(frozen=True, slots=True)
+class CouponPolicy:
     """What the coupon policy grants: VIPs the most, a regular with an open order line less, and
-    a regular who is only on the waitlist (by default) nothing. A 0 % setting grants nothing."""
-    if vip:
-        grant = Grant(settings.COUPON_VIP_PERCENT, settings.COUPON_VIP_DAYS)
-    elif has_order:
-        grant = Grant(settings.COUPON_ORDER_PERCENT, settings.COUPON_ORDER_DAYS)
-    else:
-        grant = Grant(settings.COUPON_WAITLIST_PERCENT, settings.COUPON_WAITLIST_DAYS)
-    return grant if grant.percent > 0 else None
+    a regular who is only on the waitlist (by default) nothing. A 0 % setting grants nothing.
+    Read from the settings once, at start-up (`RecoveryContext`)."""
+
+    vip: Grant
+    order: Grant
+    waitlist: Grant
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CouponPolicy:
+        return cls(
+            vip=Grant(settings.COUPON_VIP_PERCENT, settings.COUPON_VIP_DAYS),
+            order=Grant(settings.COUPON_ORDER_PERCENT, settings.COUPON_ORDER_DAYS),
+            waitlist=Grant(settings.COUPON_WAITLIST_PERCENT, settings.COUPON_WAITLIST_DAYS),
+        )
+
+    def grant(self, *, vip: bool, has_order: bool) -> Grant | None:
+        grant = self.vip if vip else self.order if has_order else self.waitlist
+        return grant if grant.percent > 0 else None
 
 
 @dataclass(frozen=True, slots=True)

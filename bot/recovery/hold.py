@@ -26,9 +26,6 @@ from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue_many
 from bot.delivery.templates import Templates
 from bot.inventory.batches import STALE_OPEN
 from bot.models import (
-    AWAITING_LANE,
-    BULK_LANE,
-    LIVE_LANE,
     OPEN_STATUSES,
     BatchStatus,
     ContactBatch,
@@ -42,6 +39,7 @@ from bot.models import (
     WaitStatus,
     utcnow,
 )
+from bot.pipeline import AWAITING_LANE, BULK_LANE, LIVE_LANE
 from bot.settings import Settings
 from bot.shop.staff import locale_of, staff_with_role
 

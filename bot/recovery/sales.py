@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import shop_today
 from bot.db import dialect_insert
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing, enqueue
-from bot.delivery.quiet import local_day
 from bot.models import (
     Customer,
     JobRun,
@@ -64,7 +64,7 @@ async def send_digest(session: AsyncSession, recovery: RecoveryContext, now: dat
     local = now.astimezone(zone)
     if local.time() < settings.digest_time:
         return 0
-    day = local_day(now, zone)
+    day = shop_today(zone, now).isoformat()
     previous = await session.scalar(
         select(JobRun.ran_at).where(JobRun.key.like(f"{DIGEST_KEY}%")).order_by(JobRun.ran_at.desc()).limit(1)
     )

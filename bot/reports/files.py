@@ -15,7 +15,7 @@ from bot.csv_safe import csv_document
 from bot.db import Database
 from bot.delivery.templates import Templates, money
 from bot.delivery.transport import File
-from bot.planning.history import shop_today
+from bot.clock import shop_today
 from bot.recovery import comparison
 from bot.recovery.comparison import Comparison
 from bot.recovery.funnel import FunnelReport

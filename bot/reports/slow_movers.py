@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db import Database
 from bot.inventory.catalog import Catalog
 from bot.models import DemandForecast, Product, SalesDay
-from bot.planning.history import shop_today
+from bot.clock import shop_today
 from bot.reports import analysis
 from bot.reports.data import rules_of
 from bot.settings import Settings

@@ -13,7 +13,7 @@ from bot.delivery import attachments
 from bot.delivery.outbox import STAFF_PRIORITY, Outgoing
 from bot.delivery.templates import Templates
 from bot.models import Role, utcnow
-from bot.planning.history import shop_today
+from bot.clock import shop_today
 from bot.reports.data import DEFAULT_DAYS, load, load_comparison, load_funnel, rules_of
 from bot.reports.files import render
 from bot.settings import Settings

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db import ids_by_key
 from bot.inventory.products import upsert_products
 from bot.inventory.stock import Applied, StockChange, apply_changes
-from bot.models import Customer, OrderStatus, Product
+from bot.models import Customer, CustomerTier, OrderStatus, Product
 from bot.shop.customers import EMAIL_LIMIT, EMAIL_SHAPE, CustomerInput, upsert_customers
 from bot.shop.customers import NAME_LIMIT as CUSTOMER_NAME_LIMIT
 from bot.shop.orders import LineInput, OrderInput, upsert_orders
@@ -194,7 +194,7 @@ async def _customer_input(session: AsyncSession, given: StoreCustomer, phone_reg
     row = (await session.execute(
         select(Customer.tier, Customer.phone, Customer.email).where(Customer.external_id == given.external_id)
     )).one_or_none()
-    tier, phone, email = row if row is not None else ("regular", None, None)
+    tier, phone, email = row if row is not None else (CustomerTier.REGULAR.value, None, None)
     if given.phone:
         try:
             phone = to_e164(given.phone, phone_region)

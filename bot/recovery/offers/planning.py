@@ -49,7 +49,7 @@ from bot.models import (
     utcnow,
 )
 from bot.recovery import holdout
-from bot.recovery.coupons import CouponRequest, issue_coupons, policy
+from bot.recovery.coupons import CouponRequest, issue_coupons
 from bot.recovery.context import RecoveryContext
 from bot.recovery.offers.message import OfferRenderer, SubView
 
@@ -227,7 +227,7 @@ async def plan_batch(
     grants = {
         t.customer_id: grant
         for t in drawn.offered
-        if t.contactable and (grant := policy(settings, vip=t.vip, has_order=t.line_id is not None))
+        if t.contactable and (grant := recovery.coupons.grant(vip=t.vip, has_order=t.line_id is not None))
     }
     coupons = await issue_coupons(
         session, product.id, plan.cause_event_id,
