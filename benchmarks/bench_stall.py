@@ -38,7 +38,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import bot.api.app as api_module  # noqa: E402
+import bot.api.integration as api_module  # noqa: E402
 import bot.db as db_module  # noqa: E402
 from bot.api.signing import signed_headers  # noqa: E402
 

@@ -34,12 +34,12 @@ log = logging.getLogger("bot.db")
 # holders of every connection sit waiting on a lock while everyone else times out on the pool,
 # and the error people see is "QueuePool limit reached" instead of the lock that caused it. The
 # lock wait stays long: the bot's own work (stock events, jobs, the sender) should wait out a big
-# import rather than fail; the API sheds load earlier, at its own queue (bot/api/app.py).
+# import rather than fail; the API sheds load earlier, at its own queue (bot/api/integration.py).
 LOCK_WAIT_S = 30
 SQLITE_BUSY_TIMEOUT_MS = LOCK_WAIT_S * 1000
 POOL_TIMEOUT_S = 40
 # Connections kept open, and extra ones opened under load. The integration API uses at most half
-# of POOL_SIZE at once (bot/api/app.py), so a burst of API requests never takes the connections
+# of POOL_SIZE at once (bot/api/integration.py), so a burst of API requests never takes the connections
 # the bot's own work (stock events, the sender, chat updates, jobs) needs to finish what it holds.
 POOL_SIZE = 10
 POOL_OVERFLOW = 10

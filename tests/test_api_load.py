@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 
-import bot.api.app as api_module
+import bot.api.integration as api_module
 import bot.db as db_module
 from bot.api.app import add_api_routes
 from bot.api.signing import signed_headers

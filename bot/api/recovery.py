@@ -8,27 +8,13 @@ revenue it added with their 95 % intervals, null while either group is too small
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Protocol
 
 from aiohttp import web
 
-from bot.db import Database
+from bot.api.integration import IntegrationApi
 from bot.models import utcnow
 from bot.recovery import comparison
-from bot.settings import Settings
-
-Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class SignedApi(Protocol):
-    """What a route module needs of `bot.api.app.IntegrationApi` (which registers it: no circle)."""
-
-    settings: Settings
-    db: Database
-
-    def signed(self, handler: Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]) -> Route: ...
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 3650
@@ -43,7 +29,7 @@ def parse_days(text: str | None) -> int | None:
     return days if 1 <= days <= MAX_DAYS else None
 
 
-def add_recovery_routes(app: web.Application, api: SignedApi, prefix: str) -> None:
+def add_recovery_routes(app: web.Application, api: IntegrationApi, prefix: str) -> None:
     async def recovery(request: web.Request, body: bytes) -> web.Response:
         """Offered against held out (signed over the empty body)."""
         days = parse_days(request.query.get("days"))

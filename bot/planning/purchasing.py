@@ -4,12 +4,12 @@
 purchase order whose receipt later gives a lead-time sample. `transfer` takes units off one
 warehouse at once (reason 'transfer') and shows them as incoming at the other. `receive` puts
 goods into stock (reason 'receipt') and settles what was on its way: the chat's /receive and the
-API's stock events with reason 'receipt' both come here (`settle_applied`).
+API's stock events both come through `apply_and_settle`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +21,7 @@ from bot.inventory.stock import (
     StockChange,
     add_incoming,
     apply_change,
+    apply_changes,
     settle_incoming,
     warehouse_ids,
 )
@@ -53,14 +54,22 @@ async def place_order(
 async def receive(session: AsyncSession, sku: str, warehouse: str, qty: int, actor: str) -> Applied:
     """Goods arrived: into stock, and what was on its way for them is settled. Raises
     `StockError` for an unknown product or warehouse (chat changes never create one)."""
-    result = await apply_change(
-        session, StockChange(sku, warehouse, delta=qty, reason=MovementReason.RECEIPT, actor=actor), create_warehouses=False
-    )
-    await settle_applied(session, [result])
-    return result
+    change = StockChange(sku, warehouse, delta=qty, reason=MovementReason.RECEIPT, actor=actor)
+    return (await apply_and_settle(session, [change], create_warehouses=False))[0]
 
 
-async def settle_applied(session: AsyncSession, results: Iterable[Applied]) -> int:
+async def apply_and_settle(
+    session: AsyncSession, changes: Sequence[StockChange], *, create_warehouses: bool = True
+) -> list[Applied]:
+    """`apply_changes`, then the receipts among them settle what was on their way (transfers in
+    transit, the oldest open purchase order: the supplier's lead-time sample). Raises what
+    `apply_changes` raises, before settling anything."""
+    results = await apply_changes(session, changes, create_warehouses=create_warehouses)
+    await _settle_receipts(session, results)
+    return results
+
+
+async def _settle_receipts(session: AsyncSession, results: Iterable[Applied]) -> int:
     """Settle incoming for every receipt among applied stock changes (duplicates excluded)."""
     receipts = [
         r for r in results
