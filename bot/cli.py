@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
-    from bot.runner import open_database  # deferred: see above
+    from bot.startup import open_database  # deferred: see above
 
     db = await open_database(settings)
     await db.dispose()
@@ -163,7 +163,7 @@ async def _db_upgrade(settings: Settings, _: argparse.Namespace) -> int:
 
 
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runner import open_database  # deferred: see above
+    from bot.startup import open_database  # deferred: see above
     from bot.shop.customers import issue_invites
 
     db = await open_database(settings)
@@ -184,14 +184,14 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _source_check(settings: Settings, _: argparse.Namespace) -> int:
     from bot.ingest.connectors.commands import source_check  # deferred: see above
-    from bot.runner import open_database
+    from bot.startup import open_database
 
     return await source_check(settings, await open_database(settings))
 
 
 async def _invite_username(settings: Settings, db) -> str:  # type: ignore[no-untyped-def]
     """BOT_USERNAME, else the name the running bot last learned (stored), else getMe, offline first."""
-    from bot.runner import bot_username  # deferred: see above
+    from bot.startup import bot_username  # deferred: see above
     from bot.shop.bot_identity import learned_username, remember_bot
 
     if settings.BOT_USERNAME:
@@ -210,7 +210,7 @@ async def _invite_username(settings: Settings, db) -> str:  # type: ignore[no-un
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runner import limit_malloc_arenas, run  # deferred: see above
+    from bot.serve import limit_malloc_arenas, run  # deferred: see above
 
     limit_malloc_arenas()
     return await run(settings, webhook=args.webhook)
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.webhook:
                 if not settings.WEBHOOK_URL:
                     raise SettingsError("WEBHOOK_URL", "is required by `stockbot run --webhook`")
-                from bot.runner import with_webhook_secret  # deferred (CLI start path)
+                from bot.serve import with_webhook_secret  # deferred (CLI start path)
 
                 settings = with_webhook_secret(settings)
         if args.command != "demo":  # the demo prints conversations, and keeps its own quiet logging

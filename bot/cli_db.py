@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 @asynccontextmanager
 async def opened_database(settings: Settings) -> AsyncIterator[Database]:
-    from bot.runner import open_database  # deferred (CLI start path)
+    from bot.startup import open_database  # deferred (CLI start path)
 
     db = await open_database(settings)
     try:

@@ -55,7 +55,7 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
     from bot.ingest.files import (
         import_file,  # deferred (CLI start path): the importer loads the catalog
     )
-    from bot.runner import open_database
+    from bot.startup import open_database
 
     label = args.file
     try:

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-if TYPE_CHECKING:  # aiogram takes seconds to import, and `bot.runner` (so the CLI) imports this
+if TYPE_CHECKING:  # aiogram takes seconds to import, and `bot.serve` (so the CLI) imports this
     from aiogram import Bot, Dispatcher
 
 log = logging.getLogger(__name__)

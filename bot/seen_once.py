@@ -19,7 +19,7 @@ from bot.db import Database, dialect_insert
 from bot.models import SeenOnce, utcnow
 
 SIGNATURES = "signature"  # integration API request signatures (bot/api)
-UPDATES = "update"  # Telegram update_ids taken in webhook mode (bot/runner.py)
+UPDATES = "update"  # Telegram update_ids taken in webhook mode (bot/serve.py)
 PURGE_EVERY_S = 60.0  # expired keys are harmless; deleting them once a minute keeps the table small
 
 

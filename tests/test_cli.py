@@ -137,7 +137,7 @@ def test_commands_that_never_talk_to_telegram_start_without_aiogram() -> None:
     """aiogram builds its models at import (seconds on this machine): `db upgrade`, `import` and
     the checks before `run` must not pay for it."""
     probe = (
-        "import sys, bot.cli, bot.runner, bot.migrate, bot.ingest.importer;"
+        "import sys, bot.cli, bot.startup, bot.serve, bot.migrate, bot.ingest.importer;"
         "print(sorted(name for name in sys.modules if name.split('.')[0] == 'aiogram'))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)

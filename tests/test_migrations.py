@@ -62,7 +62,7 @@ def test_a_migrated_database_starts_without_loading_alembic(tmp_path: Path) -> N
 _OPEN_FOR_RUN = """
 import asyncio, json, sys
 from bot.migrate import at_head
-from bot.runner import open_database
+from bot.startup import open_database
 from bot.settings import load_settings
 async def main():
     db = await open_database(load_settings(_env_file=None, DATABASE_URL=sys.argv[1]), migrate_in_child=True)

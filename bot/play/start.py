@@ -20,7 +20,7 @@ from bot.migrate import upgrade
 from bot.play.people import PURCHASER_ID, SALES_ID, Person, cast_of, seeded_cast
 from bot.play.web import create_play_app
 from bot.play.world import Play, playing
-from bot.runner import open_database
+from bot.startup import open_database
 from bot.sandbox import BotApiSandbox
 from bot.settings import Settings, SettingsError, load_settings
 

@@ -1,8 +1,8 @@
-"""`stockbot run`: check the settings against the world, then serve until SIGINT or SIGTERM.
+"""`stockbot run`: check the settings against the world (`bot/startup.py`), then serve (polling or
+the Telegram webhook, the HTTP API, the workers) until SIGINT or SIGTERM, and stop within 5 s.
 
-A database that cannot be opened, a token the Bot API refuses and a Bot API server that cannot be
-reached are settings problems: each becomes a `SettingsError` naming the setting (one line, exit
-2), checked before anything starts, instead of a traceback from deep inside a library.
+The heavy parts (aiogram, the scheduler, the handlers) are imported when `run` starts, so that the
+CLI can import this module for `with_webhook_secret` at no cost.
 """
 
 from __future__ import annotations
@@ -14,24 +14,21 @@ import errno
 import hashlib
 import hmac
 import logging
-import os
 import signal
 import socket
-import sys
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack, suppress
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import ClientError, web
+from aiohttp import web
 from pydantic import SecretStr
-from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from bot.db import Database, create_database
+from bot.db import Database
 from bot.leadership import poll_updates
-from bot.migrate import at_head, upgrade
 from bot.settings import Settings, SettingsError
+from bot.startup import check_bot, open_database
 
-if TYPE_CHECKING:  # aiogram takes seconds to import: `db upgrade` and `import` never need it
+if TYPE_CHECKING:  # aiogram takes seconds to import: see the module's docstring
     from aiogram import Bot
     from aiogram.types import User
 
@@ -40,7 +37,6 @@ log = logging.getLogger("bot.run")
 _M_ARENA_MAX = -8  # mallopt() parameter, from glibc's malloc.h
 # Changing it changes every made-up webhook secret: processes of two versions would disagree.
 WEBHOOK_SECRET_LABEL = b"stockbot telegram webhook secret token"
-START_CHECK_TIMEOUT = 15  # seconds for each start-up check: a silent server is as bad as a refusal
 # A stop (SIGTERM) ends the process within 5 s, whatever it was doing: the workers get
 # STOP_GRACE_S to finish their transaction, API requests in flight API_SHUTDOWN_S (aiohttp's
 # default is a minute; a request waiting on a busy database would hold the stop that long).
@@ -67,101 +63,6 @@ def _secret_from_token(token: str) -> str:
     digest = hmac.new(token.encode(), WEBHOOK_SECRET_LABEL, hashlib.sha256).digest()
     # URL-safe base64 without padding: 43 characters of A-Z a-z 0-9 _ -, as Telegram requires.
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def _url_problem(exc: Exception) -> str:
-    # ArgumentError's message repeats the URL, password included.
-    return "it cannot be parsed" if isinstance(exc, ArgumentError) else _reason(exc)
-
-
-def _reason(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    text = (str(cause).strip().splitlines() or [""])[0] or type(cause).__name__
-    return text[:200]
-
-
-async def open_database(settings: Settings, *, migrate_in_child: bool = False) -> Database:
-    """The database, migrated to the newest schema (by a child process if `migrate_in_child`)."""
-    try:
-        db = create_database(settings)
-    except (ValueError, ArgumentError) as exc:  # the settings check parses it too; this is the backstop
-        raise SettingsError("DATABASE_URL", f"is not a valid database URL: {_url_problem(exc)}") from None
-    try:
-        # Connect on its own first, so that only a failure to open counts as a settings problem;
-        # a failing migration is a bug and keeps its traceback.
-        async with asyncio.timeout(START_CHECK_TIMEOUT), db.engine.connect():
-            pass
-    except TypeError as exc:  # the driver's connect() refused a query parameter of the URL
-        await db.dispose()
-        raise SettingsError("DATABASE_URL", f"the database driver refused an option: {_reason(exc)}") from None
-    except (OSError, DBAPIError, TimeoutError, *_driver_errors()) as exc:
-        await db.dispose()
-        raise SettingsError("DATABASE_URL", f"cannot open the database: {_reason(exc)}") from None
-    try:
-        if not await at_head(db):  # the usual start reads one row and loads no alembic
-            if migrate_in_child:
-                await _upgrade_in_child(settings)
-            await upgrade(db)  # nothing to do after the child; else migrates here, with a full traceback
-    except BaseException:  # a failed migration, or a stop while migrating
-        await db.dispose()
-        raise
-    return db
-
-
-async def _upgrade_in_child(settings: Settings) -> None:
-    """`stockbot run` stays up for weeks: migrating in a short-lived `stockbot db upgrade` keeps
-    alembic (with mako and pygments, ~12 MB) out of it. Should the child fail, the migration is
-    tried again in this process, so the error is raised where the operator sees it."""
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "db", "upgrade", env={**os.environ, "DATABASE_URL": settings.DATABASE_URL},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, errors = await child.communicate()
-    except asyncio.CancelledError:
-        # A stop while migrating lets the child finish: a migration cut off halfway could
-        # leave SQLite's schema between two versions.
-        await child.wait()
-        raise
-    if child.returncode != 0:
-        log.warning("migrating in a child process failed (exit %s); migrating here: %s",
-                    child.returncode, errors.decode(errors="replace").strip()[-500:])
-
-
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    try:  # deferred (heavy, optional): only PostgreSQL needs asyncpg; a SQLite run never loads it
-        from asyncpg import PostgresError
-    except ImportError:  # pragma: no cover - asyncpg is a dependency
-        return ()
-    return (PostgresError,)
-
-
-async def check_bot(bot: Bot, settings: Settings) -> User:
-    """Who the token belongs to, asking the Bot API server the settings name."""
-    # Deferred (CLI start path): this module must not import aiogram, see TYPE_CHECKING above.
-    from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
-
-    try:
-        return await bot.get_me(request_timeout=START_CHECK_TIMEOUT)
-    except TelegramUnauthorizedError:
-        raise SettingsError("BOT_TOKEN", "the Bot API server refused this token (401 Unauthorized)") from None
-    except (TelegramNetworkError, ClientError, OSError, TimeoutError):
-        raise SettingsError("TELEGRAM_API_URL", f"cannot reach a Bot API server at {settings.TELEGRAM_API_URL}") from None
-    except TelegramAPIError as exc:
-        raise SettingsError("TELEGRAM_API_URL", f"{settings.TELEGRAM_API_URL} answered getMe with an error "
-                                                f"({type(exc).__name__}); is it a Bot API server?") from None
-
-
-async def bot_username(settings: Settings, command: str) -> str:
-    from bot.app import create_bot  # deferred (CLI start path): bot.app imports aiogram
-
-    settings.require_token(command)
-    bot = create_bot(settings)
-    try:
-        me = await check_bot(bot, settings)
-    finally:
-        await bot.session.close()
-    return me.username or ""
 
 
 async def _remember_username(db: Database, me: User) -> None:
@@ -323,7 +224,7 @@ async def _stop_polling(dispatcher, polling: asyncio.Task[None]) -> None:  # typ
 
 
 def _add_api(app: web.Application, settings: Settings, db: Database) -> None:
-    from bot.api.app import add_api_routes  # deferred (CLI start path): only `run` serves the API
+    from bot.api.app import add_api_routes  # deferred (see the docstring): only `run` serves the API
 
     add_api_routes(app, settings, db)
 
