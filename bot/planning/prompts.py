@@ -35,6 +35,7 @@ PROMPT_PREFIX = "rp"
 DIGEST_PREFIX = "lr"  # the low-stock digest's "the rest" button: lr:<offset>
 DIGEST_OVER = 20  # more new prompts than this at once reach a purchaser as one digest
 DIGEST_TOP = 10  # the most urgent, listed in the digest
+PROMPTS_PER_STATEMENT = 1000
 PLAN_PREFIX = "pl"
 LIVE_STATUSES = (*ACTIVE_PROMPT_STATUSES, PromptStatus.ORDERED.value)
 
@@ -79,12 +80,19 @@ async def open_prompts(
     once reach each purchaser as one digest (how many, the most urgent, a button for the rest)
     instead of a message each; their suggestions are worked out when a purchaser opens one."""
     if len(causes) > DIGEST_OVER:
-        prompts = [ReorderPrompt(product_id=product_id, cause_event_id=event_id, suggested_qty=0)
-                   for product_id, event_id in causes.items()]
-        session.add_all(prompts)
-        await session.flush()
-        await send_low_digest(session, settings, templates, len(prompts), cause=min(p.id for p in prompts))
-        return len(prompts)
+        # Rows, not ORM objects: the sweep after a first import opens tens of thousands (a third of
+        # a 100k catalog arrives at zero), and an object each would cost ~4 KB and the flush.
+        now = utcnow()
+        lowest_ids = []
+        for chunk in chunked(sorted(causes.items()), PROMPTS_PER_STATEMENT):
+            ids = await session.scalars(insert(ReorderPrompt).returning(ReorderPrompt.id), [
+                {"product_id": product_id, "cause_event_id": event_id, "suggested_qty": 0,
+                 "status": PromptStatus.OPEN.value, "created_at": now, "updated_at": now}
+                for product_id, event_id in chunk
+            ])
+            lowest_ids.append(min(ids))
+        await send_low_digest(session, settings, templates, len(causes), cause=min(lowest_ids))
+        return len(causes)
     for product_id, event_id in causes.items():
         product = await session.get(Product, product_id)
         assert product is not None
