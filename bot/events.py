@@ -7,7 +7,8 @@ stock) are lane 0; the shop's bookkeeping (low stock, recovered) is lane 1. Cust
 import or API batch wait in lane 2 until the batch is weighed (bot/recovery/hold.py, run by
 `before_pass`); a large released batch goes to lane 3, the bulk lane. Each pass takes lane 0, then
 a slice of lane 3, then lane 1, each claim bounded: a fresh stockout never waits behind an
-import's hundred thousand crossings, and an import's customer events are worked a slice per pass.
+import's hundred thousand crossings, and an import's customer events are worked a slice per pass,
+the slice shared between the batches waiting there (a second import is not served last).
 
 Coalescing. Of one product's pending events only its latest state matters: the last of its
 stockout/restock flips decides (a product that ran out and came back in one batch gets its restock,
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database, chunked, dialect_insert
@@ -59,6 +60,8 @@ HAND_BACK_S = 1.0  # how long a stop waits to hand back what it claimed (see _re
 # the forecast; more on a busy machine), 5,000 held SQLite's write lock for 41-75 s, and a stop
 # waited for it. 100 keep each around a second; a stop is honoured between batches.
 CLAIM_SIZE = {LIVE_LANE: 500, BULK_LANE: 50, BOOKKEEPING_LANE: 100}
+FAIR_BATCHES = 5  # released batches that share one pass's bulk claim
+_Row = Row[tuple[int, int, str]]  # an event's id, product and kind
 PASS_ORDER = (LIVE_LANE, BULK_LANE, BOOKKEEPING_LANE)
 CUSTOMER_LANES = (LIVE_LANE, BULK_LANE)
 _FLIPS = (StockEventKind.OUT_OF_STOCK.value, StockEventKind.BACK_IN_STOCK.value)
@@ -228,14 +231,7 @@ class EventConsumer:
             # it, the oldest events (all of them the other's) would fill the claim and leave this
             # consumer idle until its next poll while the rest of the backlog waits.
             pending = StockEvent.processed_at.is_(None) & ~(await _live_leases(session, now)).exists()
-            rows = (
-                await session.execute(
-                    select(StockEvent.id, StockEvent.product_id, StockEvent.kind)
-                    .where(pending, StockEvent.lane == lane)
-                    .order_by(StockEvent.id)
-                    .limit(CLAIM_SIZE[lane])
-                )
-            ).all()
+            rows = await (_fair_slice(session, pending) if lane == BULK_LANE else _oldest(session, pending, lane))
             if not rows:
                 return claim
             by_product: dict[int, list[_Pending]] = defaultdict(list)
@@ -343,6 +339,47 @@ class EventConsumer:
                     update(EventLease).where(EventLease.product_id.in_(product_ids))
                     .values(lease_until=now + timedelta(seconds=1))
                 )
+
+
+async def _oldest(session: AsyncSession, pending: ColumnElement[bool], lane: int) -> list[_Row]:
+    return list((await session.execute(
+        select(StockEvent.id, StockEvent.product_id, StockEvent.kind)
+        .where(pending, StockEvent.lane == lane).order_by(StockEvent.id).limit(CLAIM_SIZE[lane])
+    )).all())
+
+
+async def _fair_slice(session: AsyncSession, pending: ColumnElement[bool]) -> list[_Row]:
+    """The bulk lane's claim, shared between the released batches waiting in it (the oldest
+    FAIR_BATCHES), so that a second import's customers are not served only after the first's
+    last one. Within a batch, oldest first. A product whose older events sit in a batch's unclaimed
+    part waits for them: its events are acted on in order (coalescing needs the oldest first)."""
+    in_lane = pending & (StockEvent.lane == BULK_LANE)
+    batches = list(await session.scalars(
+        select(StockEvent.batch_id).where(in_lane).group_by(StockEvent.batch_id)
+        .order_by(func.min(StockEvent.id)).limit(FAIR_BATCHES)
+    ))
+    if not batches:
+        return []
+    share = max(1, CLAIM_SIZE[BULK_LANE] // len(batches))
+    rows: list[_Row] = []
+    for batch in batches:
+        rows += (await session.execute(
+            select(StockEvent.id, StockEvent.product_id, StockEvent.kind)
+            .where(in_lane, StockEvent.batch_id.is_(None) if batch is None else StockEvent.batch_id == batch)
+            .order_by(StockEvent.id).limit(share)
+        )).all()
+    claimed = {row.id for row in rows}
+    last_claimed: dict[int, int] = {}
+    for row in rows:
+        last_claimed[row.product_id] = max(row.id, last_claimed.get(row.product_id, 0))
+    skipped_over: set[int] = set()
+    for chunk in chunked(sorted(last_claimed)):
+        for product_id, event_id in await session.execute(
+            select(StockEvent.product_id, StockEvent.id).where(in_lane, StockEvent.product_id.in_(chunk))
+        ):
+            if event_id not in claimed and event_id < last_claimed[product_id]:
+                skipped_over.add(product_id)
+    return sorted((row for row in rows if row.product_id not in skipped_over), key=lambda row: row.id)
 
 
 def _claim_lock():  # type: ignore[no-untyped-def]

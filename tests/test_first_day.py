@@ -20,7 +20,7 @@ from bot.api.signing import signed_headers
 from bot.db import Database
 from bot.held_command import held
 from bot.ingest.importer import import_csv
-from bot.models import BatchStatus, ContactBatch, Notification, ReorderPrompt, StockoutOffer
+from bot.models import BatchStatus, ContactBatch, Notification, Product, ReorderPrompt, StockoutOffer
 from bot.jobs import daily_forecast
 from bot.settings import Settings
 from tests.factories import ADMIN, PURCHASER, add_customer, add_order, add_product
@@ -178,6 +178,30 @@ async def test_a_few_products_imported_low_get_a_prompt_each(bot_harness: Harnes
     prompts = [m for m in h.sandbox.messages(ADMIN) if m.buttons()]
     assert sorted("LOW-1" in p.plain_text for p in prompts) == [False, True]  # one prompt each
     assert all("Mark ordered" in [b.text for b in p.buttons()] or p.buttons() for p in prompts)
+
+
+async def test_two_large_imports_share_the_bulk_lane_the_second_is_not_served_last(bot_harness: Harness) -> None:
+    """Each import empties 60 products (more than go to the live lane), each ordered by a linked
+    customer: the first pass's bulk slice serves customers of both, not the first import's only."""
+    h = bot_harness
+    first = [f"ONE-{n:02d}" for n in range(60)]
+    second = [f"TWO-{n:02d}" for n in range(60)]
+    async with h.db.transaction() as session:
+        for n, sku in enumerate(first + second):
+            product = await add_product(session, sku, reorder_point=0, stock={"SH": 5})
+            await add_order(session, await add_customer(session, f"C-{sku}", 10_000 + n), product, 1)
+    await h.settle()
+    assert (await import_csv(h.db, "stock", _stock_csv(dict.fromkeys(first, 0)), label="one.csv")).ok
+    assert (await import_csv(h.db, "stock", _stock_csv(dict.fromkeys(second, 0)), label="two.csv")).ok
+    await h.runtime.consumer.process_once()  # weighs and releases both, then one slice of each lane
+    async with h.db.read_session() as session:
+        offered = list(await session.scalars(
+            select(Product.sku).join(StockoutOffer, StockoutOffer.product_id == Product.id).distinct()))
+    assert 0 < len(offered) < 120
+    assert any(sku.startswith("ONE") for sku in offered) and any(sku.startswith("TWO") for sku in offered)
+    await h.settle()
+    async with h.db.read_session() as session:
+        assert await session.scalar(select(func.count(func.distinct(StockoutOffer.product_id)))) == 120
 
 
 # --- the mass-contact hold -------------------------------------------------------------------------
