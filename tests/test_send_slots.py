@@ -17,7 +17,7 @@ from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 
 from bot.db import Database
-from bot.delivery.outbox import Gate, Outgoing, enqueue
+from bot.delivery.outbox import VIP_PRIORITY, Gate, Outgoing, enqueue
 from bot.delivery.sender import Sender, SenderStats
 from bot.delivery.shared_rate import (
     LocalRateGate,
@@ -198,3 +198,32 @@ async def test_a_sender_whose_requests_always_leave_late_still_sends_each_messag
     stats, delivered = await drain(db, sandbox, bot, RATE, gate)
     assert delivered == [f"to {chat}" for chat in chats]
     assert stats.slots_missed > 0 and stats.sent == len(chats)
+
+
+def first_request_leaving_late(bot: Bot, seconds: float) -> None:
+    """Only the bot's first request leaves `seconds` late: the event loop got to it late once."""
+    lagged: list[bool] = []
+
+    async def slow_once(make_request, bot, method):  # type: ignore[no-untyped-def]
+        if not lagged:
+            lagged.append(True)
+            await asyncio.sleep(seconds)
+        return await make_request(bot, method)
+
+    bot.session.middleware(slow_once)
+
+
+async def test_a_message_that_misses_its_slot_is_not_overtaken_by_the_next_ones(
+    db: Database, sandbox: BotApiSandbox
+) -> None:
+    """The VIP's notice goes first (the contract); a lag that makes it miss its slot must not let
+    the regulars' notices, in the slots after it, leave before it."""
+    vip, *regulars = (5301, 5302, 5303, 5304)
+    await queue(db, Outgoing(f"order:{vip}", vip, "notice", f"to {vip}", priority=VIP_PRIORITY),
+                *[Outgoing(f"order:{chat}", chat, "notice", f"to {chat}") for chat in regulars])
+    bot = sandbox_bot(sandbox)
+    first_request_leaving_late(bot, 0.2)  # five slots at 25/s
+    gate = LocalRateGate(RATE)
+    stats, _ = await drain(db, sandbox, bot, RATE, gate)
+    assert stats.slots_missed == 1 and stats.sent == 4
+    assert [call.params["chat_id"] for call in sandbox.calls_to("sendMessage")] == [vip, *regulars]
