@@ -58,6 +58,9 @@ RETRY_INTERVAL_CAP = 60.0
 # their claim and go back to the queue (a send cut off may have arrived: it may come twice).
 STOP_WAIT_S = 1.5
 HAND_BACK_S = 1.0  # how long a stop waits to hand claimed messages back to the queue
+# How long past its slot the next send waits for the last one to leave (or be held back): long
+# enough for an event loop lagging under load to get to the last moment's check.
+DEPARTURE_WAIT_S = 5.0
 _MAX_EXPONENT = 30  # base ** attempts overflows a float after ~1,000 tries (hours into an outage)
 
 
@@ -274,7 +277,9 @@ class Sender:
             task = asyncio.create_task(self._send(message, slot, departed, paid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            await until_any(departed, stop)  # see "Requests leave one after another" above
+            # See "Requests leave one after another" above; a request stuck before it leaves (a
+            # connection that hangs) holds the others up for DEPARTURE_WAIT_S past its slot at most.
+            await until_any(departed, stop, timeout=max(0.0, slot.deadline - time.monotonic()) + DEPARTURE_WAIT_S)
 
     async def _free_slot(self, stop: asyncio.Event) -> bool:
         """A slot for one more send; False on a stop (every slot may be held by a send the Bot
