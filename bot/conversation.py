@@ -23,6 +23,9 @@ from bot.sandbox import BotApiSandbox, SentMessage, sandbox_session
 from bot.services import Services, build_services
 from bot.settings import Settings
 
+# How long one step (a message, a press) may take before the bot is taken for stuck.
+ACT_DEADLINE_S = 60.0
+
 
 @dataclass
 class Conversation:
@@ -38,7 +41,10 @@ class Conversation:
         return self.runtime.services.db
 
     async def act(self, update: dict[str, Any]) -> None:
-        await self.sandbox.wait_until_consumed(timeout=10)
+        """Wait until the bot has handled `update` (already queued by the sandbox call that made
+        it). The deadline only tells a bot that stopped polling from a slow one: a chart drawn for
+        /stats or /report took 2-6 s at load 8, on top of everything else the step does."""
+        await self.sandbox.wait_until_consumed(timeout=ACT_DEADLINE_S)
 
     async def say(self, user_id: int, text: str, **options: Any) -> list[SentMessage]:
         """Send a text as `user_id`; returns the bot's new messages in that chat."""

@@ -18,7 +18,7 @@ def stockbot(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     environment.update(env)
     return subprocess.run(
         [sys.executable, "-m", "bot", *args], cwd=cwd, env=environment,
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=600,  # a hang guard: the demo took 39 s at load 8
     )
 
 

@@ -1,6 +1,8 @@
 """Scheduled jobs do their work once, however often or concurrently they run."""
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -23,6 +25,19 @@ async def _low(h: Harness, sku: str) -> None:
 async def _notifications(h: Harness, kind: str) -> int:
     async with h.db.read_session() as session:
         return await session.scalar(select(func.count()).select_from(Notification).where(Notification.kind == kind))
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    """Wait for work done on the loop in the background, looking every 50 ms, up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, f"not done within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+async def _both_done(h: Harness) -> bool:
+    """The event worker's prompt for B and the daily digest are queued."""
+    return await _notifications(h, "reorder_prompt") == 2 and await _notifications(h, "digest") == 1
 
 
 async def test_events_handled_by_two_consumers_at_once_prompt_once(bot_harness: Harness) -> None:
@@ -116,7 +131,8 @@ async def test_the_scheduler_runs_every_job_on_the_loop_and_stops_cleanly(bot_ha
     try:
         for job in scheduler.get_jobs():  # run everything now, as the clock would
             job.modify(next_run_time=datetime.now(UTC))
-        await asyncio.sleep(1.5)
+        # Until the two have done their work (a fixed 1.5 s was too short on a loaded machine).
+        await _until(lambda: _both_done(h), timeout=30)
     finally:
         stop.set()
         await consumer

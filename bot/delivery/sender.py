@@ -4,6 +4,9 @@
   every sliding second holds at most SEND_RATE messages).
 - Each chat gets at most one message a second, and its messages go out in queue order: a chat
   has at most one send in flight.
+- Requests leave one after another in the order they are dispatched (priority first, so VIPs'
+  before the others'): the next waits until the last has left, or missed its slot and is back
+  at the head of the queue, so a lagging event loop cannot let a later message overtake it.
 - A 429 pauses all new sends until its `retry_after` has passed, then that message goes first.
 - Blocked or vanished chats are flagged unreachable and their queue dropped; a message Telegram
   refuses (bad markup, too long) is kept as failed. Server and network errors are retried by time,
@@ -55,6 +58,9 @@ RETRY_INTERVAL_CAP = 60.0
 # their claim and go back to the queue (a send cut off may have arrived: it may come twice).
 STOP_WAIT_S = 1.5
 HAND_BACK_S = 1.0  # how long a stop waits to hand claimed messages back to the queue
+# How long past its slot the next send waits for the last one to leave (or be held back): long
+# enough for an event loop lagging under load to get to the last moment's check.
+DEPARTURE_WAIT_S = 5.0
 _MAX_EXPONENT = 30  # base ** attempts overflows a float after ~1,000 tries (hours into an outage)
 
 
@@ -68,9 +74,14 @@ class SenderStats:
     slots_missed: int = 0  # held back at the last moment: the request would have left too late
 
 
+# Which ready chat goes first: a message refused by a 429 before one held back from a missed slot
+# (which may have missed it while the 429 was on its way back), both before the rest.
+REFUSED, MISSED, IN_TURN = 0, 1, 2
+
+
 @dataclass(order=True, slots=True)
 class _Ready:
-    rank: int  # 0 for a message refused by a 429 or held back from a missed slot: it goes first
+    rank: int  # REFUSED, MISSED or IN_TURN
     at: float
     priority: int
     seq: int
@@ -226,13 +237,13 @@ class Sender:
             self._changed.set()
         return len(fresh)
 
-    def _schedule(self, chat_id: int, at: float | None = None, *, first: bool = False) -> None:
+    def _schedule(self, chat_id: int, at: float | None = None, *, rank: int = IN_TURN) -> None:
         earliest = self._last_sent.get(chat_id, -1e9) + self.per_chat_interval
         head = self._queues[chat_id][0]
         # scale-out: a claim on PostgreSQL moves not_before past another process's last send here.
         ahead = (head.not_before - self.clock()).total_seconds()
         when = max(earliest, at or 0.0, self._paused_until, time.monotonic() + ahead if ahead > 0 else 0.0)
-        heapq.heappush(self._ready, _Ready(0 if first else 1, when, head.priority, next(self._seq), chat_id))
+        heapq.heappush(self._ready, _Ready(rank, when, head.priority, next(self._seq), chat_id))
 
     # --- dispatching -----------------------------------------------------------------------------
 
@@ -262,9 +273,13 @@ class Sender:
                 continue
             self._busy.add(top.chat_id)
             message = self._queues[top.chat_id].popleft()
-            task = asyncio.create_task(self._send(message, slot, paid))
+            departed = asyncio.Event()
+            task = asyncio.create_task(self._send(message, slot, departed, paid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            # See "Requests leave one after another" above; a request stuck before it leaves (a
+            # connection that hangs) holds the others up for DEPARTURE_WAIT_S past its slot at most.
+            await until_any(departed, stop, timeout=max(0.0, slot.deadline - time.monotonic()) + DEPARTURE_WAIT_S)
 
     async def _free_slot(self, stop: asyncio.Event) -> bool:
         """A slot for one more send; False on a stop (every slot may be held by a send the Bot
@@ -284,17 +299,20 @@ class Sender:
         self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
         self._forget_after = max(1024, 2 * len(self._last_sent))
 
-    async def _send(self, message: Notification, slot: Slot, paid: bool = False) -> None:
+    async def _send(self, message: Notification, slot: Slot, departed: asyncio.Event, paid: bool = False) -> None:
+        """`departed` is set once the request has left, or when the send is over whatever became
+        of it (a transport that cannot tell when a request leaves)."""
         chat_id = message.chat_id
         requeue_at: float | None = None
         missed = False
         try:
             if message.kind in attachments.KINDS:  # a report: pictures and a document
+                departed.set()  # several uploads, no slot: they never held the others back
                 message_id = await attachments.send(self.db, self.transport, message)
             else:
                 extra = {"paid": True} if paid else {}  # Telegram's allow_paid_broadcast
                 message_id = await self.transport.send(chat_id, message.text, message.reply_markup,
-                                                       deadline=slot.deadline, **extra)
+                                                       deadline=slot.deadline, on_departure=departed.set, **extra)
         except asyncio.CancelledError:
             self._unanswered.append(message.id)  # a stop cut it off; see STOP_WAIT_S
             raise
@@ -326,6 +344,7 @@ class Sender:
             self._held.discard(message.id)
             self.stats.sent += 1
         finally:
+            departed.set()
             if not missed:
                 slot.used()
                 # The chat's next message waits a second from this send's answer, which comes after
@@ -336,7 +355,8 @@ class Sender:
             self._busy.discard(chat_id)
             queue = self._queues.get(chat_id)
             if queue:
-                self._schedule(chat_id, requeue_at, first=missed or requeue_at is not None)
+                rank = REFUSED if requeue_at is not None else MISSED if missed else IN_TURN
+                self._schedule(chat_id, requeue_at, rank=rank)
             elif queue is not None:
                 del self._queues[chat_id]
             self._slots.release()

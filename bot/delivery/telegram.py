@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -60,6 +60,7 @@ def _mapped_errors() -> Iterator[None]:
 @dataclass(slots=True)
 class _Departure:
     deadline: float
+    on_departure: Callable[[], None] | None = None
     checked: bool = False
     missed: bool = False
 
@@ -80,6 +81,8 @@ async def _before_the_body_leaves(*_: object) -> None:
     if time.monotonic() > departure.deadline:
         departure.missed = True
         raise SlotMissed("the send slot was over before the request left")
+    if departure.on_departure is not None:
+        departure.on_departure()
 
 
 _LAST_MOMENT = TraceConfig()
@@ -88,15 +91,15 @@ _LAST_MOMENT.freeze()
 
 
 @contextmanager
-def _leaving_by(deadline: float | None) -> Iterator[None]:
+def _leaving_by(deadline: float | None, on_departure: Callable[[], None] | None = None) -> Iterator[None]:
     """Raise `SlotMissed` if the request would leave after `deadline`, whatever aiogram and aiohttp
-    make of the refusal on the way out."""
+    make of the refusal on the way out; call `on_departure` when it leaves in time."""
     if deadline is None:
         yield
         return
     if time.monotonic() > deadline:
         raise SlotMissed("the send slot was over before the request was made")
-    departure = _Departure(deadline)
+    departure = _Departure(deadline, on_departure)
     token = _departing.set(departure)
     try:
         yield
@@ -118,12 +121,12 @@ class TelegramTransport:
 
     async def send(
         self, chat_id: int, text: str, reply_markup: dict[str, Any] | None, *, paid: bool = False,
-        deadline: float | None = None,
+        deadline: float | None = None, on_departure: Callable[[], None] | None = None,
     ) -> int:
         markup = InlineKeyboardMarkup.model_validate(reply_markup) if reply_markup else None
         if deadline is not None:
             await self._check_at_the_last_moment()
-        with _mapped_errors(), _leaving_by(deadline):
+        with _mapped_errors(), _leaving_by(deadline, on_departure):
             message = await self.bot.send_message(
                 chat_id, text, reply_markup=markup, allow_paid_broadcast=True if paid else None
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -49,13 +49,15 @@ class File:
 class Transport(Protocol):
     async def send(
         self, chat_id: int, text: str, reply_markup: dict[str, Any] | None, *, paid: bool = False,
-        deadline: float | None = None,
+        deadline: float | None = None, on_departure: Callable[[], None] | None = None,
     ) -> int:
         """Send an HTML message and return Telegram's message id; raise a `SendError`.
 
         `paid`: as a paid broadcast (Telegram's `allow_paid_broadcast`, charged in Stars).
         `deadline` (time.monotonic()): raise `SlotMissed`, sending nothing, if the request would
         leave after it.
+        `on_departure`: called once the request has left (its first bytes written), before the
+        answer; a transport that cannot tell may not call it (the sender then waits for the end).
         """
         ...
 
