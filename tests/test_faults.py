@@ -82,6 +82,7 @@ async def test_a_chat_reply_hit_by_flood_control_waits_and_is_sent(bot_harness: 
     assert "/grant" in reply
     answers = [call.status for call in h.sandbox.calls_to("sendMessage") if call.params.get("chat_id") == ADMIN]
     assert answers == [429, 200]  # refused once, then sent: one reply, not two
+    assert h.runtime.sender.stats.paused_seconds == 1  # the limit is the bot's: the outbox held off too
 
 
 async def _backlog(h: Harness, products: int, **change: int) -> None:
