@@ -131,5 +131,5 @@ def create_runtime(services: Services, bot: Bot, *, throttle: Throttle | None = 
     services.db.on_commit(OUTBOX, sender.wake)
     services.db.on_commit(STOCK_EVENTS, consumer.wake)
     bot.session.middleware(CommitBeforeTelegram())
-    bot.session.middleware(WaitOutFloodControl())
+    bot.session.middleware(WaitOutFloodControl(on_flood=sender.flood_control))
     return Runtime(services, bot, create_dispatcher(services, throttle=throttle), sender, consumer)

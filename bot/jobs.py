@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import shop_today
+from bot.db import DatabaseTrouble
 from bot.delivery import outbox
 from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.ingest.connectors.source_db import SourcePoller
@@ -149,9 +150,10 @@ class Jobs:
     """The scheduler and the job runs in flight, so a shutdown lets them finish instead of
     cancelling them halfway (APScheduler's asyncio executor cancels on shutdown)."""
 
-    def __init__(self, scheduler: AsyncIOScheduler) -> None:
+    def __init__(self, scheduler: AsyncIOScheduler, trouble: DatabaseTrouble | None = None) -> None:
         self.scheduler = scheduler
         self.running: set[asyncio.Task[object]] = set()
+        self.trouble = trouble  # database trouble is one line a spell, not a traceback a job run
 
     def job(self, work: Callable[..., Awaitable[object]], *args: object) -> Callable[[], Awaitable[object]]:
         # A real coroutine function: APScheduler awaits those on the loop (a lambda returning a
@@ -167,6 +169,10 @@ class Jobs:
                 # one line here, not as a traceback from the scheduler.
                 log.info("job %s cut off by a stop; it runs again later", run.__qualname__)
                 return None
+            except Exception as exc:
+                if self.trouble is not None and self.trouble.note(exc):
+                    return None  # rolled back; the next run does it once the database is back
+                raise
             finally:
                 self.running.discard(task)  # type: ignore[arg-type]
 
@@ -192,7 +198,7 @@ class Jobs:
 def create_scheduler(runtime: Runtime) -> Jobs:
     services = runtime.services
     settings = services.settings
-    jobs = Jobs(AsyncIOScheduler(timezone=settings.zone))
+    jobs = Jobs(AsyncIOScheduler(timezone=settings.zone), services.db.trouble)
     options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
 
     def every(seconds: float, job_id: str, work: Work) -> None:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
-from bot.db import create_database
+from bot.db import DatabaseTrouble, create_database
 from bot.events import EventConsumer, Reaction
 from bot.inventory.stock import StockChange, apply_changes
+from bot.jobs import Jobs
 from bot.migrate import upgrade
-from bot.models import EventLease, Notification, StockEvent, StockEventKind, utcnow
+from bot.models import EventLease, Notification, Product, StockEvent, StockEventKind, utcnow
+from bot.sandbox.faults import sqlite_disk_full
+from tests.conftest import ON_POSTGRES
 from tests.factories import ADMIN, add_product
 from tests.harness import Harness
 from tests.test_cli import stockbot
@@ -82,6 +90,7 @@ async def test_a_chat_reply_hit_by_flood_control_waits_and_is_sent(bot_harness: 
     assert "/grant" in reply
     answers = [call.status for call in h.sandbox.calls_to("sendMessage") if call.params.get("chat_id") == ADMIN]
     assert answers == [429, 200]  # refused once, then sent: one reply, not two
+    assert h.runtime.sender.stats.paused_seconds == 1  # the limit is the bot's: the outbox held off too
 
 
 async def _backlog(h: Harness, products: int, **change: int) -> None:
@@ -136,3 +145,42 @@ async def test_a_stop_mid_customer_lane_hands_back_the_products_not_yet_worked(b
     handled = await _stopped_after_one_transaction(h, StockEventKind.OUT_OF_STOCK)
     assert len(handled) == 1
     assert await _pending_and_leased(h, StockEvent.kind == StockEventKind.OUT_OF_STOCK.value) == (19, 0)
+
+
+async def test_a_chat_command_during_database_trouble_says_try_again_and_logs_one_line(
+    bot_harness: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:
+    if ON_POSTGRES:
+        pytest.skip("a full disk is SQLite's trouble; tests/test_faults_api.py cuts PostgreSQL's link")
+    h = bot_harness
+    async with h.db.transaction() as session:
+        await add_product(session, "LIP-1", stock={"SH": 5})
+    caplog.set_level(logging.INFO)
+    with sqlite_disk_full(h.db.engine):
+        first = await h.reply(ADMIN, "/count LIP-1 3 SH")
+        second = await h.reply(ADMIN, "/count LIP-1 2 SH")
+    assert "try again in a minute" in first and "try again in a minute" in second
+    assert not any(record.exc_info for record in caplog.records)  # no traceback per update
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1  # the spell, once
+    async with h.db.read_session() as session:  # nothing was changed
+        assert await session.scalar(select(Product.on_hand_total).where(Product.sku == "LIP-1")) == 5
+
+
+async def test_a_scheduled_job_during_database_trouble_logs_one_line_not_a_traceback_each_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    jobs = Jobs(AsyncIOScheduler(), DatabaseTrouble())
+
+    async def needs_the_database() -> None:
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+
+    async def has_a_bug() -> None:
+        raise ValueError("a bug")
+
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        assert await jobs.job(needs_the_database)() is None
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+    assert not any(record.exc_info for record in caplog.records)
+    with pytest.raises(ValueError):  # anything else is still the scheduler's to report, traceback and all
+        await jobs.job(has_a_bug)()

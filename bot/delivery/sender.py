@@ -324,12 +324,9 @@ class Sender:
             slot.missed()
             self._queues[chat_id].appendleft(message)
         except RetryAfter as exc:
-            self._paused_until = max(self._paused_until, time.monotonic() + exc.seconds)
-            self.stats.paused_seconds += exc.seconds
-            log.warning("flood control from Telegram: all sending paused for %s s", exc.seconds)
             self._queues[chat_id].appendleft(message)  # it goes first when the pause ends
+            await self.flood_control(exc.seconds)
             requeue_at = self._paused_until
-            await self._pause_everyone(exc.seconds)  # scale-out
         except Unreachable as exc:
             self._held.discard(message.id)
             await self._unreachable(chat_id, str(exc))
@@ -361,6 +358,14 @@ class Sender:
                 del self._queues[chat_id]
             self._slots.release()
             self._changed.set()
+
+    async def flood_control(self, seconds: float) -> None:
+        """Telegram answered 429 (to one of our sends, or to a chat reply: the limit is the bot's):
+        no message leaves this process, nor, through the rate gate, any other, for `seconds`."""
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        self.stats.paused_seconds += seconds
+        log.warning("flood control from Telegram: all sending paused for %s s", seconds)
+        await self._pause_everyone(seconds)  # scale-out
 
     async def _pause_everyone(self, seconds: float) -> None:
         """scale-out: the other processes sharing the budget hold off too."""

@@ -1,14 +1,17 @@
 """A chat reply refused by Telegram's flood control (429) waits `retry_after` and is sent.
 
 Replies go straight back through aiogram, not through the outbox, so nothing else would ever send
-them again. The outbox's own sends are left to the sender (bot/delivery/sender.py): it pauses every
-chat on a 429 and must see the refusal, not wait inside the request.
+them again. The limit is the bot's, so the outbox holds off too (`on_flood`, the sender's
+`flood_control`: every process sharing its rate gate). The outbox's own sends are left to the
+sender (bot/delivery/sender.py): it pauses every chat on a 429 and must see the refusal, not wait
+inside the request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
@@ -26,8 +29,10 @@ MAX_TRIES = 5
 
 
 class WaitOutFloodControl(BaseRequestMiddleware):
-    def __init__(self, *, max_tries: int = MAX_TRIES) -> None:
+    def __init__(self, *, max_tries: int = MAX_TRIES,
+                 on_flood: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.max_tries = max_tries
+        self.on_flood = on_flood
 
     async def __call__(
         self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
@@ -43,5 +48,7 @@ class WaitOutFloodControl(BaseRequestMiddleware):
                     raise
                 log.warning("flood control from Telegram on a reply (%s): sending it in %s s",
                             type(method).__name__, refused.retry_after)
+                if self.on_flood is not None:
+                    await self.on_flood(refused.retry_after)
                 await asyncio.sleep(refused.retry_after)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
