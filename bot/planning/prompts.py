@@ -151,13 +151,13 @@ async def sweep_low_stock(session: AsyncSession, settings: Settings, templates: 
     if not due:
         return 0
     now = utcnow()
-    rows = [{**event_row(product_id, StockEventKind.LOW_STOCK, available, available, point),
-             "processed_at": now, "lane": BOOKKEEPING_LANE, "batch_id": None}
-            for product_id, available, point in due]
     causes: dict[int, int] = {}
-    for chunk in chunked(rows, 1000):
+    for chunk in chunked(due, PROMPTS_PER_STATEMENT):  # event rows a chunk at a time: ~1 KB each
+        rows = [{**event_row(product_id, StockEventKind.LOW_STOCK, available, available, point),
+                 "processed_at": now, "lane": BOOKKEEPING_LANE, "batch_id": None}
+                for product_id, available, point in chunk]
         written = await session.execute(
-            insert(StockEvent).returning(StockEvent.id, StockEvent.product_id, sort_by_parameter_order=True), chunk
+            insert(StockEvent).returning(StockEvent.id, StockEvent.product_id, sort_by_parameter_order=True), rows
         )
         causes.update({product_id: event_id for event_id, product_id in written})
     return await open_prompts(session, settings, templates, causes)
