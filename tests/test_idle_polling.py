@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from bot.waiting import IdlePolling
+from bot.waiting import IdlePolling, off_the_loop
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(("looks", "sleeps"), [
@@ -23,3 +29,26 @@ def test_idle_polling_slows_down_when_nothing_is_found_and_speeds_up_on_work(loo
 def test_a_slowest_below_the_fastest_means_a_fixed_interval() -> None:
     polling = IdlePolling(1.0, 0.2)
     assert [polling.interval(found_work=False) for _ in range(5)] == [1.0] * 5
+
+
+async def test_work_off_the_loop_returns_its_result_or_raises_its_error() -> None:
+    assert await off_the_loop(lambda: sum(range(1000))) == 499500
+    with pytest.raises(ZeroDivisionError):
+        await off_the_loop(lambda: 1 / 0)
+
+
+def test_a_stop_does_not_wait_for_work_off_the_loop_to_finish() -> None:
+    """The interpreter exits at once although the work would take a minute: a stopped bot's
+    forecast or catalog load is dropped, not waited for (it committed nothing)."""
+    program = (
+        "import asyncio, time\n"
+        "from bot.waiting import off_the_loop\n"
+        "async def main():\n"
+        "    task = asyncio.ensure_future(off_the_loop(lambda: time.sleep(60)))\n"
+        "    await asyncio.sleep(0.2)\n"
+        "    task.cancel()\n"
+        "asyncio.run(main())\n"
+        "print('exited')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "exited", done.stderr

@@ -33,6 +33,7 @@ from bot.inventory.cards import NO_ATTRIBUTES, ProductCard
 from bot.inventory.search import SearchIndex
 from bot.inventory.substitutes import PriceBand, SubstituteIndex
 from bot.models import CatalogVersion, Product, StockLevel, Warehouse
+from bot.waiting import off_the_loop
 
 # The card's fields: a change to any of them must reach the indexes.
 CARD_FIELDS = ("sku", "name", "category", "brand", "price_cents", "attributes", "safety_stock")
@@ -145,7 +146,7 @@ class Catalog:
                     return loaded  # not seen: reloaded in full next time (a reload changes nothing)
                 cards = [card_of(row) for row in rows]  # a row has the fields card_of reads
                 # Off the event loop: loading 100k cards takes seconds of CPU (the indexes lock).
-                await asyncio.to_thread(self._load, cards)
+                await off_the_loop(lambda: self._load(cards))
                 loaded += len(cards)
         self._seen = current
         return loaded
