@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,18 +81,8 @@ async def open_prompts(
     once reach each purchaser as one digest (how many, the most urgent, a button for the rest)
     instead of a message each; their suggestions are worked out when a purchaser opens one."""
     if len(causes) > DIGEST_OVER:
-        # Rows, not ORM objects: the sweep after a first import opens tens of thousands (a third of
-        # a 100k catalog arrives at zero), and an object each would cost ~4 KB and the flush.
-        now = utcnow()
-        lowest_ids = []
-        for chunk in chunked(sorted(causes.items()), PROMPTS_PER_STATEMENT):
-            ids = await session.scalars(insert(ReorderPrompt).returning(ReorderPrompt.id), [
-                {"product_id": product_id, "cause_event_id": event_id, "suggested_qty": 0,
-                 "status": PromptStatus.OPEN.value, "created_at": now, "updated_at": now}
-                for product_id, event_id in chunk
-            ])
-            lowest_ids.append(min(ids))
-        await send_low_digest(session, settings, templates, len(causes), cause=min(lowest_ids))
+        lowest = await _open_for_digest(session, causes)
+        await send_low_digest(session, settings, templates, len(causes), cause=lowest)
         return len(causes)
     for product_id, event_id in causes.items():
         product = await session.get(Product, product_id)
@@ -102,6 +93,22 @@ async def open_prompts(
         await session.flush()
         await send_prompt(session, settings, templates, prompt, cause=f"open{event_id}", suggestion=suggestion)
     return len(causes)
+
+
+async def _open_for_digest(session: AsyncSession, causes: Mapping[int, int]) -> int:
+    """A digest's prompts, as rows, not ORM objects: the sweep after a first import opens tens of
+    thousands (a third of a 100k catalog arrives at zero), and an object each would cost ~4 KB
+    and the flush. Their suggestions wait until a purchaser opens one. Returns the lowest id."""
+    now = utcnow()
+    lowest_ids = []
+    for chunk in chunked(sorted(causes.items()), PROMPTS_PER_STATEMENT):
+        ids = await session.scalars(insert(ReorderPrompt).returning(ReorderPrompt.id), [
+            {"product_id": product_id, "cause_event_id": event_id, "suggested_qty": 0,
+             "status": PromptStatus.OPEN.value, "created_at": now, "updated_at": now}
+            for product_id, event_id in chunk
+        ])
+        lowest_ids.append(min(ids))
+    return min(lowest_ids)
 
 
 async def most_urgent(session: AsyncSession, *, offset: int = 0, limit: int = DIGEST_TOP) -> tuple[int, list[Product]]:
@@ -142,25 +149,44 @@ async def sweep_low_stock(session: AsyncSession, settings: Settings, templates: 
     """After every import and at start: each product at or below its reorder point with no live
     prompt is prompted, not only those that fall (a first level is a state and makes no
     crossing). Its prompt's cause is a low-stock event written here, already handled."""
-    due = list(await session.execute(
+    due = (
         select(Product.id, Product.available, Product.reorder_point)
         .where(Product.stock_seen.is_(True), Product.available <= Product.reorder_point,
                ~exists().where(ReorderPrompt.product_id == Product.id, ReorderPrompt.status.in_(LIVE_STATUSES)))
-        .order_by(Product.id)
-    ))
-    if not due:
+    )
+    count = int(await session.scalar(select(func.count()).select_from(due.subquery())) or 0)
+    if count == 0:
         return 0
+    if count <= DIGEST_OVER:
+        return await open_prompts(session, settings, templates,
+                                  await _low_events(session, list(await session.execute(due.order_by(Product.id)))))
+    # One digest for all of them, written a chunk of products at a time (by id), so that a messy
+    # first import's 30,000 never sit in memory at once as rows, events and prompts.
+    opened, lowest, after = 0, None, 0
+    while chunk := list(await session.execute(
+            due.where(Product.id > after).order_by(Product.id).limit(PROMPTS_PER_STATEMENT))):
+        causes = await _low_events(session, chunk)
+        first = await _open_for_digest(session, causes)
+        opened, lowest, after = opened + len(causes), min(first, lowest or first), chunk[-1][0]
+    assert lowest is not None
+    await send_low_digest(session, settings, templates, opened, cause=lowest)
+    return opened
+
+
+async def _low_events(session: AsyncSession, due: Sequence[Any]) -> dict[int, int]:
+    """A low-stock event per (product, available, reorder point), written already handled: the
+    causes of the sweep's prompts. Returns product -> event."""
     now = utcnow()
+    rows = [{**event_row(product_id, StockEventKind.LOW_STOCK, available, available, point),
+             "processed_at": now, "lane": BOOKKEEPING_LANE, "batch_id": None}
+            for product_id, available, point in due]
     causes: dict[int, int] = {}
-    for chunk in chunked(due, PROMPTS_PER_STATEMENT):  # event rows a chunk at a time: ~1 KB each
-        rows = [{**event_row(product_id, StockEventKind.LOW_STOCK, available, available, point),
-                 "processed_at": now, "lane": BOOKKEEPING_LANE, "batch_id": None}
-                for product_id, available, point in chunk]
+    for chunk in chunked(rows, PROMPTS_PER_STATEMENT):
         written = await session.execute(
-            insert(StockEvent).returning(StockEvent.id, StockEvent.product_id, sort_by_parameter_order=True), rows
+            insert(StockEvent).returning(StockEvent.id, StockEvent.product_id, sort_by_parameter_order=True), chunk
         )
         causes.update({product_id: event_id for event_id, product_id in written})
-    return await open_prompts(session, settings, templates, causes)
+    return causes
 
 
 async def _with_live_prompt(session: AsyncSession, product_ids: Collection[int]) -> set[int]:
