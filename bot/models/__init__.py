@@ -10,7 +10,6 @@ The event pipeline's names (`StockEventKind`, `CUSTOMER_FACING`, the lanes, `eve
 from bot.models.catalog import CatalogVersion, Product
 from bot.models.common import NAMING, Base, UTCDateTime, cents_to_decimal, utcnow
 from bot.models.customers import (
-    VIP_TIER,
     Customer,
     CustomerTier,
     InviteToken,
@@ -82,7 +81,7 @@ from bot.pipeline import (
 
 __all__ = [
     "ACTIVE_PROMPT_STATUSES", "AWAITING_LANE", "BOOKKEEPING_LANE", "BULK_LANE", "CUSTOMER_FACING",
-    "DEMAND_REASONS", "LIVE_LANE", "NAMING", "OPEN_STATUSES", "VIP_TIER",
+    "DEMAND_REASONS", "LIVE_LANE", "NAMING", "OPEN_STATUSES",
     "Base", "BatchStatus", "BotIdentity", "CatalogVersion", "ContactBatch", "ConversationState",
     "Coupon", "CoverWarning", "Customer", "CustomerTier", "DailyMessageCount", "DemandForecast",
     "EventLease", "InviteToken", "JobRun", "MovementKind", "MovementReason", "Notification",

@@ -20,10 +20,6 @@ class CustomerTier(enum.StrEnum):
     VIP = "vip"  # contacted first, may get more (coupons, restock holds)
 
 
-# The name bot/inventory/reorder.py reads the VIP count by (another helper's module this round).
-VIP_TIER = CustomerTier.VIP
-
-
 class Customer(Base):
     __tablename__ = "customers"
 

@@ -95,10 +95,6 @@ class MovementReason(enum.StrEnum):
     def is_demand(self) -> bool:
         return self in DEMAND_REASONS
 
-    @classmethod
-    def known(cls, word: str) -> bool:
-        return word in cls._value2member_map_
-
 
 DEMAND_REASONS = frozenset({MovementReason.SALE, MovementReason.ADJUSTMENT})
 

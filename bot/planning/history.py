@@ -30,7 +30,7 @@ _ROWS_PER_STATEMENT = 5_000
 
 def taken_by_customers() -> ColumnElement[bool]:
     """Ledger rows that are demand. A count is known by its kind, since a caller may give it any
-    reason; a delta by its reason (`MovementReason.is_demand`), the only place a transfer or
+    reason; a delta by its reason (`DEMAND_REASONS`, an allow-list), the only place a transfer or
     receipt says what it is. Counts and stock imports set a level (they show shrinkage or a
     correction, not demand); transfers move units between warehouses."""
     return and_(

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.inventory.cards import pack_size
 from bot.models import (
-    VIP_TIER,
     Customer,
+    CustomerTier,
     Product,
     StockLevel,
     WaitlistEntry,
@@ -96,4 +96,4 @@ async def waitlist_counts(session: AsyncSession, product_id: int) -> tuple[int, 
         .group_by(Customer.tier)
     )
     counts = dict(rows.all())
-    return sum(counts.values()), counts.get(VIP_TIER, 0)
+    return sum(counts.values()), counts.get(CustomerTier.VIP, 0)
