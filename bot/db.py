@@ -43,10 +43,15 @@ POOL_TIMEOUT_S = 40
 # the bot's own work (stock events, the sender, chat updates, jobs) needs to finish what it holds.
 POOL_SIZE = 10
 POOL_OVERFLOW = 10
-IN_CHUNK = 5_000  # keys per IN list: well under SQLite's 32,766 and asyncpg's 32,767 parameters
-# Prepared statements each SQLite connection keeps (Python's default is 128). An IN list of
-# n keys is its own statement for every n, ~0.8 MB compiled at IN_CHUNK keys, so after a
-# big import the caches of a full pool held tens of MB (issue 9: 13 cover runs over the 100k
+# Keys per IN list. An IN list of n keys is its own prepared statement for every n, and SQLite's
+# compiled form of one takes ~170 bytes a key: at 5,000 keys ~0.85 MB, and a connection's cache
+# of 16 held up to 13 MB of them. The cover job's runs after the 100k shop's imports each
+# left a few such statements behind (the last chunk's n differs every time), so the idle bot
+# grew ~25 MiB in the minutes after its imports (issue 20). At 500 keys a cached statement is
+# ~85 KB, and 100,000 keys are looked up as fast (141 ms against 171 ms in chunks of 5,000).
+IN_CHUNK = 500
+# Prepared statements each SQLite connection keeps (Python's default is 128). After a big
+# import the caches of a full pool held tens of MB (issue 9: 13 cover runs over the 100k
 # shop's stock import grew RSS by 33 MB with 128, 10 MB with 16). The statements the bot
 # repeats are few, and re-preparing one costs microseconds. asyncpg skips large statements.
 SQLITE_CACHED_STATEMENTS = 16
@@ -59,7 +64,12 @@ _BEGIN_OPTION = "stockbot_sqlite_begin"
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     url = make_url(database_url)
-    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
+    # LIFO: the connection returned last is handed out next, so light work (the jobs every few
+    # seconds, a chat command) keeps reusing one or two and the others stay cold. FIFO rotated
+    # every job run through all ten, and each warmed its own SQLite page and statement caches:
+    # the idle 100k shop's RSS climbed ~14 MiB in the minute after its imports (issue 20).
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S,
+            "pool_use_lifo": True}
     if url.get_backend_name() != "sqlite":
         # lock_timeout: a row lock held too long fails the waiter (SQLSTATE 55P03) instead of
         # holding its connection indefinitely; the API answers that with 503 and Retry-After.

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db import dialect_insert
+from bot.db import chunked, dialect_insert
 from bot.models import DemandForecast, PlanningDirty, PlanningState, utcnow
 
 RECORDED_THROUGH = "recorded_through"  # ISO date: the last shop day the recorder wrote
@@ -74,11 +74,9 @@ async def dirty_products(session: AsyncSession, limit: int = 200_000) -> tuple[l
 
 async def clear_dirty(session: AsyncSession, product_ids: list[int], seen: datetime) -> None:
     """Forget the marks a finished forecast covered; a product marked again since stays marked."""
-    for start in range(0, len(product_ids), 5_000):
+    for chunk in chunked(product_ids):
         await session.execute(
-            delete(PlanningDirty).where(
-                PlanningDirty.product_id.in_(product_ids[start : start + 5_000]), PlanningDirty.marked_at <= seen
-            )
+            delete(PlanningDirty).where(PlanningDirty.product_id.in_(chunk), PlanningDirty.marked_at <= seen)
         )
 
 
