@@ -210,7 +210,8 @@ async def _invite_username(settings: Settings, db) -> str:  # type: ignore[no-un
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.serve import limit_malloc_arenas, run  # deferred: see above
+    from bot.memory import limit_malloc_arenas
+    from bot.serve import run  # deferred: see above
 
     limit_malloc_arenas()
     return await run(settings, webhook=args.webhook)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from bot.db import DatabaseTrouble
 from bot.delivery import outbox
 from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.ingest.connectors.source_db import SourcePoller
+from bot.memory import TRIM_CHECK_S, FreeMemoryKeeper
 from bot.planning import prompts, runs
 from bot.recovery import coupons, funnel, offers, restock, sales
 from bot.reports import slow_movers, weekly
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from bot.app import Runtime
 
 log = logging.getLogger(__name__)
+SLOW_JOB_S = 1.0  # a job run this long is logged: on SQLite it may have held the write lock
 
 
 async def _sweep_expired_leases(session: AsyncSession, services: Services) -> int:
@@ -162,6 +165,7 @@ class Jobs:
             task = asyncio.current_task()
             assert task is not None
             self.running.add(task)  # type: ignore[arg-type]
+            started = time.monotonic()
             try:
                 return await work(*args)
             except asyncio.CancelledError:
@@ -175,6 +179,9 @@ class Jobs:
                 raise
             finally:
                 self.running.discard(task)  # type: ignore[arg-type]
+                took = time.monotonic() - started
+                if took >= SLOW_JOB_S:  # what held the database, when requests got slow
+                    log.info("job %s took %.1f s", run.__qualname__, took)
 
         run.__qualname__ = getattr(work, "__qualname__", "job")
         return run
@@ -211,6 +218,10 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     for name, seconds, work in (*RECOVERY_JOBS, *PLANNING_JOBS):
         every(seconds, name, work)
     every(900, "slow-movers", refresh_slow_movers)
+    # A job, not a call after each big pass: the passes are many (imports, the sweep, forecasts,
+    # catalog loads, the cover job's small runs), and what they leave shows as growth.
+    keeper = FreeMemoryKeeper()
+    jobs.scheduler.add_job(jobs.job(keeper.give_back_if_grown), "interval", seconds=TRIM_CHECK_S, id="give-back-memory", **options)
     if settings.SOURCE_DATABASE_URL is not None:  # the shop's own database, from the start on
         jobs.scheduler.add_job(
             jobs.job(SourcePoller(settings, services.db).poll), "interval", seconds=settings.SOURCE_POLL_SECONDS,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ctypes
 import errno
 import hashlib
 import hmac
@@ -34,7 +33,6 @@ if TYPE_CHECKING:  # aiogram takes seconds to import: see the module's docstring
 
 log = logging.getLogger("bot.run")
 
-_M_ARENA_MAX = -8  # mallopt() parameter, from glibc's malloc.h
 # Changing it changes every made-up webhook secret: processes of two versions would disagree.
 WEBHOOK_SECRET_LABEL = b"stockbot telegram webhook secret token"
 # A stop (SIGTERM) ends the process within 5 s, whatever it was doing: the workers get
@@ -71,19 +69,6 @@ async def _remember_username(db: Database, me: User) -> None:
     if me.username:  # for `stockbot customers invite` run offline later
         async with db.transaction() as session:
             await remember_bot(session, me.id, me.username)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates its own heap (up to 8 per core), and the database
-    threads (one per pooled SQLite connection) and `to_thread` workers each fill and fragment
-    one. Two are enough for one event loop: the 100k shop's RSS after its imports went from 355
-    to 323 MB (docs/benchmarks.md). Only new heaps are affected, so this runs before the threads
-    start; elsewhere than glibc it does nothing."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):  # not glibc: its allocator has no such setting
-        pass
 
 
 async def run(settings: Settings, *, webhook: bool = False) -> int:

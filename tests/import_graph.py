@@ -32,7 +32,7 @@ FLOORS: dict[str, int] = {
     "bot.db": BASE, "bot.models": BASE, "bot.settings": BASE, "bot.logs": BASE,
     "bot.process": BASE, "bot.waiting": BASE, "bot.lazy_aiogram": BASE, "bot.leadership": BASE,
     "bot.migrate": BASE, "bot.migrations": BASE, "bot.events": BASE, "bot.csv_safe": BASE,
-    "bot.seen_once": BASE, "bot.text_rules": BASE, "bot.pipeline": BASE, "bot.clock": BASE,
+    "bot.seen_once": BASE, "bot.text_rules": BASE, "bot.pipeline": BASE, "bot.clock": BASE, "bot.memory": BASE,
     "bot.inventory": DOMAIN, "bot.shop": DOMAIN, "bot.delivery": DOMAIN,
     "bot.planning": PLANS, "bot.recovery": PLANS,
     "bot.reports": TOOLS, "bot.ingest": TOOLS,
