@@ -2,7 +2,8 @@
 
 SQLite is the embedded default: WAL so readers never wait for the writer, foreign keys on, a busy
 timeout, and write transactions that start with `BEGIN IMMEDIATE` so that two writers queue for
-the lock up front instead of one failing with "database is locked" halfway through its work.
+the lock up front instead of one failing with "database is locked" halfway through its work; a
+process's own writers queue in order (bot/write_turns.py).
 PostgreSQL needs none of this.
 """
 
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from bot.settings import Settings
+from bot.write_turns import WriteTurns
 
 log = logging.getLogger("bot.db")
 
@@ -100,10 +102,20 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_PAGE_CACHE_KIB}")
         cursor.close()
 
+    turns = WriteTurns(LOCK_WAIT_S)  # this process's writers queue in order (bot/write_turns.py)
+    turns.hold_on(engine.sync_engine)
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        dbapi_connection = connection.connection.dbapi_connection
+        if mode == "IMMEDIATE":
+            turns.take(dbapi_connection)
+        try:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            turns.give_back(dbapi_connection)
+            raise
 
 
 # --- after-commit signals ------------------------------------------------------------------------
