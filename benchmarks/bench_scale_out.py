@@ -3,6 +3,7 @@
     python benchmarks/bench_scale_out.py --database-url postgresql+asyncpg://postgres@127.0.0.1:55433/sb_bench
     python benchmarks/bench_scale_out.py                       # starts a throw-away cluster, as .ci/run does
     python benchmarks/bench_scale_out.py --rate-processes 2 4 --messages 10000 --paid-processes 1 2 4
+    python benchmarks/bench_scale_out.py --rate-processes 2 3 --paid-processes --floods 12 --busy 2
 
 Two figures:
 
@@ -13,6 +14,12 @@ Two figures:
 - paid ceiling: M restock notices (one per chat) as paid broadcasts with the limit lifted
   (PAID_BROADCAST_RATE=10000), with 1, 2 and 4 processes: messages/s handed to the sandbox.
   One process is the baseline the others compare with.
+- floods (--floods K): during each shared-rate run the sandbox answers K sends with a 429
+  (--retry-after seconds), one every --flood-every seconds, optionally with --busy loops beside
+  the processes. Printed per 429: when sending resumed, sends in its first half second (slots
+  reserved before the 429 reached the database) and later inside the pause (the contract: none
+  before retry_after is over), and how many processes sent in the five seconds after it; and each process's longest silence outside pauses, which shows a process
+  starved of slots by the others (issue 26's "both silent after a 429").
 
 The database's schema is dropped and migrated before each run: give it a throw-away database
 (its name must contain "bench", or pass --i-know-it-is-dropped). The sandbox runs in this
@@ -40,11 +47,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import send_probe  # benchmarks/send_probe.py, beside this script
@@ -154,8 +163,40 @@ def garbage_collections(longer_than: float = 0.02) -> Iterator[list[tuple[float,
         gc.callbacks.remove(note)
 
 
-def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str, str], timeout: float) -> dict:
+@dataclass
+class Floods:
+    """429s the sandbox answers while a run sends: `count` of them, `every` seconds apart."""
+
+    count: int = 0
+    retry_after: int = 3
+    every: float = 10.0
+
+    def script(self, sandbox: BotApiSandbox, stop: threading.Event) -> None:
+        while not sandbox.messages() and not stop.wait(0.05):
+            pass
+        for _ in range(self.count):
+            if stop.wait(self.every):
+                return
+            sandbox.fail_next("sendMessage", status=429, retry_after=self.retry_after)
+
+
+@contextmanager
+def busy_loops(count: int) -> Iterator[None]:
+    """`count` processes spinning beside the bots: a crowded machine, as issue 26 asks."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str, str], timeout: float,
+                 floods: Floods | None = None) -> dict:
     asyncio.run(fresh(url))  # migrate before the processes start, so they do not race to
+    floods = floods or Floods()
+    stop_floods = threading.Event()
     with BotApiSandbox() as sandbox, tempfile.TemporaryDirectory() as work, garbage_collections() as pauses:
         env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
         env.update(BOT_TOKEN=sandbox.token, TELEGRAM_API_URL=sandbox.base_url, DATABASE_URL=url, QUIET_HOURS="",
@@ -173,14 +214,18 @@ def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str,
                     raise SystemExit(f"the bot processes did not start (exit codes {[b.poll() for b in bots]}):\n"
                                      + "\n".join(log.read_text()[-2000:] for log in logs))
                 time.sleep(0.2)
+            flooder = threading.Thread(target=floods.script, args=(sandbox, stop_floods), daemon=True)
+            flooder.start()
             asyncio.run(_queue(url, rows))
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + timeout + floods.count * floods.retry_after
             while len(sandbox.messages()) < len(rows) and time.monotonic() < deadline:
                 time.sleep(0.5)
             time.sleep(2)  # anything sent twice would arrive by now
-            calls = [c for c in sandbox.calls_to("sendMessage") if c.ok]
+            every_call = sandbox.calls_to("sendMessage")
+            calls = [c for c in every_call if c.ok]
             paid = sandbox.paid_broadcasts()
         finally:
+            stop_floods.set()
             for bot in bots:
                 bot.send_signal(signal.SIGTERM)
             for bot in bots:
@@ -214,7 +259,39 @@ def run_scenario(url: str, processes: int, rows: list[dict], settings: dict[str,
         "paid": paid, "shares": shares, "stages": series, "given_up": given_up, "missed_at_write": missed_at_write,
         "messages": [{**client.get(c.params["text"], {}), "handled": c.at} for c in calls],
         "round_trips": round_trips, "gc_pauses": pauses,
+        "floods": after_floods(every_call, client, floods.retry_after, processes),
     }
+
+
+GRACE = 0.5  # seconds after a 429 in which slots reserved before it may still be used
+
+
+def after_floods(every_call: list, client: dict[str, dict], retry_after: int, processes: int) -> dict:
+    """What followed each 429, by the sandbox's clock (its stamp is all a refused call has)."""
+    refused = sorted(c.at for c in every_call if c.status == 429)
+    sent = sorted((c.at, client.get(c.params["text"], {}).get("process")) for c in every_call if c.ok)
+    times = [at for at, _ in sent]
+    each = []
+    for at in refused:
+        # Slots reserved before the 429 reached the database may still be used (two blocks a
+        # process, 40-80 ms at ordinary rates): a send later than GRACE into the pause is a fault.
+        after = [(t, p) for t, p in sent if t > at + GRACE]
+        each.append({
+            "resumed_s": after[0][0] - at if after else None,
+            "in_grace": sum(1 for t in times if at < t <= at + GRACE),
+            "inside_pause": sum(1 for t in times if at + GRACE < t < at + retry_after),
+            "processes_after": sorted({p for t, p in after if t < at + retry_after + 5 and p is not None}),
+        })
+    pauses = [(at, at + retry_after) for at in refused]
+
+    def paused(a: float, b: float) -> float:
+        return sum(max(0.0, min(b, end) - max(a, start)) for start, end in pauses)
+
+    longest = []
+    for process in range(processes):
+        own = [t for t, p in sent if p == process]
+        longest.append(max((b - a - paused(a, b) for a, b in zip(own, own[1:])), default=float("nan")))
+    return {"each": each, "longest_silence": longest}
 
 
 def _stat(log: Path, name: str) -> int:
@@ -258,6 +335,10 @@ def main() -> None:
     parser.add_argument("--rate-processes", type=int, nargs="*", default=[2, 4])
     parser.add_argument("--paid-messages", type=int, default=10_000)
     parser.add_argument("--paid-processes", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--floods", type=int, default=0, help="429s scripted in each shared-rate run")
+    parser.add_argument("--retry-after", type=int, default=3, help="each 429's retry_after, seconds")
+    parser.add_argument("--flood-every", type=float, default=10.0, help="seconds between two 429s")
+    parser.add_argument("--busy", type=int, default=0, help="busy loops beside the bots")
     parser.add_argument("--save-times", metavar="DIR", help="write each shared-rate run's per-message times "
                         "(every stage, see send_probe.py) to DIR/shared-rate-N.json")
     args = parser.parse_args()
@@ -274,7 +355,9 @@ def main() -> None:
     try:
         for n in args.rate_processes:
             rows = outbox_rows(args.messages, 2, "digest")
-            result = run_scenario(url, n, rows, {"SEND_RATE": str(args.rate)}, args.messages / args.rate * 2 + 120)
+            with busy_loops(args.busy):
+                result = run_scenario(url, n, rows, {"SEND_RATE": str(args.rate)}, args.messages / args.rate * 2 + 120,
+                                      Floods(args.floods, args.retry_after, args.flood_every))
             limit = int(args.rate) + 1
             print(f"shared rate  SEND_RATE={args.rate:g} processes={n} messages={args.messages}: "
                   f"peak/1s={result['peak']} (limit {limit}; times {result['measured']}) "
@@ -296,6 +379,17 @@ def main() -> None:
             if trips := result["round_trips"]:
                 print(f"  reservation round trip: p50={percentile(trips, 50) * 1000:.1f} ms "
                       f"p99={percentile(trips, 99) * 1000:.1f} ms max={max(trips) * 1000:.1f} ms", flush=True)
+            if each := result["floods"]["each"]:
+                resumed = [f["resumed_s"] for f in each if f["resumed_s"] is not None]
+                print(f"  {len(each)} x 429 (retry_after {args.retry_after} s, {args.busy} busy loops): "
+                      f"first send after the first {GRACE:g} s: {min(resumed, default=float('nan')):.2f}-"
+                      f"{max(resumed, default=float('nan')):.2f} s after the 429, "
+                      f"sends in the first {GRACE:g} s (slots reserved before it) {sum(f['in_grace'] for f in each)}, "
+                      f"later inside a pause {sum(f['inside_pause'] for f in each)}, "
+                      f"processes sending within 5 s of the pause's end: "
+                      f"{' '.join(str(len(f['processes_after'])) for f in each)} (of {n})", flush=True)
+                print("  longest silence of each process outside pauses: "
+                      + " ".join(f"{s:.2f}s" for s in result["floods"]["longest_silence"]), flush=True)
             if args.save_times:
                 Path(args.save_times).mkdir(parents=True, exist_ok=True)
                 (Path(args.save_times) / f"shared-rate-{n}.json").write_text(json.dumps(result["messages"]))

@@ -1,6 +1,6 @@
 """Soak: does a running bot's memory level off under steady, realistic API traffic?
 
-    python benchmarks/bench_soak.py [--minutes 10] [--rate 50] [--sample 30]
+    python benchmarks/bench_soak.py [--minutes 10] [--rate 50] [--sample 30] [--window 5] [--code DIR]
                                     [--database-url postgresql+asyncpg://...] [--trace FILE]
 
 Starts the Bot API sandbox (on a thread here), seeds a database (a fresh SQLite file in a
@@ -10,7 +10,9 @@ and sends it --rate signed requests a second for --minutes: stock events (sales,
 and then a product emptied and later restocked, so recovery offers and restock notices go out to
 linked customers), order and customer upserts, coupon redemptions (mostly unknown codes) and
 health checks. Every --sample seconds it reads the bot process's RSS from /proc and prints it;
-at the end it prints the whole series and the least-squares slope (MB/min) over its last half.
+at the end it prints the whole series and the least-squares slope (MB/min) over its last half,
+the requests' latency (p50, p99, max) per --window minutes, overall and per route, with the ten
+slowest, and the bot's job runs that took a second or more (what may have held the database).
 It stops by itself (SIGTERM to the bot, which must exit 0).
 
 --trace FILE starts tracemalloc in the bot two minutes in and writes, every --sample seconds,
@@ -37,7 +39,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from common import describe  # benchmarks/common.py, beside this script
+from common import describe, percentile  # benchmarks/common.py, beside this script
 
 import aiohttp
 
@@ -144,6 +146,9 @@ class Traffic:
         self.order_seq = 0
         self.emptied: list[str] = []
         self.statuses: Counter[str] = Counter()
+        # (seconds since the start, route, milliseconds): answered requests, for p99 per window
+        self.latencies: list[tuple[float, str, float]] = []
+        self.started = time.monotonic()
 
     def _sku(self) -> str:
         return f"SKU-{self.rng.randrange(PRODUCTS):05d}"
@@ -191,6 +196,8 @@ class Traffic:
         from bot.api.signing import signed_headers
 
         method, path, payload = self.request()
+        route = _route(path)
+        sent = time.monotonic()
         try:
             if payload is None:
                 async with http.request(method, self.base + path) as response:
@@ -201,8 +208,34 @@ class Traffic:
                 async with http.request(method, self.base + path, data=body, headers=headers) as response:
                     await response.read()
             self.statuses[str(response.status)] += 1
+            self.latencies.append((sent - self.started, route, (time.monotonic() - sent) * 1000))
         except aiohttp.ClientError as exc:
             self.statuses[type(exc).__name__] += 1
+
+
+def _route(path: str) -> str:
+    return "coupon redeem" if path.startswith("/api/v1/coupons/") else path.removeprefix("/api/v1/")
+
+
+def latency_table(latencies: list[tuple[float, str, float]], window_s: float) -> list[str]:
+    """p50 / p99 / max per window of the run, all routes and each one: a p99 that climbs from
+    window to window is something that grows with the run."""
+    if not latencies:
+        return ["no answered requests"]
+    routes = sorted({route for _, route, _ in latencies})
+    windows = int(max(t for t, _, _ in latencies) // window_s) + 1
+    lines = [f"{'window (min)':>14} {'route':<16} {'answered':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"]
+    for w in range(windows):
+        inside = [(route, ms) for t, route, ms in latencies if w * window_s <= t < (w + 1) * window_s]
+        for route in ("all", *routes):
+            values = [ms for r, ms in inside if route in ("all", r)]
+            if values:
+                span = f"{w * window_s / 60:.0f}-{(w + 1) * window_s / 60:.0f}"
+                lines.append(f"{span:>14} {route:<16} {len(values):>9} {percentile(values, 50):>8.0f} "
+                             f"{percentile(values, 99):>8.0f} {max(values):>8.0f}")
+    slowest = sorted(latencies, key=lambda item: -item[2])[:10]
+    lines.append("slowest: " + ", ".join(f"{ms:.0f} ms {route} at {t / 60:.2f} min" for t, route, ms in slowest))
+    return lines
 
 
 def slope_mb_per_min(series: list[tuple[float, float]]) -> float:
@@ -247,6 +280,8 @@ async def soak(args: argparse.Namespace, base: str, pid: int) -> list[tuple[floa
                       f"{dict(sorted(traffic.statuses.items()))}", flush=True)
                 next_sample += args.sample
         await asyncio.gather(*in_flight, return_exceptions=True)
+    print("latency of answered requests (sent to answer read, client side):")
+    print(*latency_table(traffic.latencies, args.window * 60), sep="\n")
     return series
 
 
@@ -255,7 +290,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=50.0, help="requests a second")
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between RSS samples")
+    parser.add_argument("--window", type=float, default=5.0, help="minutes per latency window")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--code", type=Path, default=ROOT, help="run the bot from this checkout (a baseline)")
     parser.add_argument("--trace", default=None, help="write tracemalloc growth reports to this file")
     parser.add_argument("--as-bot", default=None, help=argparse.SUPPRESS)  # child mode, with --trace
     args = parser.parse_args()
@@ -274,7 +311,7 @@ def main() -> int:
         env.update(
             BOT_TOKEN=sandbox.token, TELEGRAM_API_URL=sandbox.base_url, DATABASE_URL=url, ADMIN_IDS="1",
             API_HOST="127.0.0.1", API_PORT=str(port), QUIET_HOURS="", WEBHOOK_SECRET=SECRET,
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=str(args.code.resolve()),
         )
         command = [sys.executable, "-m", "bot", "run"]
         if args.trace:
@@ -296,6 +333,7 @@ def main() -> int:
                     time.sleep(0.2)
             print(f"bot pid {bot.pid}, {args.rate:g} requests/s for {args.minutes:g} min on "
                   f"{url.split(':', 1)[0]}, RSS every {args.sample:g} s")
+            began = time.time()
             series = asyncio.run(soak(args, base, bot.pid))
         finally:
             bot.send_signal(signal.SIGTERM)
@@ -311,6 +349,9 @@ def main() -> int:
         half = [point for point in series if point[0] >= series[-1][0] / 2]
         print(f"slope over the whole run: {slope_mb_per_min(series):+.3f} MB/min; "
               f"over the last half ({len(half)} samples): {slope_mb_per_min(half):+.3f} MB/min")
+        slow_jobs = [line for line in text.splitlines() if " took " in line and "job " in line]
+        print(f"job runs of {1:g} s or more (bot's log; the soak began {time.strftime('%H:%M:%S', time.gmtime(began))} UTC):",
+              *slow_jobs[-40:] or ["none"], sep="\n  ")
         if text.count("Traceback"):
             first = text.index("Traceback")
             print(text[first : first + 2000])
