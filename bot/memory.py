@@ -68,7 +68,7 @@ def resident_kib() -> int | None:
 def trim_due(resident: int, lowest_since_trim: int) -> bool:
     """The rule: trim once the process has grown by GROWTH_BEFORE_TRIM_KIB since its lowest point
     after the last trim. Growth that is live data moves the low point up at the next trim, so live
-    growth costs one trim per GROWTH_BEFORE_TRIM_KIB, and an idle process none."""
+    growth costs at most one trim per check, and an idle process none."""
     return resident - lowest_since_trim >= GROWTH_BEFORE_TRIM_KIB
 
 
