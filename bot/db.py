@@ -68,8 +68,7 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     url = make_url(database_url)
     # LIFO: the connection returned last is handed out next, so light work (the jobs every few
     # seconds, a chat command) keeps reusing one or two and the others stay cold. FIFO rotated
-    # every job run through all ten, and each warmed its own SQLite page and statement caches:
-    # the idle 100k shop's RSS climbed ~14 MiB in the minute after its imports (issue 20).
+    # every job run through all ten, and each filled its own SQLite page and statement caches.
     pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S,
             "pool_use_lifo": True}
     if url.get_backend_name() != "sqlite":

@@ -230,12 +230,12 @@ async def refresh_forecasts(
     dates = stockout_dates(today, cover)
     series = list(zip(pids.tolist(), wids.tolist(), strict=True))
 
-    def forecast_rows(part: range) -> list[dict[str, object]]:
+    def forecast_rows(part: list[int]) -> list[dict[str, object]]:
         return [{"product_id": series[i][0], "warehouse_id": series[i][1], "daily_demand": float(fc.daily_demand[i]),
                  "demand_class": str(fc.demand_class[i]), "days_of_cover": finite_or_none(cover[i]),
                  "stockout_date": dates[i], "computed_at": now} for i in part]
 
-    def policy_rows(part: range) -> list[dict[str, object]]:
+    def policy_rows(part: list[int]) -> list[dict[str, object]]:
         return [{"product_id": series[i][0], "warehouse_id": series[i][1], "abc": str(classes[i]),
                  "lead_time_days": float(lead[i]), "safety_stock": float(pol.safety_stock[i]),
                  "reorder_point": float(pol.reorder_point[i]), "order_up_to": float(pol.order_up_to[i]),
@@ -246,8 +246,7 @@ async def refresh_forecasts(
     # lock, and the whole run in one held it while every API write waited (the soak's requests
     # stalled 1.3 s behind the first forecast of 9,000 series, issue 26). Each row is whole on
     # its own; a run cut short leaves the rest at the last forecast, which the next run redoes.
-    for start in range(0, len(series), _ROWS_PER_WRITE):
-        part = range(start, min(start + _ROWS_PER_WRITE, len(series)))
+    for part in chunked(range(len(series)), _ROWS_PER_WRITE):
         async with db.transaction() as session:
             await _upsert(session, DemandForecast, forecast_rows(part), ["daily_demand", "demand_class",
                                                                          "days_of_cover", "stockout_date", "computed_at"])
