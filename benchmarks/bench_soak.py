@@ -1,7 +1,7 @@
 """Soak: does a running bot's memory level off under steady, realistic API traffic?
 
     python benchmarks/bench_soak.py [--minutes 10] [--rate 50] [--sample 30] [--window 5] [--code DIR]
-                                    [--database-url postgresql+asyncpg://...] [--trace FILE]
+                                    [--database-url postgresql+asyncpg://...] [--trace FILE] [--profile FILE]
 
 Starts the Bot API sandbox (on a thread here), seeds a database (a fresh SQLite file in a
 temporary folder unless --database-url is given; a PostgreSQL database is emptied and migrated, so
@@ -9,15 +9,18 @@ point it at a scratch one), then runs a real `python -m bot run` against both, o
 and sends it --rate signed requests a second for --minutes: stock events (sales, receipts, now
 and then a product emptied and later restocked, so recovery offers and restock notices go out to
 linked customers), order and customer upserts, coupon redemptions (mostly unknown codes) and
-health checks. Every --sample seconds it reads the bot process's RSS from /proc and prints it;
-at the end it prints the whole series and the least-squares slope (MB/min) over its last half,
-the requests' latency (p50, p99, max) per --window minutes, overall and per route, with the ten
-slowest, and the bot's job runs that took a second or more (what may have held the database).
+health checks. Every --sample seconds it reads the bot process's RSS and the CPU it used since
+the last sample (% of one core, all its threads) from /proc and prints them; at the end it prints
+the whole series and the least-squares slope (MB/min) over its last half, the requests' latency
+(p50, p99, max) per --window minutes, overall and per route, with the ten slowest, as the client
+saw it and as the bot's own log timed it (a gap between the two is time before a handler ran),
+and the bot's job runs that took a second or more (what may have held the database).
 It stops by itself (SIGTERM to the bot, which must exit 0).
 
 --trace FILE starts tracemalloc in the bot two minutes in and writes, every --sample seconds,
 the 25 source lines whose allocations grew most since then, and the object types whose counts
-grew most, to FILE (the RSS figures then include tracemalloc's own overhead).
+grew most, to FILE (the RSS figures then include tracemalloc's own overhead). --profile FILE
+runs the bot under cProfile and leaves its stats in FILE (read with `python -m pstats FILE`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -37,6 +41,7 @@ import time
 import tracemalloc
 import uuid
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 from common import describe, percentile  # benchmarks/common.py, beside this script
@@ -94,6 +99,12 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU the process has used, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -230,12 +241,30 @@ def latency_table(latencies: list[tuple[float, str, float]], window_s: float) ->
         for route in ("all", *routes):
             values = [ms for r, ms in inside if route in ("all", r)]
             if values:
-                span = f"{w * window_s / 60:.0f}-{(w + 1) * window_s / 60:.0f}"
+                span = f"{w * window_s / 60:g}-{(w + 1) * window_s / 60:g}"
                 lines.append(f"{span:>14} {route:<16} {len(values):>9} {percentile(values, 50):>8.0f} "
                              f"{percentile(values, 99):>8.0f} {max(values):>8.0f}")
     slowest = sorted(latencies, key=lambda item: -item[2])[:10]
     lines.append("slowest: " + ", ".join(f"{ms:.0f} ms {route} at {t / 60:.2f} min" for t, route, ms in slowest))
     return lines
+
+
+_REQUEST_LINE = re.compile(r"^(\S+ \S+) INFO bot\.api: (GET|POST) (\S+) \d{3} ([0-9.]+)ms")
+
+
+def server_latencies(log_text: str, began: float) -> list[tuple[float, str, float]]:
+    """The bot's own time per request, from its log (one line per request: route and ms from
+    the first middleware to the answer), as (seconds since `began`, route, ms). Beside the client's
+    figures it tells time in the bot's handlers from time before a handler runs (a blocked event
+    loop, the socket's queue) or in the client."""
+    found = []
+    for line in log_text.splitlines():
+        match = _REQUEST_LINE.match(line)
+        if match:
+            stamp, _, path, ms = match.groups()
+            at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()  # logging's local time
+            found.append((at - began, _route(path), float(ms)))
+    return found
 
 
 def slope_mb_per_min(series: list[tuple[float, float]]) -> float:
@@ -253,6 +282,7 @@ def slope_mb_per_min(series: list[tuple[float, float]]) -> float:
 async def soak(args: argparse.Namespace, base: str, pid: int) -> list[tuple[float, float]]:
     traffic = Traffic(base, random.Random(7))
     series: list[tuple[float, float]] = [(0.0, _rss_mb(pid))]
+    cpu_before, cpu_at = _cpu_seconds(pid), time.monotonic()
     print(f"{0:7.1f} min  RSS {series[0][1]:7.1f} MB", flush=True)
     in_flight: set[asyncio.Task[None]] = set()
     started = time.monotonic()
@@ -276,7 +306,10 @@ async def soak(args: argparse.Namespace, base: str, pid: int) -> list[tuple[floa
             if time.monotonic() >= next_sample:
                 point = (time.monotonic() - started, _rss_mb(pid))
                 series.append(point)
-                print(f"{point[0] / 60:7.1f} min  RSS {point[1]:7.1f} MB  requests {sent}  "
+                cpu_now, now = _cpu_seconds(pid), time.monotonic()
+                busy = (cpu_now - cpu_before) / (now - cpu_at) * 100  # of one core, since the last sample
+                cpu_before, cpu_at = cpu_now, now
+                print(f"{point[0] / 60:7.1f} min  RSS {point[1]:7.1f} MB  CPU {busy:3.0f} %  requests {sent}  "
                       f"{dict(sorted(traffic.statuses.items()))}", flush=True)
                 next_sample += args.sample
         await asyncio.gather(*in_flight, return_exceptions=True)
@@ -294,6 +327,9 @@ def main() -> int:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--code", type=Path, default=ROOT, help="run the bot from this checkout (a baseline)")
     parser.add_argument("--trace", default=None, help="write tracemalloc growth reports to this file")
+    parser.add_argument("--profile", default=None,
+                        help="run the bot under cProfile and write its stats to this file at exit "
+                             "(where the CPU of a request goes; the latencies then include the profiler's cost)")
     parser.add_argument("--as-bot", default=None, help=argparse.SUPPRESS)  # child mode, with --trace
     args = parser.parse_args()
     if args.as_bot is not None:
@@ -317,6 +353,8 @@ def main() -> int:
         if args.trace:
             command = [sys.executable, str(Path(__file__).resolve()), "--as-bot", str(Path(args.trace).resolve()),
                        "--sample", str(args.sample)]
+        elif args.profile:  # cProfile writes its stats when `bot run` returns after SIGTERM
+            command = [sys.executable, "-m", "cProfile", "-o", str(Path(args.profile).resolve()), "-m", "bot", "run"]
         log_path = Path(folder) / "bot.log"
         with log_path.open("w") as log:
             bot = subprocess.Popen(command, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
@@ -349,6 +387,8 @@ def main() -> int:
         half = [point for point in series if point[0] >= series[-1][0] / 2]
         print(f"slope over the whole run: {slope_mb_per_min(series):+.3f} MB/min; "
               f"over the last half ({len(half)} samples): {slope_mb_per_min(half):+.3f} MB/min")
+        print("the bot's own time per request (its log: first middleware to answer):")
+        print(*latency_table(server_latencies(text, began), args.window * 60), sep="\n")
         slow_jobs = [line for line in text.splitlines() if " took " in line and "job " in line]
         print(f"job runs of {1:g} s or more (bot's log; the soak began {time.strftime('%H:%M:%S', time.gmtime(began))} UTC):",
               *slow_jobs[-40:] or ["none"], sep="\n  ")
