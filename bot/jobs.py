@@ -28,7 +28,7 @@ from bot.db import DatabaseTrouble
 from bot.delivery import outbox
 from bot.ingest.connectors.deliveries import forget_old_deliveries
 from bot.ingest.connectors.source_db import SourcePoller
-from bot.memory import TRIM_CHECK_S, FreeMemoryKeeper
+from bot.memory import TRIM_CHECK_S, FreeMemoryKeeper, LongLivedObjects
 from bot.planning import prompts, runs
 from bot.recovery import coupons, funnel, offers, restock, sales
 from bot.reports import slow_movers, weekly
@@ -222,6 +222,8 @@ def create_scheduler(runtime: Runtime) -> Jobs:
     # catalog loads, the cover job's small runs), and what they leave shows as growth.
     keeper = FreeMemoryKeeper()
     jobs.scheduler.add_job(jobs.job(keeper.give_back_if_grown), "interval", seconds=TRIM_CHECK_S, id="give-back-memory", **options)
+    heap = LongLivedObjects()  # short full collections: start-up's and the catalog's objects frozen
+    jobs.scheduler.add_job(jobs.job(heap.freeze_if_grown), "interval", seconds=TRIM_CHECK_S, id="freeze-long-lived", **options)
     if settings.SOURCE_DATABASE_URL is not None:  # the shop's own database, from the start on
         jobs.scheduler.add_job(
             jobs.job(SourcePoller(settings, services.db).poll), "interval", seconds=settings.SOURCE_POLL_SECONDS,

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+import weakref
 
 import pytest
 
-from bot.memory import GROWTH_BEFORE_TRIM_KIB, FreeMemoryKeeper, give_back_free_memory
+from bot.memory import (
+    FREEZE_GROWTH,
+    GROWTH_BEFORE_TRIM_KIB,
+    FreeMemoryKeeper,
+    LongLivedObjects,
+    freeze_due,
+    give_back_free_memory,
+)
 
 MIB = 1024
 
@@ -58,3 +67,41 @@ def test_freed_heap_memory_leaves_the_process() -> None:
     give_back_free_memory()
     assert before - rss_kib() > 30_000, "over 60 MB freed inside the heap should leave the process"
     assert len(survivors) == 2858
+
+
+@pytest.mark.parametrize(
+    ("walked", "frozen", "due"),
+    [
+        (200_000, 0, True),  # start-up's modules and types: frozen at the first check
+        (30_000, 0, False),  # a small heap: a full pass is short anyway
+        (40_000, 230_000, False),  # steady traffic after the freeze: its objects come and go
+        (110_000, 230_000, False),  # growth under half the frozen heap waits
+        (120_000, 230_000, True),  # a catalog's first load: frozen too
+        (60_000, 90_000, True),  # past both marks
+    ],
+)
+def test_the_heap_is_frozen_when_it_has_grown(walked: int, frozen: int, due: bool) -> None:
+    assert freeze_due(walked, frozen) is due
+    assert FREEZE_GROWTH == 50_000  # the table's reading of the rule
+
+
+class _Card:
+    """A long-lived object the collector tracks, as the catalog's are."""
+
+
+async def test_a_full_collection_after_the_freeze_walks_only_new_objects() -> None:
+    gc.unfreeze()  # whatever an earlier test's scheduler froze counts as walked again
+    long_lived = [_Card() for _ in range(FREEZE_GROWTH * 2)]  # a catalog's worth
+    gc.collect()  # now in the oldest generation, walked by every full pass
+    try:
+        assert await LongLivedObjects().freeze_if_grown()
+        walked = len(gc.get_objects(generation=2))
+        assert walked < FREEZE_GROWTH // 10, f"{walked} objects still walked by a full pass"
+        assert not await LongLivedObjects().freeze_if_grown(), "nothing grew: no second freeze"
+        # Frozen objects still go when nothing refers to them (reference counting, not the
+        # collector, frees them): a catalog dropped later gives its memory back.
+        first = weakref.ref(long_lived[0])
+        del long_lived
+        assert first() is None
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
