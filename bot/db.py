@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from bot.settings import Settings
+from bot.sqlite_driver import one_trip_dbapi
 from bot.write_turns import WriteTurns
 
 log = logging.getLogger("bot.db")
@@ -81,7 +82,7 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     if url.database in (None, "", ":memory:"):
         pool = {}  # an in-memory database lives in one connection; the pool options do not apply
     engine = create_async_engine(
-        url, echo=echo, **pool,
+        url, echo=echo, **pool, module=one_trip_dbapi(),  # a statement is one trip to its thread, not four
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "cached_statements": SQLITE_CACHED_STATEMENTS},
     )
     _tune_sqlite(engine)

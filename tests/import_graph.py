@@ -33,7 +33,7 @@ FLOORS: dict[str, int] = {
     "bot.process": BASE, "bot.waiting": BASE, "bot.lazy_aiogram": BASE, "bot.leadership": BASE,
     "bot.migrate": BASE, "bot.migrations": BASE, "bot.events": BASE, "bot.csv_safe": BASE,
     "bot.seen_once": BASE, "bot.text_rules": BASE, "bot.pipeline": BASE, "bot.clock": BASE, "bot.memory": BASE,
-    "bot.write_turns": BASE,
+    "bot.write_turns": BASE, "bot.sqlite_driver": BASE,
     "bot.inventory": DOMAIN, "bot.shop": DOMAIN, "bot.delivery": DOMAIN,
     "bot.planning": PLANS, "bot.recovery": PLANS,
     "bot.reports": TOOLS, "bot.ingest": TOOLS,
